@@ -1,0 +1,658 @@
+"""TelemetryHub: Telemetry API subscriptions, event generation, per-subscriber batching and delivery.
+
+Implements lambda-apis.md 5.1 (subscribe), 5.2 (delivery, batching, init replay, overload,
+freeze-aware delivery) and 5.6 (per-subscriber schema adaptation). Thread-safe: the API server,
+the environment and the log pumps call in from their own threads; each subscriber has one daemon
+delivery thread.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import threading
+import time as _time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
+
+from . import records
+
+TYPES = ("platform", "function", "extension")
+DEFAULT_BUFFERING = {"maxItems": 10000, "maxBytes": 262144, "timeoutMs": 1000}
+BUFFERING_LIMITS = {"maxItems": (1000, 10000), "maxBytes": (262144, 1048576), "timeoutMs": (25, 30000)}
+SANDBOX_HOSTS = ("sandbox.localdomain", "sandbox")
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+CLOSED_BODY = {"errorMessage": "Telemetry API subscription is closed", "errorType": "Telemetry.SubscriptionClosed"}
+FREEZE_DRAIN_S = 0.2  # how long freeze() waits for in-flight POSTs before holding delivery
+
+
+def default_resolve_host(host: str) -> str:
+    if host in SANDBOX_HOSTS or host in ("localhost", "::1"):
+        return "127.0.0.1"
+    return socket.gethostbyname(host)
+
+
+@dataclass
+class GeneratedEvent:
+    """One generated telemetry event: the envelope and, per subscriber, when it was delivered."""
+
+    event: dict
+    deliveries: Dict[str, float] = field(default_factory=dict)
+    legacy_record: Optional[str] = None  # the raw line, for 2022-07-01 subscribers of JSON log records
+    source: Optional[str] = None  # extension name for `extension` records
+    only_for: Optional[str] = None  # per-subscriber events (logsDropped) name their subscriber
+
+    @property
+    def type(self) -> str:
+        return self.event["type"]
+
+    @property
+    def category(self) -> str:
+        return records.category(self.event["type"])
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A validated subscribe request."""
+
+    name: str
+    schema_version: str
+    types: Tuple[str, ...]
+    protocol: str  # "HTTP" | "TCP"
+    host: str
+    port: int
+    path: str
+    max_items: int
+    max_bytes: int
+    timeout_ms: int
+
+
+class ValidationError(ValueError):
+    pass
+
+
+def parse_subscription(name: str, body: bytes, *, strict_hosts: bool = False) -> Subscription:
+    """Validate a PUT /2022-07-01/telemetry body (5.1). Raises ValidationError naming every problem."""
+    try:
+        doc = json.loads(body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValidationError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValidationError("request body must be a JSON object")
+    problems: List[str] = []
+
+    version = doc.get("schemaVersion")
+    if version is None:
+        problems.append("schemaVersion is required")
+    elif version not in records.SCHEMA_VERSIONS:
+        problems.append(f"schemaVersion {version!r} is not supported; use one of {', '.join(records.SCHEMA_VERSIONS)}")
+
+    types = doc.get("types")
+    if types is None:
+        problems.append("types is required")
+        types = []
+    elif not isinstance(types, list):
+        problems.append("types should be an array")
+        types = []
+    elif not types:
+        problems.append("types should not be empty")
+    else:
+        bad = [t for t in types if t not in TYPES]
+        if bad:
+            problems.append(f"types contains unknown values {bad}; allowed: platform, function, extension")
+
+    protocol, host, port, path = "HTTP", "", 0, "/"
+    dest = doc.get("destination")
+    if dest is None:
+        problems.append("destination is required")
+    elif not isinstance(dest, dict):
+        problems.append("destination should be an object")
+    else:
+        protocol = dest.get("protocol")
+        uri = dest.get("URI")
+        if protocol == "HTTP":
+            if not isinstance(uri, str) or not uri:
+                problems.append("destination URI is required for protocol HTTP")
+            else:
+                host, port, path, errs = _check_uri(uri, "http", strict_hosts)
+                problems.extend(errs)
+        elif protocol == "TCP":
+            p = dest.get("port")
+            if p is not None:
+                if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= 65535:
+                    problems.append(f"destination port {p!r} must be an integer 1..65535")
+                else:
+                    host, port = "sandbox.localdomain", p
+            elif isinstance(uri, str) and uri:
+                host, port, path, errs = _check_uri(uri, "tcp", strict_hosts)
+                problems.extend(errs)
+            else:
+                problems.append("destination port is required for protocol TCP")
+        else:
+            problems.append(f"destination protocol {protocol!r} is not supported; use HTTP or TCP")
+
+    buf = dict(DEFAULT_BUFFERING)
+    given = doc.get("buffering")
+    if given is not None:
+        if not isinstance(given, dict):
+            problems.append("buffering should be an object")
+        else:
+            for key, (lo, hi) in BUFFERING_LIMITS.items():
+                if key not in given:
+                    continue
+                v = given[key]
+                if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                    problems.append(f"buffering {key} {v!r} must be an integer between {lo} and {hi}")
+                else:
+                    buf[key] = v
+
+    if problems:
+        raise ValidationError("; ".join(problems))
+    return Subscription(name=name, schema_version=version, types=tuple(dict.fromkeys(types)),
+                        protocol=protocol, host=host, port=port, path=path,
+                        max_items=buf["maxItems"], max_bytes=buf["maxBytes"], timeout_ms=buf["timeoutMs"])
+
+
+def _check_uri(uri: str, scheme: str, strict_hosts: bool) -> Tuple[str, int, str, List[str]]:
+    errs: List[str] = []
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:
+        return "", 0, "/", [f"URI {uri!r} is invalid: {exc}"]
+    if parts.scheme != scheme:
+        errs.append(f"URI scheme {parts.scheme!r} is not supported; use {scheme}")
+    host = parts.hostname or ""
+    allowed = SANDBOX_HOSTS if strict_hosts else SANDBOX_HOSTS + LOCAL_HOSTS
+    if host not in allowed:
+        errs.append(f"URI host {host!r} is not allowed; use sandbox.localdomain")
+    if port is None:
+        errs.append("URI port is not provided")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return host, port or 0, path, errs
+
+
+def _error(status: int, error_type: str, message: str) -> Tuple[int, dict]:
+    return status, {"errorMessage": message, "errorType": error_type}
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+class _Item:
+    __slots__ = ("ev", "payload", "size", "droppable", "enqueued")
+
+    def __init__(self, ev: GeneratedEvent, payload: bytes, droppable: bool, enqueued: float):
+        self.ev = ev
+        self.payload = payload
+        self.size = len(payload)
+        self.droppable = droppable
+        self.enqueued = enqueued
+
+
+class _Subscriber:
+    """Per-subscriber state; all fields guarded by the hub's condition."""
+
+    def __init__(self, sub: Subscription, buffer_items: int, buffer_bytes: int):
+        self.sub = sub
+        self.queue: Deque[_Item] = deque()
+        self.queued_bytes = 0
+        self.buffer_items = buffer_items
+        self.buffer_bytes = buffer_bytes
+        self.dropped_records = 0
+        self.dropped_bytes = 0
+        self.total_dropped_records = 0
+        self.inflight = False
+        self.stopped = False
+        self.thread: Optional[threading.Thread] = None
+        self.sock: Optional[socket.socket] = None  # TCP destinations keep one connection
+        self.posts = 0
+        self.failures = 0
+
+
+class TelemetryHub:
+    """Owns subscriptions, event generation, batching and HTTP/TCP delivery.
+
+    Keyword options (all optional): `log_format` "Text"|"JSON"; `resolve_host` maps a destination
+    host to an address; `keep_newline` keeps the trailing newline of text log records (7.10);
+    `json_wrap_text` wraps non-JSON lines in JSON log format (7.9); `application_log_level` /
+    `system_log_level` filter JSON log records by level; `strict_hosts` accepts only the sandbox
+    host names; `buffer_factor` sizes each subscriber's bounded buffer in batches; `post_timeout_s`
+    is the thawed time a POST may take; `max_attempts` bounds retries of one batch.
+    """
+
+    def __init__(self, log_format: str = "Text", resolve_host: Optional[Callable[[str], str]] = None, *,
+                 keep_newline: bool = True, json_wrap_text: bool = True,
+                 application_log_level: Optional[str] = None, system_log_level: Optional[str] = None,
+                 strict_hosts: bool = False, buffer_factor: int = 4, replay_limit: int = 10000,
+                 post_timeout_s: float = 5.0, max_attempts: int = 5, retry_base_s: float = 0.05,
+                 clock: Callable[[], float] = _time.time):
+        self.log_format = "JSON" if str(log_format).upper() == "JSON" else "Text"
+        self.resolve_host = resolve_host or default_resolve_host
+        self.keep_newline = keep_newline
+        self.json_wrap_text = json_wrap_text
+        self.application_log_level = records.normalize_level(application_log_level)
+        self.system_log_level = records.normalize_level(system_log_level)
+        self.strict_hosts = strict_hosts
+        self.buffer_factor = max(1, int(buffer_factor))
+        self.replay_limit = replay_limit
+        self.post_timeout_s = post_timeout_s
+        self.max_attempts = max(1, int(max_attempts))
+        self.retry_base_s = retry_base_s
+        self.clock = clock
+        self._cond = threading.Condition(threading.RLock())
+        self._events: List[GeneratedEvent] = []
+        self._replay: List[GeneratedEvent] = []
+        self._replay_dropped = 0
+        self._replay_dropped_bytes = 0
+        self._subs: Dict[str, _Subscriber] = {}
+        self._window_open = True
+        self._frozen = False
+        self._flushing = 0
+        self._stopped = False
+
+    # ---- subscription -----------------------------------------------------------------------
+
+    def subscribe(self, extension_name: str, body: bytes) -> Tuple[int, Any]:
+        """PUT /2022-07-01/telemetry for an already-identified extension.
+
+        Returns (status, body) where body is JSON-serialisable; the API writes json.dumps(body):
+        200 "OK" (the 4 bytes `"OK"`), 400 ValidationError, 403 Telemetry.SubscriptionClosed.
+        """
+        with self._cond:
+            if not self._window_open or self._stopped:
+                return 403, dict(CLOSED_BODY)
+        try:
+            sub = parse_subscription(extension_name, body, strict_hosts=self.strict_hosts)
+        except ValidationError as exc:
+            return _error(400, "ValidationError", str(exc))
+        with self._cond:
+            if not self._window_open or self._stopped:
+                return 403, dict(CLOSED_BODY)
+            existing = self._subs.get(extension_name)
+            if existing is not None:
+                # Repeats are idempotent (7.11): one subscription, settings of the latest request.
+                existing.sub = sub
+                self._cond.notify_all()
+                return 200, "OK"
+            s = _Subscriber(sub, sub.max_items * self.buffer_factor, sub.max_bytes * self.buffer_factor)
+            self._subs[extension_name] = s
+            now = _time.monotonic()
+            for ev in self._replay:
+                if ev.category in sub.types and ev.only_for is None:
+                    self._enqueue(s, ev, now)
+            if self._replay_dropped:
+                s.dropped_records += self._replay_dropped
+                s.dropped_bytes += self._replay_dropped_bytes
+                s.total_dropped_records += self._replay_dropped
+            s.thread = threading.Thread(target=self._deliver_loop, args=(s,), daemon=True,
+                                        name=f"telemetry-{extension_name}")
+            s.thread.start()
+            self._emit_locked("platform.telemetrySubscription",
+                              records.telemetry_subscription(name=extension_name, state="Subscribed",
+                                                             types=list(sub.types)), None)
+        return 200, "OK"
+
+    def close_window(self) -> None:
+        """End of init (4.1 step 8): later subscribes get 403; the replay buffer is discarded."""
+        with self._cond:
+            self._window_open = False
+            self._replay = []
+            self._replay_dropped = self._replay_dropped_bytes = 0
+
+    def reset(self) -> None:
+        """After a reset (4.4): drop every subscription and reopen the window for the next init."""
+        with self._cond:
+            subs = list(self._subs.values())
+            self._subs = {}
+            for s in subs:
+                s.stopped = True
+                self._close_sock(s)
+            self._window_open = True
+            self._replay = []
+            self._replay_dropped = self._replay_dropped_bytes = 0
+            self._cond.notify_all()
+
+    @property
+    def subscribers(self) -> Dict[str, Subscription]:
+        with self._cond:
+            return {n: s.sub for n, s in self._subs.items()}
+
+    @property
+    def window_open(self) -> bool:
+        return self._window_open
+
+    # ---- generation ---------------------------------------------------------------------------
+
+    @property
+    def events(self) -> List[GeneratedEvent]:
+        with self._cond:
+            return list(self._events)
+
+    def emit(self, type: str, record: Any, time: Optional[float] = None) -> GeneratedEvent:
+        """Generate a platform.* event (or any type) and queue it for matching subscribers."""
+        with self._cond:
+            return self._emit_locked(type, record, time)
+
+    def emit_log(self, source: str, text: str, time: Optional[float] = None, request_id: Optional[str] = None,
+                 level: Optional[str] = None, extension_name: Optional[str] = None) -> Optional[GeneratedEvent]:
+        """A `function` or `extension` log record from one line/frame (5.5.13), in the hub's log format.
+
+        Returns None when the record is filtered out by the log level settings (JSON format only).
+        """
+        if source not in ("function", "extension"):
+            raise ValueError(f"log source {source!r} must be 'function' or 'extension'")
+        t = self.clock() if time is None else time
+        if self.log_format == "JSON":
+            rec = records.json_log_record(text, time=t, level=level,
+                                          request_id=request_id if source == "function" else None,
+                                          wrap_text=self.json_wrap_text)
+            threshold = self.application_log_level
+            lv = records.record_level(rec)
+            if threshold and lv and records.level_rank(lv) < records.level_rank(threshold):
+                return None
+            legacy = records.text_log_record(text, keep_newline=self.keep_newline)
+        else:
+            rec = records.text_log_record(text, keep_newline=self.keep_newline)
+            legacy = None
+        with self._cond:
+            return self._emit_locked(source, rec, t, legacy_record=legacy, source=extension_name)
+
+    def _emit_locked(self, type: str, record: Any, time: Optional[float], *, legacy_record: Optional[str] = None,
+                     source: Optional[str] = None) -> GeneratedEvent:
+        t = self.clock() if time is None else time
+        ev = GeneratedEvent(event=records.envelope(type, record, t), legacy_record=legacy_record, source=source)
+        self._events.append(ev)
+        if self._window_open:
+            if len(self._replay) < self.replay_limit:
+                self._replay.append(ev)
+            else:
+                self._replay_dropped += 1
+                self._replay_dropped_bytes += len(_dumps(ev.event))
+        now = _time.monotonic()
+        cat = ev.category
+        for s in self._subs.values():
+            if cat in s.sub.types:
+                self._enqueue(s, ev, now)
+        self._cond.notify_all()
+        return ev
+
+    def _enqueue(self, s: _Subscriber, ev: GeneratedEvent, now: float) -> None:
+        shown = records.adapt_for_schema(ev.event, s.sub.schema_version, ev.legacy_record)
+        payload = _dumps(shown)
+        droppable = ev.category != "platform"
+        over = (len(s.queue) + 1 > s.buffer_items) or (s.queued_bytes + len(payload) > s.buffer_bytes)
+        if over and (droppable or len(s.queue) + 1 > 2 * s.buffer_items
+                     or s.queued_bytes + len(payload) > 2 * s.buffer_bytes):
+            # The consumer is behind: drop this record and report it later with platform.logsDropped.
+            s.dropped_records += 1
+            s.dropped_bytes += len(payload)
+            s.total_dropped_records += 1
+            return
+        s.queue.append(_Item(ev, payload, droppable, now))
+        s.queued_bytes += len(payload)
+
+    # ---- freeze / flush / stop ------------------------------------------------------------------
+
+    def freeze(self) -> None:
+        """Wait (bounded) for in-flight POSTs, then hold all delivery until thaw()."""
+        with self._cond:
+            self._frozen = True
+            deadline = _time.monotonic() + FREEZE_DRAIN_S
+            while any(s.inflight for s in self._subs.values()):
+                left = deadline - _time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+
+    def thaw(self) -> None:
+        with self._cond:
+            self._frozen = False
+            self._cond.notify_all()
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    def flush(self, timeout: float) -> bool:
+        """Send everything pending now (ignoring timeoutMs); True when all subscribers are drained."""
+        deadline = _time.monotonic() + timeout
+        with self._cond:
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while True:
+                    busy = [s for s in self._subs.values()
+                            if not s.stopped and (s.queue or s.inflight or s.dropped_records)]
+                    if not busy:
+                        return True
+                    left = deadline - _time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(min(left, 0.05))
+            finally:
+                self._flushing -= 1
+
+    def stop(self) -> None:
+        """Stop every delivery thread (pending events are abandoned)."""
+        with self._cond:
+            self._stopped = True
+            subs = list(self._subs.values())
+            for s in subs:
+                s.stopped = True
+            self._cond.notify_all()
+        for s in subs:
+            if s.thread is not None and s.thread is not threading.current_thread():
+                s.thread.join(timeout=1.0)
+            self._close_sock(s)
+
+    def stats(self) -> Dict[str, Dict[str, int]]:
+        """Per-subscriber counters: queued, dropped, posts, failures."""
+        with self._cond:
+            return {n: {"queued": len(s.queue), "dropped_records": s.total_dropped_records,
+                        "posts": s.posts, "failures": s.failures} for n, s in self._subs.items()}
+
+    # ---- delivery ---------------------------------------------------------------------------------
+
+    def _next_batch(self, s: _Subscriber) -> Optional[List[_Item]]:
+        """Block until a batch is due for `s`; None when the subscriber stops. Caller holds no lock."""
+        with self._cond:
+            while True:
+                if s.stopped or self._stopped:
+                    return None
+                if not self._frozen:
+                    if s.dropped_records:
+                        self._report_drops(s)
+                    if s.queue:
+                        sub = s.sub
+                        full = len(s.queue) >= sub.max_items or s.queued_bytes >= sub.max_bytes
+                        due = s.queue[0].enqueued + sub.timeout_ms / 1000.0
+                        now = _time.monotonic()
+                        if full or self._flushing or now >= due:
+                            batch: List[_Item] = []
+                            size = 0
+                            while s.queue and len(batch) < sub.max_items:
+                                it = s.queue[0]
+                                if batch and size + it.size > sub.max_bytes:
+                                    break
+                                s.queue.popleft()
+                                s.queued_bytes -= it.size
+                                batch.append(it)
+                                size += it.size
+                            s.inflight = True
+                            return batch
+                        self._cond.wait(due - now)
+                        continue
+                self._cond.wait(1.0)
+
+    def _report_drops(self, s: _Subscriber) -> None:
+        """Generate platform.logsDropped for this subscriber; queued only if it asked for `platform`."""
+        rec = records.logs_dropped(dropped_records=s.dropped_records, dropped_bytes=s.dropped_bytes)
+        s.dropped_records = s.dropped_bytes = 0
+        if "platform" not in s.sub.types:
+            return
+        ev = GeneratedEvent(event=records.envelope("platform.logsDropped", rec, self.clock()), only_for=s.sub.name)
+        self._events.append(ev)
+        payload = _dumps(ev.event)
+        s.queue.append(_Item(ev, payload, False, _time.monotonic()))
+        s.queued_bytes += len(payload)
+
+    def _deliver_loop(self, s: _Subscriber) -> None:
+        while True:
+            batch = self._next_batch(s)
+            if batch is None:
+                return
+            ok = False
+            attempt = 0
+            while not ok:
+                attempt += 1
+                ok = self._send(s, batch)
+                with self._cond:
+                    s.posts += 1
+                    if ok:
+                        now = self.clock()
+                        for it in batch:
+                            it.ev.deliveries[s.sub.name] = now
+                        break
+                    s.failures += 1
+                    if attempt >= self.max_attempts or s.stopped or self._stopped:
+                        # Give up on this batch: its records count as dropped (reported by logsDropped).
+                        if not (s.stopped or self._stopped):
+                            s.dropped_records += len(batch)
+                            s.dropped_bytes += sum(it.size for it in batch)
+                            s.total_dropped_records += len(batch)
+                        break
+                    # Exponential backoff, not counting frozen time; freeze() does not wait for it.
+                    s.inflight = False
+                    self._cond.notify_all()
+                    wait = min(self.retry_base_s * (2 ** (attempt - 1)), 1.0)
+                    end = _time.monotonic() + wait
+                    while not (s.stopped or self._stopped):
+                        left = end - _time.monotonic()
+                        if self._frozen:
+                            self._cond.wait(0.1)
+                            end = _time.monotonic() + max(left, 0.0)
+                            continue
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                    while self._frozen and not (s.stopped or self._stopped):
+                        self._cond.wait(0.1)
+                    s.inflight = True
+            with self._cond:
+                s.inflight = False
+                self._cond.notify_all()
+
+    def _send(self, s: _Subscriber, batch: Sequence[_Item]) -> bool:
+        sub = s.sub
+        try:
+            addr = self.resolve_host(sub.host)
+        except OSError:
+            return False
+        if sub.protocol == "TCP":
+            return self._send_tcp(s, addr, batch)
+        body = b"[" + b",".join(it.payload for it in batch) + b"]"
+        try:
+            status = http_post(addr, sub.port, sub.path, body, host_header=f"{sub.host}:{sub.port}",
+                               timeout_s=self.post_timeout_s, paused=lambda: self._frozen)
+        except OSError:
+            return False
+        return 200 <= status < 300
+
+    def _send_tcp(self, s: _Subscriber, addr: str, batch: Sequence[_Item]) -> bool:
+        data = b"".join(it.payload + b"\n" for it in batch)
+        try:
+            if s.sock is None:
+                s.sock = socket.create_connection((addr, s.sub.port), timeout=self.post_timeout_s)
+            s.sock.sendall(data)
+            return True
+        except OSError:
+            self._close_sock(s)
+            return False
+
+    @staticmethod
+    def _close_sock(s: _Subscriber) -> None:
+        if s.sock is not None:
+            try:
+                s.sock.close()
+            except OSError:
+                pass
+            s.sock = None
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def http_post(addr: str, port: int, path: str, body: bytes, *, host_header: str, timeout_s: float,
+              paused: Callable[[], bool] = lambda: False) -> int:
+    """POST `body` as application/json and return the status code.
+
+    Time spent while `paused()` is true (the environment is frozen, so the listener cannot answer)
+    does not count towards `timeout_s`: a frozen listener is not a failed one.
+    """
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1")
+    out = memoryview(head + body)
+    budget = timeout_s
+    sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(min(timeout_s, 2.0))
+        sock.connect((addr, port))
+        sock.setblocking(False)
+        buf = b""
+        header_end = -1
+        while True:
+            want_write = len(out) > 0
+            tick = 0.1
+            r, w, _ = select.select([sock], [sock] if want_write else [], [], tick)
+            if not r and not w:
+                if not paused():
+                    budget -= tick
+                    if budget <= 0:
+                        raise TimeoutError("telemetry POST timed out")
+                continue
+            if w:
+                try:
+                    n = sock.send(out[:65536])
+                    out = out[n:]
+                except BlockingIOError:
+                    pass
+            if r:
+                try:
+                    chunk = sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    break
+                buf += chunk
+                if header_end < 0:
+                    header_end = buf.find(b"\r\n\r\n")
+                if header_end >= 0:
+                    clen = _content_length(buf[:header_end])
+                    if clen is not None and len(buf) >= header_end + 4 + clen:
+                        break
+                    if clen is None and b"chunked" in buf[:header_end].lower() and buf.endswith(b"0\r\n\r\n"):
+                        break
+        line = buf.split(b"\r\n", 1)[0].split()
+        if len(line) < 2 or not line[0].startswith(b"HTTP/"):
+            raise OSError("malformed HTTP response from telemetry listener")
+        return int(line[1])
+    finally:
+        sock.close()
+
+
+def _content_length(head: bytes) -> Optional[int]:
+    for raw in head.split(b"\r\n")[1:]:
+        k, _, v = raw.partition(b":")
+        if k.strip().lower() == b"content-length":
+            try:
+                return int(v.strip())
+            except ValueError:
+                return None
+    return None
