@@ -22,8 +22,12 @@ SpanLike = Union[Mapping[str, Any], Sequence[Any]]
 
 
 def iso(t: float) -> str:
-    """Epoch seconds -> `2006-01-02T15:04:05.000Z` (UTC, millisecond precision, Z suffix)."""
-    ms = int(round(t * 1000))
+    """Epoch seconds -> `2006-01-02T15:04:05.000Z` (UTC, millisecond precision, Z suffix).
+
+    Milliseconds are truncated, as Go's time formatting does (rounded to the microsecond first so
+    float noise does not drop a millisecond).
+    """
+    ms = int(round(t * 1_000_000)) // 1000
     d = _dt.datetime.fromtimestamp(ms // 1000, tz=_dt.timezone.utc)
     return f"{d.strftime('%Y-%m-%dT%H:%M:%S')}.{ms % 1000:03d}Z"
 
