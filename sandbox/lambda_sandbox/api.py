@@ -1,0 +1,532 @@
+"""One HTTP/1.1 server for the Runtime (2018-06-01), Extensions (2020-01-01) and Telemetry (2022-07-01) APIs.
+
+The shared state (`Control`) is a plain object guarded by one Condition; the HTTP handlers change it
+and the environment (environment.py) waits on it for the lifecycle gates. Status codes, error types and
+messages follow lambda-apis.md sections 1-3.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, List, Optional, Tuple
+
+MAX_AGENTS = 10
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_KEEP_ERROR_TYPE = re.compile(r"^(Runtime|Function)\.[A-Z][a-zA-Z]+$")
+
+
+def sanitize_error_type(value: Optional[str]) -> str:
+    """RAPID's classification of a runtime-supplied error type (3.3)."""
+    value = (value or "").strip()
+    if _KEEP_ERROR_TYPE.match(value):
+        return value
+    return "Function.Unknown" if value.startswith("Function.") else "Runtime.Unknown"
+
+
+@dataclass
+class Invocation:
+    """One invoke as the Runtime API sees it, with the timestamps the platform records need."""
+
+    request_id: str
+    payload: bytes
+    deadline_ms: int
+    invoked_arn: str
+    trace_header: Optional[str] = None
+    client_context: Optional[str] = None
+    cognito_identity: Optional[str] = None
+    content_type: str = "application/json"
+    delivered: Optional[Tuple[float, float]] = None        # (monotonic, epoch) when /next returned it
+    response_start: Optional[Tuple[float, float]] = None
+    response_end: Optional[Tuple[float, float]] = None
+    runtime_next: Optional[Tuple[float, float]] = None     # the runtime's /next after its result
+    result: Optional[str] = None                           # "response" | "error"
+    body: bytes = b""
+    error_type: Optional[str] = None
+
+
+@dataclass
+class Extension:
+    """An extension registration (external: bound to a file in extensions/; internal: runtime thread)."""
+
+    name: str
+    external: bool
+    id: Optional[str] = None
+    events: List[str] = field(default_factory=list)
+    state: str = "Started"
+    error_type: Optional[str] = None
+    queue: List[dict] = field(default_factory=list)
+    next_calls: int = 0
+    last_next: Optional[Tuple[float, float]] = None
+    waiting: bool = False
+
+
+@dataclass
+class RuntimeSide:
+    state: str = "NotStarted"   # Started | Ready | Running | ResponseSent | InitError
+    first_next: Optional[Tuple[float, float]] = None
+    pending: Optional[Invocation] = None
+    current: Optional[Invocation] = None
+    init_error_type: Optional[str] = None
+    init_error_body: bytes = b""
+
+
+def _now() -> Tuple[float, float]:
+    return time.monotonic(), time.time()
+
+
+class Control:
+    """Lifecycle state shared by the API handlers and the environment. Use `with control.cv:`."""
+
+    def __init__(self, function_name: str, function_version: str, handler: str, account_id: str,
+                 hub: Any = None) -> None:
+        self.cv = threading.Condition()
+        self.function_name = function_name
+        self.function_version = function_version
+        self.handler = handler
+        self.account_id = account_id
+        self.hub = hub
+        self.closed = False
+        self.generation = 0
+        self.runtime = RuntimeSide()
+        self.extensions: List[Extension] = []
+        self.registration_open = True
+        self.fatal: Optional[str] = None
+
+    # -- called by the environment (hold cv) --------------------------------------------------------
+    def reset(self) -> None:
+        """Forget registrations, runtime state and the fatal error (a reset, 4.4); wakes old waiters."""
+        self.generation += 1
+        self.runtime = RuntimeSide()
+        self.extensions = []
+        self.registration_open = True
+        self.fatal = None
+        self.cv.notify_all()
+
+    def add_external(self, name: str) -> Extension:
+        ext = Extension(name=name, external=True)
+        self.extensions.append(ext)
+        return ext
+
+    def set_fatal(self, error_type: str) -> None:
+        if self.fatal is None:
+            self.fatal = error_type
+        self.cv.notify_all()
+
+    def by_id(self, ext_id: str) -> Optional[Extension]:
+        return next((e for e in self.extensions if e.id == ext_id), None)
+
+    def registered(self) -> List[Extension]:
+        return [e for e in self.extensions if e.id is not None]
+
+    # -- request handling (each returns (status, headers, body)) ----------------------------------
+    def register(self, name: str, accept_feature: str, body: bytes) -> Tuple[int, Dict[str, str], Any]:
+        if not name:
+            return _err(403, "Extension.InvalidExtensionName", "Empty extension name")
+        try:
+            parsed = json.loads(body.decode("utf-8") if body else "")
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _err(403, "InvalidRequestFormat", str(exc))
+        if not isinstance(parsed, dict):
+            return _err(403, "InvalidRequestFormat", "request body must be a JSON object")
+        if parsed.get("configurationKeys"):
+            return _err(403, "InvalidRequestFormat", "configurationKeys are deprecated; use environment variables instead")
+        events = parsed.get("events") or []
+        if not isinstance(events, list):
+            return _err(403, "InvalidRequestFormat", "events must be a list")
+        features = {f.strip() for f in (accept_feature or "").split(",") if f.strip()}
+        with self.cv:
+            ext = next((e for e in self.extensions if e.external and e.name == name), None)
+            for ev in events:
+                if ev not in ("INVOKE", "SHUTDOWN"):
+                    return _err(403, "Extension.InvalidEventType", f"{ev}: ErrorInvalidEventType")
+                if ext is None and ev == "SHUTDOWN":
+                    return _err(403, "Extension.InvalidEventType",
+                                "SHUTDOWN: ShutdownEventNotSupportedForInternalExtension")
+            if ext is None:
+                if not self.registration_open:
+                    return _err(403, "Extension.RegistrationClosed", "Extension registration closed already")
+                if any(e.name == name for e in self.extensions):
+                    return _err(403, "Extension.InvalidExtensionState", "Extension with this name already registered")
+                if len(self.extensions) >= MAX_AGENTS:
+                    return _err(403, "Extension.TooManyExtensions", f"Extension limit ({MAX_AGENTS}) reached")
+                ext = Extension(name=name, external=False)
+                self.extensions.append(ext)
+            elif ext.state != "Started":
+                return _err(403, "Extension.InvalidExtensionState",
+                            f"State transition from {ext.state} to Registered failed for extension {name}. "
+                            "Error: State transition is not allowed")
+            ext.id = str(uuid.uuid4())
+            ext.events = [str(e) for e in events]
+            ext.state = "Registered"
+            self.cv.notify_all()
+            out: Dict[str, Any] = {}
+            if "accountId" in features:
+                out["accountId"] = self.account_id
+            out.update(functionName=self.function_name, functionVersion=self.function_version,
+                       handler=self.handler)
+            return 200, {"Lambda-Extension-Identifier": ext.id}, out
+
+    def check_identifier(self, ext_id: Optional[str], unknown_message: Optional[str] = None):
+        """Middleware of 2.4: returns (extension, None) or (None, error response)."""
+        if not ext_id:
+            return None, _err(403, "Extension.MissingExtensionIdentifier", "Missing Lambda-Extension-Identifier header")
+        if not _UUID.match(ext_id):
+            return None, _err(403, "Extension.InvalidExtensionIdentifier", "Invalid Lambda-Extension-Identifier")
+        ext = self.by_id(ext_id)
+        if ext is None:
+            return None, _err(403, "Extension.UnknownExtensionIdentifier", unknown_message or f"Unknown extension {ext_id}")
+        return ext, None
+
+    def extension_next(self, ext_id: Optional[str]):
+        with self.cv:
+            ext, error = self.check_identifier(ext_id)
+            if error:
+                return error
+            if ext.state not in ("Registered", "Running"):
+                return _err(403, "Extension.InvalidExtensionState",
+                            f"State transition from {ext.state} to Ready failed for extension {ext_id}. "
+                            "Error: State transition is not allowed")
+            gen = self.generation
+            ext.state = "Ready"
+            ext.next_calls += 1
+            ext.last_next = _now()
+            ext.waiting = True
+            self.cv.notify_all()
+            self.cv.wait_for(lambda: self.closed or self.generation != gen or bool(ext.queue))
+            ext.waiting = False
+            if self.closed or self.generation != gen or not ext.queue:
+                return _err(500, "InternalServerError", "Internal Server Error")
+            event = ext.queue.pop(0)
+            ext.state = "Running"
+            self.cv.notify_all()
+        headers = {}
+        if event.get("eventType") == "INVOKE":
+            headers["Lambda-Extension-Event-Identifier"] = str(uuid.uuid4())
+        return 200, headers, event
+
+    def extension_error(self, ext_id: Optional[str], error_type: Optional[str], kind: str):
+        """kind "init" (-> InitError) or "exit" (-> ExitError), 2.5."""
+        with self.cv:
+            ext, error = self.check_identifier(ext_id, "Unknown Lambda-Extension-Identifier")
+            if error:
+                return error
+            if not error_type:
+                return _err(403, "Extension.MissingHeader", "Lambda-Extension-Function-Error-Type not found")
+            target = "InitError" if kind == "init" else "ExitError"
+            allowed = ("Registered",) if kind == "init" else ("Registered", "Ready", "Running")
+            if ext.state == target:
+                return 202, {}, {"status": "OK"}
+            if ext.state not in allowed:
+                return _err(403, "Extension.InvalidExtensionState",
+                            f"State transition from {ext.state} to {target} failed for extension {ext_id}. "
+                            "Error: State transition is not allowed")
+            ext.state = target
+            ext.error_type = error_type
+            self.set_fatal("Extension.InitError" if kind == "init" else "Extension.ExitError")
+            return 202, {}, {"status": "OK"}
+
+    def telemetry_subscribe(self, ext_id: Optional[str], body: bytes):
+        with self.cv:
+            ext, error = self.check_identifier(ext_id)
+            if error:
+                return error
+            name = ext.name
+        if self.hub is None:
+            return _err(500, "InternalServerError", "Internal Server Error")
+        status, out = self.hub.subscribe(name, body)
+        return status, {}, out
+
+    def runtime_next(self):
+        with self.cv:
+            rt = self.runtime
+            now = _now()
+            if rt.state == "Started":
+                rt.first_next = now
+                self.registration_open = False
+            elif rt.state == "ResponseSent":
+                if rt.current is not None:
+                    rt.current.runtime_next = now
+            elif rt.state == "Running" and rt.current is not None:
+                return 200, _invoke_headers(rt.current), rt.current.payload   # same invoke again (3.1)
+            elif rt.state != "Ready":
+                return _err(403, "InvalidStateTransition",
+                            f"State transition from {rt.state} to Ready failed for runtime. "
+                            "Error: State transition is not allowed")
+            rt.state = "Ready"
+            gen = self.generation
+            self.cv.notify_all()
+            self.cv.wait_for(lambda: self.closed or self.generation != gen or self.runtime.pending is not None)
+            if self.closed or self.generation != gen:
+                return _err(500, "InternalServerError", "Internal Server Error")
+            inv = rt.pending
+            rt.pending = None
+            rt.current = inv
+            rt.state = "Running"
+            inv.delivered = _now()
+            self.cv.notify_all()
+        return 200, _invoke_headers(inv), inv.payload
+
+    def runtime_result(self, request_id: str, kind: str, body: bytes, error_type: Optional[str],
+                       started: Tuple[float, float]):
+        """kind "response" or "error" (3.2, 3.3)."""
+        ended = _now()
+        with self.cv:
+            rt = self.runtime
+            inv = rt.current
+            if inv is None or inv.request_id != request_id:
+                return _err(400, "InvalidRequestID", "Invalid request ID")
+            if rt.state != "Running":
+                target = "InvocationResponse" if kind == "response" else "InvocationErrorResponse"
+                return _err(403, "InvalidStateTransition",
+                            f"State transition from {_runtime_state_name(rt.state)} to {target} failed for runtime. "
+                            "Error: State transition is not allowed")
+            if kind == "response" and len(body) > MAX_RESPONSE_BYTES:
+                inv.result, inv.body, inv.error_type = "error", b"", "Function.ResponseSizeTooLarge"
+                inv.response_start, inv.response_end = started, ended
+                rt.state = "ResponseSent"
+                self.cv.notify_all()
+                return _err(413, "RequestEntityTooLarge",
+                            f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
+            inv.result = kind
+            inv.body = body
+            inv.error_type = error_type if kind == "error" else None
+            inv.response_start, inv.response_end = started, ended
+            rt.state = "ResponseSent"
+            self.cv.notify_all()
+        return 202, {}, {"status": "OK"}
+
+    def runtime_init_error(self, error_type: Optional[str], body: bytes):
+        with self.cv:
+            rt = self.runtime
+            if rt.state != "Started":
+                return _err(403, "InvalidStateTransition",
+                            f"State transition from {_runtime_state_name(rt.state)} to InitError failed for runtime. "
+                            "Error: State transition is not allowed")
+            rt.state = "InitError"
+            rt.init_error_type = sanitize_error_type(error_type)
+            rt.init_error_body = body
+            self.set_fatal(rt.init_error_type)
+        return 202, {}, {"status": "OK"}
+
+
+def _runtime_state_name(state: str) -> str:
+    return {"ResponseSent": "RuntimeResponseSentState"}.get(state, state)
+
+
+def _invoke_headers(inv: Invocation) -> Dict[str, str]:
+    headers = {
+        "Lambda-Runtime-Aws-Request-Id": inv.request_id,
+        "Lambda-Runtime-Deadline-Ms": str(inv.deadline_ms),
+        "Lambda-Runtime-Invoked-Function-Arn": inv.invoked_arn,
+        "Content-Type": inv.content_type or "application/json",
+    }
+    if inv.trace_header:
+        headers["Lambda-Runtime-Trace-Id"] = inv.trace_header
+    if inv.client_context:
+        headers["Lambda-Runtime-Client-Context"] = inv.client_context
+    if inv.cognito_identity:
+        headers["Lambda-Runtime-Cognito-Identity"] = inv.cognito_identity
+    return headers
+
+
+def _err(status: int, error_type: str, message: str):
+    return status, {}, {"errorMessage": message, "errorType": error_type}
+
+
+_ROUTES: List[Tuple[str, re.Pattern[str], str]] = [
+    ("GET", re.compile(r"^/2018-06-01/runtime/invocation/next$"), "runtime_next"),
+    ("POST", re.compile(r"^/2018-06-01/runtime/invocation/(?P<rid>[^/]+)/response$"), "runtime_response"),
+    ("POST", re.compile(r"^/2018-06-01/runtime/invocation/(?P<rid>[^/]+)/error$"), "runtime_error"),
+    ("POST", re.compile(r"^/2018-06-01/runtime/init/error$"), "runtime_init_error"),
+    ("POST", re.compile(r"^/2020-01-01/extension/register$"), "ext_register"),
+    ("GET", re.compile(r"^/2020-01-01/extension/event/next$"), "ext_next"),
+    ("POST", re.compile(r"^/2020-01-01/extension/init/error$"), "ext_init_error"),
+    ("POST", re.compile(r"^/2020-01-01/extension/exit/error$"), "ext_exit_error"),
+    ("PUT", re.compile(r"^/2022-07-01/telemetry/?$"), "telemetry"),
+]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self, method: str) -> None:
+        started = _now()
+        path = self.path.split("?", 1)[0]
+        control = self.server.control
+        match = None
+        name = None
+        path_known = False
+        for route_method, pattern, route_name in _ROUTES:
+            m = pattern.match(path)
+            if m:
+                path_known = True
+                if route_method == method:
+                    match, name = m, route_name
+                    break
+        body = self._read_body()
+        if name is None:
+            if path_known:
+                self._send(405, {"Content-Type": "text/plain; charset=utf-8"}, b"")
+            else:
+                self._send(404, {"Content-Type": "text/plain; charset=utf-8"}, b"404 page not found\n")
+            return
+        h = self.headers
+        try:
+            if name == "runtime_next":
+                status, headers, out = control.runtime_next()
+            elif name == "runtime_response":
+                status, headers, out = control.runtime_result(match["rid"], "response", body, None, started)
+            elif name == "runtime_error":
+                err_type = h.get("Lambda-Runtime-Function-Error-Type")
+                try:
+                    err_type = json.loads(body).get("errorType") or err_type
+                except (ValueError, AttributeError):
+                    pass
+                status, headers, out = control.runtime_result(match["rid"], "error", body, err_type, started)
+            elif name == "runtime_init_error":
+                status, headers, out = control.runtime_init_error(h.get("Lambda-Runtime-Function-Error-Type"), body)
+            elif name == "ext_register":
+                status, headers, out = control.register(h.get("Lambda-Extension-Name") or "",
+                                                        h.get("Lambda-Extension-Accept-Feature") or "", body)
+            elif name == "ext_next":
+                status, headers, out = control.extension_next(h.get("Lambda-Extension-Identifier"))
+            elif name in ("ext_init_error", "ext_exit_error"):
+                status, headers, out = control.extension_error(
+                    h.get("Lambda-Extension-Identifier"), h.get("Lambda-Extension-Function-Error-Type"),
+                    "init" if name == "ext_init_error" else "exit")
+            else:
+                status, headers, out = control.telemetry_subscribe(h.get("Lambda-Extension-Identifier"), body)
+        except Exception as exc:  # a bug here must not kill the server thread silently
+            self.server.errors.append(f"{method} {path}: {exc!r}")
+            status, headers, out = _err(500, "InternalServerError", "Internal Server Error")
+        headers = dict(headers)
+        if isinstance(out, (bytes, bytearray)):
+            payload = bytes(out)
+        elif isinstance(out, str):   # the Telemetry API's 200 body is the 4 bytes "OK"
+            payload = json.dumps(out).encode()
+            headers.setdefault("Content-Type", "application/json")
+        else:
+            payload = (json.dumps(out, separators=(",", ":")) + "\n").encode()
+            headers.setdefault("Content-Type", "application/json")
+        self._send(status, headers, payload)
+
+    def _send(self, status: int, headers: Dict[str, str], payload: bytes) -> None:
+        try:
+            self.send_response_only(status)
+            self.send_header("Date", self.date_time_string())
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if payload:
+                self.wfile.write(payload)
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: Tuple[str, int], control: Control) -> None:
+        self.control = control
+        self.errors: List[str] = []
+        self._conns: List[socket.socket] = []
+        self._conns_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address) -> None:  # type: ignore[override]
+        with self._conns_lock:
+            self._conns.append(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:  # type: ignore[override]
+        with self._conns_lock:
+            if request in self._conns:
+                self._conns.remove(request)
+        super().shutdown_request(request)
+
+    def close_all(self) -> None:
+        with self._conns_lock:
+            conns, self._conns = list(self._conns), []
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class ApiServer:
+    """The environment's API endpoint on 127.0.0.1 (port 0 = ephemeral)."""
+
+    def __init__(self, control: Control, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.control = control
+        self._server = _Server((host, port), control)
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def address(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"{host}:{port}"
+
+    @property
+    def errors(self) -> List[str]:
+        return self._server.errors
+
+    def start(self) -> ApiServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="lambda-sandbox-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self.control.cv:
+            self.control.closed = True
+            self.control.cv.notify_all()
+        self._server.shutdown()
+        self._server.close_all()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+

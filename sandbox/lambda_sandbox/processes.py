@@ -1,0 +1,328 @@
+"""Processes of one environment: launching, log capture, freeze, memory, cpu quota, killing the tree.
+
+cgroup v1 controllers (freezer, memory, cpu) are used when /sys/fs/cgroup/<controller> is writable;
+every launched process joins the sandbox's own child cgroups before it execs (a tiny /bin/sh prefix),
+so even its own children are frozen, measured and killed with it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
+
+from . import logs
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# $0 holds the space-separated cgroup.procs files; the shell joins them, then becomes the real command.
+_JOIN = 'for f in $0; do echo $$ > "$f" || exit 125; done; exec "$@"'
+
+
+def _write(path: Path, value: str) -> bool:
+    try:
+        path.write_text(value)
+        return True
+    except OSError:
+        return False
+
+
+def _read(path: Path) -> Optional[str]:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+class Cgroups:
+    """This sandbox's child cgroups (v1). Each controller is optional; `applied` says what worked."""
+
+    def __init__(self, name: str, controllers: Iterable[str], root: Path = CGROUP_ROOT) -> None:
+        self.name = name
+        self.paths: Dict[str, Path] = {}
+        self.errors: Dict[str, str] = {}
+        for ctl in controllers:
+            base = root / ctl
+            if not (base / "cgroup.procs").exists():
+                self.errors[ctl] = f"{base} is not a cgroup v1 hierarchy"
+                continue
+            path = base / name
+            try:
+                path.mkdir()
+                self.paths[ctl] = path
+            except OSError as exc:
+                self.errors[ctl] = f"cannot create {path}: {exc.strerror}"
+
+    @property
+    def procs_files(self) -> List[str]:
+        return [str(p / "cgroup.procs") for p in self.paths.values()]
+
+    def pids(self) -> Set[int]:
+        out: Set[int] = set()
+        for path in self.paths.values():
+            text = _read(path / "cgroup.procs") or ""
+            out.update(int(x) for x in text.split() if x.strip().isdigit())
+        return out
+
+    # freezer ------------------------------------------------------------------------------------
+    def freeze(self, timeout: float = 2.0) -> bool:
+        path = self.paths.get("freezer")
+        if path is None or not _write(path / "freezer.state", "FROZEN"):
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (_read(path / "freezer.state") or "").strip() == "FROZEN":
+                return True
+            time.sleep(0.002)
+        return False
+
+    def thaw(self) -> bool:
+        path = self.paths.get("freezer")
+        return path is not None and _write(path / "freezer.state", "THAWED")
+
+    # memory -------------------------------------------------------------------------------------
+    def set_memory_limit(self, limit_bytes: int) -> bool:
+        path = self.paths.get("memory")
+        if path is None:
+            return False
+        ok = _write(path / "memory.limit_in_bytes", str(limit_bytes))
+        _write(path / "memory.memsw.limit_in_bytes", str(limit_bytes))   # no swap escape where supported
+        return ok
+
+    def max_usage_bytes(self) -> Optional[int]:
+        path = self.paths.get("memory")
+        text = _read(path / "memory.max_usage_in_bytes") if path else None
+        return int(text) if text and text.strip().isdigit() else None
+
+    def oom_kills(self) -> int:
+        path = self.paths.get("memory")
+        text = _read(path / "memory.oom_control") if path else None
+        for line in (text or "").splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+        return 0
+
+    # cpu ----------------------------------------------------------------------------------------
+    def set_cpu_quota(self, cpus: float, period_us: int = 100_000) -> bool:
+        path = self.paths.get("cpu")
+        if path is None:
+            return False
+        quota = max(1000, int(period_us * cpus))
+        return _write(path / "cpu.cfs_period_us", str(period_us)) and _write(path / "cpu.cfs_quota_us", str(quota))
+
+    def remove(self, timeout: float = 2.0) -> None:
+        """Kill what is left, thaw, and remove the directories (bounded)."""
+        for pid in self.pids():
+            _kill(pid, signal.SIGKILL)
+        self.thaw()
+        deadline = time.monotonic() + timeout
+        for path in list(self.paths.values()):
+            while True:
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    for pid in self.pids():
+                        _kill(pid, signal.SIGKILL)
+                    self.thaw()
+                    time.sleep(0.01)
+        self.paths = {}
+
+
+def unique_cgroup_name() -> str:
+    return f"lambda-sandbox-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _proc_table() -> Dict[int, int]:
+    """pid -> ppid for every process visible in /proc."""
+    table: Dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = _read(Path("/proc") / entry / "stat")
+        if not stat:
+            continue
+        try:
+            table[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        except (IndexError, ValueError):
+            continue
+    return table
+
+
+def process_tree(roots: Iterable[int]) -> Set[int]:
+    """The given pids and all their descendants that are still alive."""
+    table = _proc_table()
+    children: Dict[int, List[int]] = {}
+    for pid, ppid in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out: Set[int] = set()
+    stack = [p for p in roots if p in table]
+    while stack:
+        pid = stack.pop()
+        if pid in out:
+            continue
+        out.add(pid)
+        stack.extend(children.get(pid, ()))
+    return out
+
+
+def peak_rss_bytes(pids: Iterable[int]) -> int:
+    """Sum of VmHWM (peak resident set) of the given processes."""
+    total = 0
+    for pid in pids:
+        for line in (_read(Path(f"/proc/{pid}/status")) or "").splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) * 1024
+                break
+    return total
+
+
+def rss_bytes(pids: Iterable[int]) -> int:
+    total = 0
+    for pid in pids:
+        for line in (_read(Path(f"/proc/{pid}/status")) or "").splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+                break
+    return total
+
+
+class EnvProcess:
+    """One launched process (runtime or extension) with its log pumps and exit watcher."""
+
+    def __init__(self, name: str, kind: str, popen: subprocess.Popen) -> None:
+        self.name = name
+        self.kind = kind
+        self.popen = popen
+        self.pid = popen.pid
+        self.returncode: Optional[int] = None
+        self.exited = threading.Event()
+        self.exit_time: Optional[float] = None
+        self.pumps: List[threading.Thread] = []
+        self.killed_by_us = False
+
+    def alive(self) -> bool:
+        return not self.exited.is_set()
+
+    def signal_group(self, sig: int) -> None:
+        """Signal the process group (the process and children that did not leave it)."""
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            _kill(self.pid, sig)
+
+    def kill_tree(self) -> None:
+        self.killed_by_us = True
+        for pid in process_tree([self.pid]):
+            _kill(pid, signal.SIGKILL)
+        self.signal_group(signal.SIGKILL)
+
+    def wait(self, timeout: float) -> bool:
+        return self.exited.wait(timeout)
+
+    def drain(self, timeout: float = 1.0) -> None:
+        """Wait (bounded) until its stdout/stderr have been read to the end."""
+        deadline = time.monotonic() + timeout
+        for t in self.pumps:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+
+class Launcher:
+    """Starts processes inside the environment (its cgroups and, optionally, its mount namespace)."""
+
+    def __init__(self, cgroups: Optional[Cgroups] = None, ns_prefix: Optional[Callable[[str], List[str]]] = None):
+        self.cgroups = cgroups
+        self.ns_prefix = ns_prefix
+        self.processes: List[EnvProcess] = []
+        self._lock = threading.Lock()
+
+    def launch(self, name: str, kind: str, argv: Sequence[str], env: Dict[str, str], cwd: str,
+               on_line: Callable[[EnvProcess, str, str], None],
+               on_exit: Callable[[EnvProcess], None],
+               pass_fds: Sequence[int] = (),
+               on_frame_fd: Optional[int] = None,
+               on_frame: Optional[Callable[[EnvProcess, logs.LogFrame], None]] = None) -> EnvProcess:
+        """Start argv; stdout/stderr lines go to on_line(proc, stream, text); on_exit(proc) when it ends.
+
+        `cwd` is a path as the process sees it (inside the namespace in namespace mode).
+        """
+        cmd = list(argv)
+        popen_cwd = cwd
+        if self.ns_prefix is not None:
+            cmd = self.ns_prefix(cwd) + cmd
+            popen_cwd = "/"
+        if self.cgroups is not None and self.cgroups.paths:
+            cmd = ["/bin/sh", "-c", _JOIN, " ".join(self.cgroups.procs_files)] + cmd
+        popen = subprocess.Popen(cmd, env=env, cwd=popen_cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, pass_fds=tuple(pass_fds), start_new_session=True,
+                                 close_fds=True)
+        proc = EnvProcess(name, kind, popen)
+        with self._lock:
+            self.processes.append(proc)
+        proc.pumps.append(logs.pump_lines(popen.stdout, lambda text: on_line(proc, "stdout", text),
+                                          name=f"{name}-stdout"))
+        proc.pumps.append(logs.pump_lines(popen.stderr, lambda text: on_line(proc, "stderr", text),
+                                          name=f"{name}-stderr"))
+        if on_frame_fd is not None and on_frame is not None:
+            proc.pumps.append(logs.pump_frames(on_frame_fd, lambda frame: on_frame(proc, frame),
+                                               name=f"{name}-frames"))
+
+        def watch() -> None:
+            code = popen.wait()
+            proc.returncode = code
+            proc.exit_time = time.monotonic()
+            proc.exited.set()
+            try:
+                on_exit(proc)
+            except Exception:  # noqa: BLE001 - the watcher must never die silently mid-lifecycle
+                pass
+
+        threading.Thread(target=watch, name=f"{name}-wait", daemon=True).start()
+        return proc
+
+    def live(self) -> List[EnvProcess]:
+        with self._lock:
+            return [p for p in self.processes if p.alive()]
+
+    def all_pids(self) -> Set[int]:
+        """Every process of the environment (cgroup members, or the launched trees)."""
+        pids = set(self.cgroups.pids()) if self.cgroups is not None and self.cgroups.paths else set()
+        pids |= process_tree(p.pid for p in self.live())
+        return pids
+
+    def signal_all(self, sig: int) -> None:
+        for pid in self.all_pids():
+            _kill(pid, sig)
+
+    def kill_all(self, timeout: float = 2.0) -> None:
+        """SIGKILL every process of the environment and wait (bounded) for the launched ones to end."""
+        for p in self.live():
+            p.killed_by_us = True
+        for _ in range(3):
+            pids = self.all_pids()
+            if not pids:
+                break
+            for pid in pids:
+                _kill(pid, signal.SIGKILL)
+            if self.cgroups is not None:
+                self.cgroups.thaw()   # a frozen task only dies once thawed
+            for p in self.live():
+                p.signal_group(signal.SIGCONT)
+            deadline = time.monotonic() + timeout / 3
+            for p in self.live():
+                p.wait(max(0.0, deadline - time.monotonic()))
