@@ -89,6 +89,7 @@ class Sandbox:
         self._max_mem_bytes = 0
         self._oom_kills_seen = 0
         self._env_extra: Dict[str, str] = {}
+        self._api_address: Optional[str] = None
         now = _dt.datetime.now(_dt.timezone.utc)
         self.instance_id = f"{now:%Y/%m/%d}/[{config.function_version}]{uuid.uuid4().hex}"
         self.runtime_version_arn = (f"arn:aws:lambda:{config.region}::runtime:{hashlib.sha256(config.runtime_version.encode()).hexdigest()}")
@@ -116,6 +117,7 @@ class Sandbox:
                 ns = self.layout.ns_prefix if self.layout.mode == "namespace" else None
                 self.launcher = Launcher(self.cgroups, ns)
                 self.api = ApiServer(self.control, cfg.api_port).start()
+                self._api_address = self.api.address
                 receiver = cfg.otlp_receiver
                 if receiver is not None and "OTEL_EXPORTER_OTLP_ENDPOINT" not in cfg.env:
                     self._env_extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = str(receiver.endpoint)
@@ -169,7 +171,7 @@ class Sandbox:
 
     @property
     def api_address(self) -> Optional[str]:
-        return self.api.address if self.api else None
+        return self._api_address
 
     def extension_lines(self, name: str) -> List[str]:
         with self._logs_lock:

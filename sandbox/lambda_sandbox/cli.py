@@ -1,0 +1,160 @@
+"""`lambda-sandbox`: run a function (plus extension layers) in a local execution environment."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from .config import ConfigError, LogLine, SandboxConfig
+
+
+def _env_pair(text: str) -> tuple:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--env {text!r}: expected KEY=VALUE")
+    key, value = text.split("=", 1)
+    if not key:
+        raise argparse.ArgumentTypeError(f"--env {text!r}: the key is empty")
+    return key, value
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--payload {text!r} is not JSON ({exc})") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lambda-sandbox", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="init a function, invoke it, shut it down, write a report")
+    run.add_argument("--code", required=True, help="function code directory")
+    run.add_argument("--handler", required=True, help="module.function")
+    run.add_argument("--layer", action="append", default=[], help="layer zip or directory (repeatable, in order)")
+    run.add_argument("--memory", type=int, default=128, help="memory size in MB (default 128)")
+    run.add_argument("--timeout", type=float, default=3.0, help="function timeout in seconds (default 3)")
+    run.add_argument("--env", action="append", type=_env_pair, default=[], help="KEY=VALUE (repeatable)")
+    payload = run.add_mutually_exclusive_group()
+    payload.add_argument("--payload", type=_json_arg, help="JSON payload of every invoke (default {})")
+    payload.add_argument("--payload-file", help="JSON lines file: one payload per line, in order")
+    run.add_argument("--count", type=int, default=None, help="number of invokes (default 1, or one per line)")
+    run.add_argument("--interval", type=float, default=0.0, help="seconds between invokes")
+    run.add_argument("--init-delay", type=float, default=None,
+                     help="init proactively, then wait this many seconds before the first invoke")
+    run.add_argument("--init-type", choices=["on-demand", "provisioned-concurrency"], default="on-demand")
+    run.add_argument("--tracing", choices=["Active", "PassThrough"], default=None)
+    run.add_argument("--log-format", choices=["Text", "JSON"], default="Text")
+    run.add_argument("--function-name", default="my-function")
+    run.add_argument("--isolation", choices=["auto", "namespace", "dirs"], default="auto")
+    run.add_argument("--freeze", choices=["auto", "cgroup", "signal", "none"], default="auto")
+    run.add_argument("--cpu-quota", action="store_true", help="CPU in proportion to memory (1769 MB = 1 vCPU)")
+    run.add_argument("--enforce-memory", action="store_true", help="OOM-kill the runtime above --memory")
+    run.add_argument("--otlp-receiver", action="store_true",
+                     help="start the embedded OTLP/HTTP receiver and point OTEL_EXPORTER_OTLP_ENDPOINT at it")
+    run.add_argument("--report", help="write the JSON report to this file")
+    run.add_argument("--quiet", action="store_true", help="print only the summary")
+    sub.add_parser("demo", help="the guided demo (when installed)", add_help=False)
+    return parser
+
+
+def _payloads(args: argparse.Namespace) -> List[Any]:
+    if args.payload_file:
+        lines = [ln for ln in Path(args.payload_file).read_text().splitlines() if ln.strip()]
+        items = []
+        for n, ln in enumerate(lines, 1):
+            try:
+                items.append(json.loads(ln))
+            except ValueError as exc:
+                raise ConfigError(f"--payload-file {args.payload_file} line {n} is not JSON ({exc})") from exc
+        if not items:
+            raise ConfigError(f"--payload-file {args.payload_file} holds no payload")
+        count = args.count if args.count is not None else len(items)
+        return [items[i % len(items)] for i in range(count)]
+    count = args.count if args.count is not None else 1
+    return [args.payload if args.payload is not None else {} for _ in range(count)]
+
+
+def run(args: argparse.Namespace, out=sys.stdout) -> int:
+    from .environment import Sandbox
+    from .report import console_line
+
+    if args.count is not None and args.count < 0:
+        raise ConfigError(f"--count={args.count} must be >= 0")
+    payloads = _payloads(args)
+    receiver = None
+    env = dict(args.env)
+    if args.otlp_receiver:
+        from .otlp_receiver import OtlpReceiver
+
+        receiver = OtlpReceiver()
+        receiver.start()
+        print(f"OTLP receiver listening at {receiver.endpoint}", file=out)
+    cfg = SandboxConfig(code_dir=args.code, handler=args.handler, layers=args.layer, memory_mb=args.memory,
+                        timeout_s=args.timeout, env=env, function_name=args.function_name, tracing=args.tracing,
+                        init_type=args.init_type, log_format=args.log_format, isolation=args.isolation,
+                        freeze=args.freeze, cpu_quota=args.cpu_quota, enforce_memory=args.enforce_memory,
+                        otlp_receiver=receiver)
+    lock = threading.Lock()
+
+    def show(line: LogLine) -> None:
+        if not args.quiet:
+            with lock:
+                print(console_line(line), file=out, flush=True)
+
+    try:
+        with Sandbox(cfg, on_log=show) as sb:
+            if args.init_delay is not None:
+                sb.init()
+                time.sleep(max(0.0, args.init_delay))   # the idle gap of a proactive init, by request
+            results = []
+            for i, payload in enumerate(payloads):
+                if i and args.interval > 0:
+                    time.sleep(args.interval)
+                results.append(sb.invoke(payload))
+            sb.shutdown()
+            report = sb.report()
+        if receiver is not None and hasattr(receiver, "summary"):
+            report["otlpReceiver"] = receiver.summary()
+    finally:
+        if receiver is not None:
+            receiver.stop()
+    with lock:
+        print("", file=out)
+        for n, r in enumerate(results, 1):
+            print(f"invoke {n}: {r.outcome:<10} latency {r.latency_ms:8.2f} ms  request {r.request_id}"
+                  + (f"  {r.error_type}" if r.error_type else ""), file=out)
+        shut = report["shutdown"] or {}
+        print(f"shutdown: {shut.get('reason')} in {shut.get('durationMs')} ms, extensions {shut.get('extensions')}",
+              file=out)
+        print(f"isolation {report['environment']['isolation']}, freeze {report['environment']['freeze']}, "
+              f"cpu quota {'applied' if report['environment']['cpuQuotaApplied'] else 'not applied'}", file=out)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"report written to {args.report}", file=out)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "demo":
+        if importlib.util.find_spec("lambda_sandbox.demo") is None:
+            print("lambda-sandbox demo: the demo module (lambda_sandbox.demo) is not installed", file=sys.stderr)
+            return 2
+        return int(importlib.import_module("lambda_sandbox.demo").main(argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"lambda-sandbox: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
