@@ -41,6 +41,7 @@ class InitOutcome:
     status: str                 # success | error | timeout
     error_type: Optional[str]
     duration_ms: float
+    error_body: bytes = b""       # the runtime's init/error payload, returned to the caller
 
 
 def _now():
@@ -49,6 +50,16 @@ def _now():
 
 def _fmt_ms(value: float) -> str:
     return f"{value:.2f}"
+
+
+def _exit_text(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name[3:].lower()
+        except ValueError:
+            name = str(-returncode)
+        return f"exited with error: signal: {'killed' if name == 'kill' else name}"
+    return f"exited with error: exit status {returncode}"
 
 
 class Sandbox:
@@ -369,11 +380,14 @@ class Sandbox:
             self._frozen_pids = []
         self.hub.thaw()
 
-    def _measure_memory_mb(self) -> int:
+    def _sample_memory(self) -> None:
         # cgroup v1 max_usage can miss shared pages here; the peak RSS of the tree is the floor
-        used = max(self.cgroups.max_usage_bytes() or 0 if self.cgroups else 0,
+        used = max((self.cgroups.max_usage_bytes() or 0) if self.cgroups else 0,
                    peak_rss_bytes(self.launcher.all_pids()))
         self._max_mem_bytes = max(self._max_mem_bytes, used)
+
+    def _measure_memory_mb(self) -> int:
+        self._sample_memory()
         return max(1, math.ceil(self._max_mem_bytes / MIB))
 
     # ---- init (4.1) --------------------------------------------------------------------------------------
@@ -422,6 +436,7 @@ class Sandbox:
             exts = [e for e in self.control.extensions if e.external] + \
                    [e for e in self.control.extensions if not e.external]
             ext_records = [(e.name, e.state, list(e.events), e.error_type) for e in exts]
+            init_error_body = self.control.runtime.init_error_body
         self.hub.close_window()
         status = "success" if err is None else ("timeout" if err == "timeout" else "error")
         error_type = err if status == "error" else None
@@ -440,7 +455,7 @@ class Sandbox:
             if error_type:
                 line += f"\tError Type: {error_type}"
             self._platform_line(line)
-        outcome = InitOutcome(phase, status, error_type, round(duration_ms, 3))
+        outcome = InitOutcome(phase, status, error_type, round(duration_ms, 3), init_error_body)
         self.inits.append(outcome)
         if status == "success":
             self._ready = True
@@ -492,12 +507,19 @@ class Sandbox:
 
     def _init_failed(self, request_id: str, t_call_m: float, t_call_e: float, outcome: InitOutcome) -> InvokeResult:
         error_type = outcome.error_type or "Sandbox.Timedout"
-        body = {"errorType": error_type,
-                "errorMessage": f"RequestId: {request_id} Error: init failed with {error_type} "
-                                f"(phase {outcome.phase}, status {outcome.status})"}
+        raw = outcome.error_body
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = {"errorType": error_type,
+                    "errorMessage": f"RequestId: {request_id} Error: init failed with {error_type} "
+                                    f"(phase {outcome.phase}, status {outcome.status})"}
+            raw = json.dumps(body).encode()
         result = InvokeResult(request_id=request_id, latency_ms=(time.monotonic() - t_call_m) * 1000,
                               outcome="timeout" if outcome.status == "timeout" else "init_error",
-                              response=body, response_bytes=json.dumps(body).encode(), error_type=error_type,
+                              response=body, response_bytes=raw, error_type=error_type,
                               status=outcome.status, started_at=t_call_e)
         self.invocations.append(result)
         return result
@@ -530,6 +552,7 @@ class Sandbox:
 
         err = self._wait(lambda: inv.result is not None, deadline_m)
         have_result = inv.result is not None
+        self._sample_memory()
         latency_ms = ((inv.response_end[0] if have_result else time.monotonic()) - t_call_m) * 1000
         runtime_done_emitted = False
         if err is None:
@@ -567,7 +590,7 @@ class Sandbox:
         if status == "timeout":
             self._platform_line(f"{records.iso(end_e)} {request_id} Task timed out after {cfg.timeout_s:.2f} seconds")
         elif status == "error":
-            self._platform_line(f"RequestId: {request_id} Error: {self._exit_description()}\n{error_type}")
+            self._platform_line(f"RequestId: {request_id} Error: {self._error_description(error_type)}\n{error_type}")
         self._platform_line(f"END RequestId: {request_id}")
         line = (f"REPORT RequestId: {request_id}\tDuration: {_fmt_ms(duration_ms)} ms\tBilled Duration: {billed} ms\t"
                 f"Memory Size: {cfg.memory_mb} MB\tMax Memory Used: {mem_mb} MB")
@@ -593,7 +616,7 @@ class Sandbox:
         else:
             outcome, caller_error = "crash", error_type
             raw = json.dumps({"errorType": error_type, "errorMessage": f"RequestId: {request_id} Error: "
-                                                                        f"{self._exit_description()}"}).encode()
+                                                                        f"{self._error_description(error_type)}"}).encode()
         self._request_id = None if status == "success" else request_id
         if status == "success":
             self._freeze()
@@ -623,17 +646,16 @@ class Sandbox:
             request_id=inv.request_id, status=status, error_type=error_type, duration_ms=duration_ms,
             produced_bytes=produced, start_time=delivered[1] if kwargs else None, tracing=tracing, **kwargs))
 
-    def _exit_description(self) -> str:
+    def _error_description(self, error_type: Optional[str]) -> str:
+        if error_type and error_type.startswith("Extension."):
+            dead = [p for p in self._ext_procs.values() if p.returncode is not None and not p.killed_by_us]
+            if dead:
+                return f"Extension {dead[0].name} {_exit_text(dead[0].returncode)}"
+            return "an extension failed"
         rt = self._runtime
         if rt is None or rt.returncode is None:
             return "Runtime exited without providing a reason"
-        if rt.returncode < 0:
-            try:
-                name = signal.Signals(-rt.returncode).name[3:].lower()
-            except ValueError:
-                name = str(-rt.returncode)
-            return f"Runtime exited with error: signal: {'killed' if name == 'kill' else name}"
-        return f"Runtime exited with error: exit status {rt.returncode}"
+        return f"Runtime {_exit_text(rt.returncode)}"
 
     # ---- shutdown and reset (4.3, 4.4) -------------------------------------------------------------------
     def _stop_environment(self, reason: str) -> ShutdownResult:
@@ -725,6 +747,9 @@ class Sandbox:
         self._ready = False
         self._next_phase = "invoke"
         self._pending_init_ms = None
+        self._max_mem_bytes = 0      # a new runtime process: its peak starts again
+        if self.cgroups is not None:
+            self.cgroups.reset_max_usage()
         return result
 
     def shutdown(self, reason: str = "spindown") -> ShutdownResult:

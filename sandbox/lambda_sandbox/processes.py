@@ -98,6 +98,11 @@ class Cgroups:
         text = _read(path / "memory.max_usage_in_bytes") if path else None
         return int(text) if text and text.strip().isdigit() else None
 
+    def reset_max_usage(self) -> None:
+        path = self.paths.get("memory")
+        if path is not None:
+            _write(path / "memory.max_usage_in_bytes", "0")
+
     def oom_kills(self) -> int:
         path = self.paths.get("memory")
         text = _read(path / "memory.oom_control") if path else None

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from pathlib import Path
 
 import pytest
-
 from lambda_sandbox import Sandbox, SandboxConfig
+
+from tests.fixtures.extensions import extension_layer, parse_lines
 
 FUNCTIONS = Path(__file__).resolve().parents[1] / "fixtures" / "functions"
 
 
 @pytest.fixture
-def make_sandbox():
-    """Factory: make_sandbox(handler="hello.handler", **config) -> started Sandbox, closed at teardown."""
+def make_sandbox(tmp_path):
+    """Factory: make_sandbox(handler, recorder=False, **config) -> started Sandbox, closed at teardown."""
     made = []
 
-    def factory(handler: str = "hello.handler", **kwargs) -> Sandbox:
+    def factory(handler: str = "hello.handler", recorder: bool = False, **kwargs) -> Sandbox:
         kwargs.setdefault("code_dir", FUNCTIONS)
+        if recorder:
+            kwargs["layers"] = [extension_layer(tmp_path / f"layer{len(made)}")] + list(kwargs.get("layers", []))
         sb = Sandbox(SandboxConfig(handler=handler, **kwargs)).start()
         made.append(sb)
         return sb
@@ -33,3 +38,31 @@ def types(sb: Sandbox, prefix: str = "platform.") -> list:
 
 def records_of(sb: Sandbox, type_: str) -> list:
     return [ev.event["record"] for ev in sb.events if ev.event["type"] == type_]
+
+
+def events_of(sb: Sandbox, type_: str) -> list:
+    return [ev for ev in sb.events if ev.event["type"] == type_]
+
+
+def recorder_items(sb: Sandbox, kind: str, name: str = "recorder") -> list:
+    return [i for i in parse_lines(sb.extension_lines(name)) if i["recorder"] == kind]
+
+
+def recorder_events(sb: Sandbox, event_type: str, name: str = "recorder") -> list:
+    return [i["event"] for i in recorder_items(sb, "event", name) if i["event"].get("eventType") == event_type]
+
+
+def epoch(iso: str) -> float:
+    return dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def wait_for(pred, timeout: float = 5.0, interval: float = 0.01):
+    """Poll pred() until it returns a truthy value or the bound passes (then fail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
