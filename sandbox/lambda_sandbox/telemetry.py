@@ -220,15 +220,15 @@ class TelemetryHub:
 
     Keyword options (all optional): `log_format` "Text"|"JSON"; `resolve_host` maps a destination
     host to an address; `keep_newline` keeps the trailing newline of text log records (7.10);
-    `json_wrap_text` wraps non-JSON lines in JSON log format (7.9); `application_log_level` /
-    `system_log_level` filter JSON log records by level; `strict_hosts` accepts only the sandbox
+    `json_wrap_text` wraps non-JSON lines in JSON log format (7.9); `application_log_level`
+    drops JSON function/extension records below that level; `strict_hosts` accepts only the sandbox
     host names; `buffer_factor` sizes each subscriber's bounded buffer in batches; `post_timeout_s`
     is the thawed time a POST may take; `max_attempts` bounds retries of one batch.
     """
 
     def __init__(self, log_format: str = "Text", resolve_host: Optional[Callable[[str], str]] = None, *,
                  keep_newline: bool = True, json_wrap_text: bool = True,
-                 application_log_level: Optional[str] = None, system_log_level: Optional[str] = None,
+                 application_log_level: Optional[str] = None,
                  strict_hosts: bool = False, buffer_factor: int = 4, replay_limit: int = 10000,
                  post_timeout_s: float = 5.0, max_attempts: int = 5, retry_base_s: float = 0.05,
                  clock: Callable[[], float] = _time.time):
@@ -237,7 +237,6 @@ class TelemetryHub:
         self.keep_newline = keep_newline
         self.json_wrap_text = json_wrap_text
         self.application_log_level = records.normalize_level(application_log_level)
-        self.system_log_level = records.normalize_level(system_log_level)
         self.strict_hosts = strict_hosts
         self.buffer_factor = max(1, int(buffer_factor))
         self.replay_limit = replay_limit

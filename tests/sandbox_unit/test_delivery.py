@@ -305,3 +305,33 @@ def test_generated_events_keep_generation_order_and_deliveries(hubs, make_listen
     evs = hub.events
     assert evs.index(s) < evs.index(f)
     assert set(s.deliveries) == {"a"} and set(f.deliveries) == {"b"}
+
+
+def test_tcp_destination_gets_newline_delimited_json(hubs):
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(5)
+    port = srv.getsockname()[1]
+    hub = hubs()
+    body = json.dumps({"schemaVersion": "2025-01-29", "types": ["platform"],
+                       "destination": {"protocol": "TCP", "port": port}}).encode()
+    assert hub.subscribe("ext", body)[0] == 200
+    hub.close_window()
+    hub.emit("platform.start", R.start(request_id="r", version="$LATEST"))
+    conn, _ = srv.accept()
+    conn.settimeout(5)
+    data = b""
+    try:
+        while data.count(b"\n") < 2:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        conn.close()
+        srv.close()
+    lines = [json.loads(x) for x in data.splitlines()]
+    assert [e["type"] for e in lines] == ["platform.telemetrySubscription", "platform.start"]
