@@ -515,7 +515,7 @@ class ApiServer:
         return self._server.errors
 
     def start(self) -> ApiServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="lambda-sandbox-api", daemon=True)
         self._thread.start()
         return self

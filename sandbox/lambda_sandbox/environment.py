@@ -314,7 +314,9 @@ class Sandbox:
             self.control.runtime.state = "Started"
         rfd, wfd = os.pipe()
         try:
-            argv = [self.base_python, "-S", "-m", "awslambdaric", self.cfg.handler]
+            # -S: no site-packages of the machine; -P (3.11+): no cwd entry, so sys.path starts with the task root
+            flags = ["-S", "-P"] if sys.version_info >= (3, 11) else ["-S"]
+            argv = [self.base_python, *flags, "-m", "awslambdaric", self.cfg.handler]
             proc = self.launcher.launch("runtime", "runtime", argv, self._runtime_env(wfd), self.layout.task,
                                         self._on_runtime_line, self._on_exit, pass_fds=(wfd,),
                                         on_frame_fd=rfd, on_frame=self._on_runtime_frame)
