@@ -401,6 +401,7 @@ class Sandbox:
                 return self.inits[-1]
             outcome = self._init(self._next_phase, time.monotonic() + self.cfg.init_timeout_s)
             if outcome.status == "success":
+                self.hub.freeze()
                 self._freeze()
             else:
                 self._reset("timeout" if outcome.status == "timeout" else "failure")

@@ -64,3 +64,30 @@ def test_dirs_mode_uses_per_run_directories(make_sandbox):
     run_dir = sb.layout.run_dir
     sb.shutdown()
     assert not run_dir.exists()
+
+
+def test_close_leaves_no_process_cgroup_or_run_directory(tmp_path):
+    from lambda_sandbox import Sandbox, SandboxConfig
+
+    from tests.fixtures.extensions import extension_layer
+
+    cfg = SandboxConfig(code_dir=FUNCTIONS, handler="hello.handler", layers=[extension_layer(tmp_path)],
+                        env={"TEST_EXT_IGNORE_SHUTDOWN": "1"}, cpu_quota=True)
+    with Sandbox(cfg) as sb:
+        sb.invoke({})
+        pids = sb.launcher.all_pids()
+        holder = sb.layout.holder.pid if sb.layout.holder else None
+        cgroup_dirs = list(sb.cgroups.paths.values())
+        run_dir = sb.layout.run_dir
+        assert pids and sb.report()["environment"]["cpuQuotaApplied"] in (True, False)
+    # leaving the block shut the environment down and removed everything it made
+    assert not [p for p in pids if os.path.exists(f"/proc/{p}") and _state(p) != "Z"]
+    assert holder is None or not os.path.exists(f"/proc/{holder}") or _state(holder) == "Z"
+    assert not any(d.exists() for d in cgroup_dirs) and not run_dir.exists()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
