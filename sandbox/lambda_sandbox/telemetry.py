@@ -393,6 +393,9 @@ class TelemetryHub:
             s.dropped_bytes += len(payload)
             s.total_dropped_records += 1
             return
+        if s.dropped_records:
+            # room again: the drop report goes out in stream order, before what follows the gap
+            self._report_drops(s)
         s.queue.append(_Item(ev, payload, droppable, now))
         s.queued_bytes += len(payload)
 
@@ -465,7 +468,7 @@ class TelemetryHub:
                 if s.stopped or self._stopped:
                     return None
                 if not self._frozen:
-                    if s.dropped_records:
+                    if s.dropped_records and (not s.queue or self._flushing):
                         self._report_drops(s)
                     if s.queue:
                         sub = s.sub
