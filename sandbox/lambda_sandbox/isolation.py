@@ -196,7 +196,8 @@ def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike]) -> None:
     keep: List[Path] = []
     for p in list(keep_paths) + _default_keep() + [layout.run_dir]:
         rp = Path(p).resolve()
-        if _under(rp, host_tmp) and rp.exists() and rp not in keep:
+        # /tmp itself is never re-bound: that would undo the private /tmp
+        if rp != host_tmp and _under(rp, host_tmp) and rp.exists() and rp not in keep:
             keep.append(rp)
     keep.sort(key=lambda p: len(p.parts))
     lines = [

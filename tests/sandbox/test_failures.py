@@ -132,3 +132,14 @@ def test_out_of_memory_with_enforced_limit(make_sandbox):
     rep = records_of(sb, "platform.report")[0]
     assert rep["errorType"] == "Runtime.OutOfMemory" and rep["metrics"]["maxMemoryUsedMB"] >= 100
     assert sb.invoke({"mb": 10}).outcome == "success"
+
+
+def test_non_executable_extension_is_a_launch_error(make_sandbox, tmp_path):
+    layer = tmp_path / "bad-layer"
+    (layer / "extensions").mkdir(parents=True)
+    (layer / "extensions" / "not-executable").write_text("#!/bin/sh\nexit 0\n")
+    sb = make_sandbox(layers=[layer])
+    r = sb.invoke({})
+    assert (r.outcome, r.error_type) == ("init_error", "Extension.LaunchError")
+    assert records_of(sb, "platform.extension") == [{"name": "not-executable", "state": "LaunchError",
+                                                     "events": [], "errorType": "PermissionDenied"}]
