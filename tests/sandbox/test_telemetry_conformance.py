@@ -37,6 +37,15 @@ def generated(sb, type_):
     return [e for e in sb.events if e.event["type"] == type_]
 
 
+def wait_for(cond, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def idle(seconds: float) -> None:
     """An idle interval between invokes (the environment is frozen meanwhile); not a wait for a condition."""
     time.sleep(seconds)
@@ -136,6 +145,8 @@ def test_max_items_batches_observed_by_the_listener(make_sandbox, tmp_path):
     env = {"TEST_EXT_TYPES": "function", "TEST_EXT_BUFFERING": '{"maxItems": 1000, "timeoutMs": 30000}'}
     sb = make_sandbox(handler="logging_lines.handler", layers=[extension_layer(tmp_path)], env=env)
     assert sb.invoke({"lines": 2500}).outcome == "success"
+    # the log pump may still be reading the runtime's pipe after the invoke; let it catch up
+    assert wait_for(lambda: len(generated(sb, "function")) >= 2500, timeout=10)
     sb.shutdown()
     got = batches(recorded(sb))
     sizes = [b["n"] for b in got]
