@@ -151,6 +151,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
+    except ImportError as exc:
+        print(f"lambda-sandbox: error: a component is not installed: {exc}", file=sys.stderr)
+        return 2
     except (ConfigError, ValueError, OSError) as exc:
         print(f"lambda-sandbox: error: {exc}", file=sys.stderr)
         return 2

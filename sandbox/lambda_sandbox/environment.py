@@ -139,7 +139,17 @@ class Sandbox:
             return self
 
     def _env_paths(self) -> List[str]:
-        return [v for v in self.cfg.env.values() if v.startswith("/") and os.path.exists(v)]
+        """Host paths named by customer variables (or their nearest existing parent): kept reachable."""
+        out = []
+        for value in self.cfg.env.values():
+            if not value.startswith("/") or "\n" in value:
+                continue
+            path = Path(value)
+            while not path.exists() and path != path.parent:
+                path = path.parent
+            if path != Path("/"):
+                out.append(str(path))
+        return out
 
     def _setup_cgroups(self) -> None:
         cfg = self.cfg
@@ -620,7 +630,6 @@ class Sandbox:
             outcome, caller_error = "crash", error_type
             raw = json.dumps({"errorType": error_type, "errorMessage": f"RequestId: {request_id} Error: "
                                                                         f"{self._error_description(error_type)}"}).encode()
-        self._request_id = None if status == "success" else request_id
         if status == "success":
             self._freeze()
         else:
@@ -766,7 +775,6 @@ class Sandbox:
                 return self.shutdown_result
             try:
                 result = self._stop_environment(reason)
-                self.hub.flush(0.2)
             finally:
                 self._closed = True
                 self._cleanup()
