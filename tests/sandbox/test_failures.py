@@ -143,3 +143,37 @@ def test_non_executable_extension_is_a_launch_error(make_sandbox, tmp_path):
     assert (r.outcome, r.error_type) == ("init_error", "Extension.LaunchError")
     assert records_of(sb, "platform.extension") == [{"name": "not-executable", "state": "LaunchError",
                                                      "events": [], "errorType": "PermissionDenied"}]
+
+
+def test_extension_overrunning_the_deadline_times_the_invoke_out(make_sandbox):
+    sb = make_sandbox(recorder=True, timeout_s=1.0, env={"TEST_EXT_INVOKE_SLEEP_MS": "3000"})
+    r = sb.invoke({"n": 1})
+    sb.shutdown()
+    # the caller got its response at once; the invoke phase still ends in a timeout (4.2 "Deadline")
+    assert r.outcome == "success" and r.latency_ms < 1000 and r.status == "timeout"
+    assert [x["status"] for x in records_of(sb, "platform.runtimeDone")] == ["success"]
+    assert records_of(sb, "platform.report")[0]["status"] == "timeout"
+    assert [e["shutdownReason"] for e in recorder_events(sb, "SHUTDOWN")] == ["timeout"]
+
+
+def test_extension_that_never_registers_times_init_out(make_sandbox):
+    sb = make_sandbox(recorder=True, init_timeout_s=0.5, timeout_s=1.0,
+                      env={"TEST_EXT_EVENTS": "INVOKE", "TEST_EXT_TYPES": "none", "TEST_EXT_NAME": "wrong-name"})
+    r = sb.invoke({})
+    # a register under another name is an internal extension; the file's own record never registers (2.1)
+    assert [(x["phase"], x["status"]) for x in records_of(sb, "platform.initReport")] == [
+        ("init", "timeout"), ("invoke", "timeout")]
+    assert r.outcome == "timeout"
+    assert sb.function_lines() == []
+
+
+def test_internal_extension_is_waited_for_and_gets_invokes(make_sandbox):
+    sb = make_sandbox("internal_ext.handler")
+    sb.invoke({})
+    r = sb.invoke({})
+    assert records_of(sb, "platform.extension") == [{"name": "internal-probe", "state": "Ready",
+                                                     "events": ["INVOKE"]}]
+    assert len(r.response["internal_saw"]) >= 1
+    assert records_of(sb, "platform.report")[1]["spans"][0]["name"] == "extensionOverhead"
+    shut = sb.shutdown()
+    assert shut.runtime == "Exited" and shut.duration_ms < 2000   # SIGTERM, 500 ms budget (4.3)
