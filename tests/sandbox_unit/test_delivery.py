@@ -6,9 +6,13 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lambda_sandbox import records as R
+from lambda_sandbox import telemetry
 from lambda_sandbox.telemetry import TelemetryHub, http_post
 
 from tests.sandbox_unit._support import Listener, wait_for
@@ -335,3 +339,36 @@ def test_tcp_destination_gets_newline_delimited_json(hubs):
         srv.close()
     lines = [json.loads(x) for x in data.splitlines()]
     assert [e["type"] for e in lines] == ["platform.telemetrySubscription", "platform.start"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(min_value=0, max_value=120_000), min_size=1, max_size=60),
+       max_items=st.integers(min_value=1000, max_value=1005), max_bytes=st.sampled_from([262144, 300000]))
+def test_batching_invariants(sizes, max_items, max_bytes):
+    """Whatever the record sizes: each record delivered once, in order; batches within the limits."""
+    posted: list = []
+
+    def fake_post(addr, port, path, body, **kw):
+        posted.append(json.loads(body))
+        return 200
+
+    hub = TelemetryHub(buffer_factor=100)  # room for everything: this test is about batching, not drops
+    with mock.patch.object(telemetry, "http_post", fake_post):
+        try:
+            body = json.dumps({"schemaVersion": "2022-12-13", "types": ["function"],
+                               "buffering": {"maxItems": max_items, "maxBytes": max_bytes, "timeoutMs": 30000},
+                               "destination": {"protocol": "HTTP", "URI": "http://sandbox:9/"}}).encode()
+            assert hub.subscribe("ext", body)[0] == 200
+            hub.close_window()
+            for i, n in enumerate(sizes):
+                hub.emit_log("function", f"{i}:" + "x" * n)
+            assert hub.flush(10)
+        finally:
+            hub.stop()
+    records = [e["record"] for b in posted for e in b]
+    assert [r.split(":", 1)[0] for r in records] == [str(i) for i in range(len(sizes))]
+    for b in posted:
+        assert 1 <= len(b) <= max_items
+        payload = sum(len(json.dumps(e, separators=(",", ":"))) for e in b)
+        assert len(b) == 1 or payload <= max_bytes
+
