@@ -1,0 +1,379 @@
+"""Extensions API client and the /next loop: register, listen, subscribe, then serve INVOKE and SHUTDOWN.
+
+Only the standard library is imported here, because everything on this module's path runs before the
+first /next. The pure core and the sinks are imported by the worker thread, off that path.
+Fail open: after a successful registration nothing here ends the process except SHUTDOWN (or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .listener import BatchQueue, TelemetryListener
+
+log = logging.getLogger("otel_sidecar")
+
+LOG_PREFIX = "[otel-sidecar]"
+DEFAULT_NAME = "otel-sidecar"
+SCHEMA_VERSION = "2022-12-13"
+BUFFERING = {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25}
+LISTENER_HOSTNAME = "sandbox.localdomain"
+CONTROL_TIMEOUT_S = 5.0           # register / subscribe answer at once; never wait forever for them
+DEADLINE_MARGIN_S = 0.2           # every wait during an invoke ends this long before deadlineMs
+SHUTDOWN_MARGIN_S = 0.15          # exit this long before the SHUTDOWN deadlineMs
+SHUTDOWN_DRAIN_S = 0.5            # wait at most this long for late telemetry (the last report) at SHUTDOWN
+DEFAULT_FLUSH_BUDGET_S = 0.1      # post-runtime flush budget when the policy gives none
+SIGTERM_BUDGET_S = 0.3
+NEXT_RETRY_MAX_S = 1.0
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the Extensions or Telemetry API."""
+
+    def __init__(self, path: str, status: int, body: bytes) -> None:
+        text = body.decode("utf-8", "replace").strip()
+        super().__init__(f"{path} answered HTTP {status}: {text[:300]}")
+        self.status = status
+        self.body = text
+
+
+class ExtensionsClient:
+    """Extensions + Telemetry API client over keep-alive http.client connections (stdlib only)."""
+
+    def __init__(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        self.host = host or "127.0.0.1"
+        self.port = int(port)
+        self.extension_id = ""
+        self._next_conn: Optional[http.client.HTTPConnection] = None   # /next blocks: no timeout
+        self._ctl_conn: Optional[http.client.HTTPConnection] = None    # register, subscribe, errors
+
+    def _call(self, which: str, method: str, path: str, body: Optional[bytes], headers: Dict[str, str],
+              timeout: Optional[float]) -> Tuple[int, Dict[str, str], bytes]:
+        attempt = 0
+        while True:
+            conn = getattr(self, which)
+            if conn is None:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+                setattr(self, which, conn)
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                    http.client.CannotSendRequest, http.client.ResponseNotReady):
+                # a keep-alive connection the server closed while idle: reconnect once
+                conn.close()
+                setattr(self, which, None)
+                attempt += 1
+                if attempt > 1:
+                    raise
+            except BaseException:
+                conn.close()
+                setattr(self, which, None)
+                raise
+
+    def _ids(self) -> Dict[str, str]:
+        return {"Lambda-Extension-Identifier": self.extension_id}
+
+    def register(self, name: str, events: Sequence[str]) -> Dict[str, Any]:
+        path = "/2020-01-01/extension/register"
+        status, headers, data = self._call(
+            "_ctl_conn", "POST", path, json.dumps({"events": list(events)}).encode(),
+            {"Lambda-Extension-Name": name, "Lambda-Extension-Accept-Feature": "accountId",
+             "Content-Type": "application/json"}, CONTROL_TIMEOUT_S)
+        if status != 200:
+            raise ApiError(path, status, data)
+        self.extension_id = headers.get("lambda-extension-identifier", "")
+        if not self.extension_id:
+            raise ApiError(path, status, b"no Lambda-Extension-Identifier header in the answer")
+        try:
+            info = json.loads(data.decode("utf-8") or "{}")
+        except ValueError:
+            info = {}
+        return info if isinstance(info, dict) else {}
+
+    def subscribe(self, body: Mapping[str, Any]) -> Tuple[int, str]:
+        """PUT /2022-07-01/telemetry; returns (status, body text) whatever the status."""
+        headers = dict(self._ids(), **{"Content-Type": "application/json"})
+        status, _, data = self._call("_ctl_conn", "PUT", "/2022-07-01/telemetry", json.dumps(body).encode(),
+                                     headers, CONTROL_TIMEOUT_S)
+        return status, data.decode("utf-8", "replace").strip()
+
+    def next_event(self) -> Dict[str, Any]:
+        path = "/2020-01-01/extension/event/next"
+        status, _, data = self._call("_next_conn", "GET", path, None, self._ids(), None)
+        if status != 200:
+            raise ApiError(path, status, data)
+        event = json.loads(data.decode("utf-8"))
+        if not isinstance(event, dict):
+            raise ApiError(path, status, b"event is not a JSON object: " + data[:200])
+        return event
+
+
+# ---- small helpers ---------------------------------------------------------------------------------
+
+def extension_name(argv: Sequence[str]) -> str:
+    """`--name NAME` from the launcher, else the executable's base name (it must equal the file name)."""
+    args = list(argv[1:])
+    for i, arg in enumerate(args):
+        if arg == "--name" and i + 1 < len(args) and args[i + 1]:
+            return args[i + 1]
+        if arg.startswith("--name=") and len(arg) > 7:
+            return arg[7:]
+    base = os.path.basename(argv[0]) if argv else ""
+    if not base or base.endswith(".py") or base in ("-c", "-m", "python", "python3"):
+        return DEFAULT_NAME
+    return base
+
+
+def resolve_listener_host(hosts_file: str = "/etc/hosts") -> str:
+    """Address that sandbox.localdomain maps to in /etc/hosts, else 127.0.0.1.
+
+    /etc/hosts is read directly: a DNS lookup could stall the path to the first /next.
+    """
+    try:
+        with open(hosts_file, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                fields = line.split("#", 1)[0].split()
+                if len(fields) >= 2 and LISTENER_HOSTNAME in fields[1:]:
+                    return fields[0]
+    except OSError:
+        pass
+    return "127.0.0.1"
+
+
+def _setting(settings: Any, name: str, default: Any) -> Any:
+    value = getattr(settings, name, None) if settings is not None else None
+    return default if value is None else value
+
+
+def _port_from_env(env: Mapping[str, str]) -> int:
+    raw = (env.get("SIDECAR_LISTENER_PORT") or "").strip()
+    if not raw:
+        return 0
+    try:
+        port = int(raw)
+        if 0 <= port <= 65535:
+            return port
+    except ValueError:
+        pass
+    log.warning("SIDECAR_LISTENER_PORT=%r is not a port number (0-65535); using an ephemeral port", raw)
+    return 0
+
+
+def subscription_body(types: Sequence[str], port: int) -> Dict[str, Any]:
+    return {"schemaVersion": SCHEMA_VERSION, "types": list(types), "buffering": dict(BUFFERING),
+            "destination": {"protocol": "HTTP", "URI": f"http://{LISTENER_HOSTNAME}:{port}/"}}
+
+
+def epoch_to_monotonic(epoch_ms: Optional[float], margin_s: float, fallback_s: float = 3.0) -> float:
+    """A monotonic-clock deadline `margin_s` before the epoch-ms deadline (fallback when absent)."""
+    now_m, now_e = time.monotonic(), time.time()
+    if not epoch_ms:
+        return now_m + fallback_s
+    return now_m + (float(epoch_ms) / 1000.0 - now_e) - margin_s
+
+
+# ---- the extension ---------------------------------------------------------------------------------
+
+class Sidecar:
+    """Owns the client, the listener and the worker; runs the /next loop."""
+
+    def __init__(self, env: Mapping[str, str], argv: Sequence[str], started_m: Optional[float] = None,
+                 started_e: Optional[float] = None) -> None:
+        self.env = dict(env)
+        self.argv = list(argv)
+        self.started_m = started_m if started_m is not None else time.monotonic()
+        self.started_e = started_e if started_e is not None else time.time()
+        self.name = extension_name(self.argv)
+        self.client = ExtensionsClient(self.env.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"))
+        self.settings: Any = None
+        self.degraded: List[str] = []
+        self.cond = threading.Condition()
+        self.queue = BatchQueue(cond=self.cond)
+        self.listener: Optional[TelemetryListener] = None
+        self.subscribed_types: List[str] = []
+        self.worker: Any = None
+        self.time_to_first_next_ms: Optional[float] = None
+        self._exiting = threading.Lock()
+
+    # -- logging --
+    def degrade(self, why: str) -> None:
+        """One clear line per problem; the sidecar keeps serving /next."""
+        self.degraded.append(why)
+        log.error("degraded: %s", why)
+
+    # -- init --
+    def load_settings(self) -> None:
+        try:
+            from .config import load_settings
+
+            self.settings, warnings = load_settings(self.env)
+            for w in warnings:
+                log.warning("%s", w)
+        except Exception as exc:  # noqa: BLE001 - bad settings must not stop the function
+            self.degrade(f"could not load settings ({type(exc).__name__}: {exc}); using defaults")
+            self.settings = None
+
+    def telemetry_types(self) -> List[str]:
+        types = _setting(self.settings, "telemetry_types", None)
+        if not types:
+            types = ("platform", "function")
+        return [t for t in types if t in ("platform", "function", "extension")] or ["platform"]
+
+    def start_listener(self) -> Optional[int]:
+        host = _setting(self.settings, "listener_host", None) or resolve_listener_host()
+        port = _setting(self.settings, "listener_port", None)
+        if port is None:
+            port = _port_from_env(self.env)
+        listener = TelemetryListener(self.queue)
+        try:
+            bound = listener.bind(host, int(port))
+        except OSError as exc:
+            if not port:
+                self.degrade(f"cannot start the Telemetry API listener on {host}: {exc}; no platform telemetry")
+                return None
+            log.warning("listener port %s on %s is not available (%s); using an ephemeral port instead",
+                        port, host, exc)
+            try:
+                bound = listener.bind(host, 0)
+            except OSError as exc2:
+                self.degrade(f"cannot start the Telemetry API listener on {host}: {exc2}; no platform telemetry")
+                return None
+        self.listener = listener
+        return bound
+
+    def subscribe(self, port: int) -> None:
+        types = self.telemetry_types()
+        try:
+            status, text = self.client.subscribe(subscription_body(types, port))
+        except Exception as exc:  # noqa: BLE001
+            self.degrade(f"Telemetry API subscription failed ({type(exc).__name__}: {exc}); no platform telemetry")
+            return
+        if status == 200:
+            self.subscribed_types = types
+            return
+        if status == 202:
+            why = "the Telemetry API is not supported here (HTTP 202, a local emulator stub)"
+        elif status == 404:
+            why = "the Telemetry API does not exist here (HTTP 404)"
+        elif status == 403:
+            why = "the Telemetry API refused the subscription (HTTP 403)"
+        else:
+            why = f"the Telemetry API answered HTTP {status}"
+        self.degrade(f"{why}: {text[:200]}; no platform telemetry, the function is unaffected")
+
+    def start_worker(self) -> None:
+        try:
+            from .worker import Worker
+
+            self.worker = Worker(self)
+            self.worker.start()
+        except Exception as exc:  # noqa: BLE001
+            self.degrade(f"the worker could not start ({type(exc).__name__}: {exc}); no metrics")
+            self.worker = None
+
+    def install_signal_handlers(self) -> None:
+        try:
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        except (ValueError, OSError):  # not the main thread (tests)
+            pass
+
+    # -- run --
+    def run(self) -> int:
+        try:
+            info = self.client.register(self.name, ["INVOKE", "SHUTDOWN"])
+        except Exception as exc:  # noqa: BLE001 - before any invoke exiting is allowed (init fails clearly)
+            log.error("registration as %r failed: %s; exiting", self.name, exc)
+            return 1
+        self.function_info = info
+        self.install_signal_handlers()
+        self.load_settings()
+        port = self.start_listener()
+        if port is not None:
+            self.subscribe(port)
+        self.start_worker()
+        return self.loop()
+
+    def loop(self) -> int:
+        failures = 0
+        while True:
+            try:
+                event = self.client.next_event()
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - keep asking; never exit during an invoke
+                failures += 1
+                if failures == 1:
+                    log.error("/next failed (%s: %s); retrying", type(exc).__name__, exc)
+                time.sleep(min(NEXT_RETRY_MAX_S, 0.01 * 2 ** min(failures, 7)))  # backoff, not a wait for a condition
+                continue
+            if self.time_to_first_next_ms is None:
+                self.time_to_first_next_ms = (time.monotonic() - self.started_m) * 1000.0
+            kind = event.get("eventType")
+            try:
+                if kind == "INVOKE":
+                    self.on_invoke(event)
+                elif kind == "SHUTDOWN":
+                    self.on_shutdown(event)
+                    return 0
+                else:
+                    log.warning("ignoring unknown event type %r", kind)
+            except Exception as exc:  # noqa: BLE001 - fail open
+                log.error("error while handling %s (%s: %s); continuing", kind, type(exc).__name__, exc)
+
+    def on_invoke(self, event: Dict[str, Any]) -> None:
+        worker = self.worker
+        if worker is None:
+            return
+        deadline = epoch_to_monotonic(event.get("deadlineMs"), DEADLINE_MARGIN_S)
+        worker.submit_invoke(event)
+        plan = worker.plan_after_invoke()
+        if plan.wait_runtime_done and "platform" in self.subscribed_types:
+            worker.wait_runtime_done(event.get("requestId", ""), deadline)
+        if plan.budget_s > 0:
+            worker.flush(min(time.monotonic() + plan.budget_s, deadline))
+
+    def on_shutdown(self, event: Dict[str, Any]) -> None:
+        deadline = epoch_to_monotonic(event.get("deadlineMs"), SHUTDOWN_MARGIN_S, fallback_s=1.5)
+        self._final(deadline, event)
+
+    def _final(self, deadline: float, event: Optional[Dict[str, Any]]) -> None:
+        if not self._exiting.acquire(blocking=False):
+            return
+        try:
+            if self.worker is not None:
+                drain_until = min(deadline, time.monotonic() + SHUTDOWN_DRAIN_S)
+                self.worker.shutdown(event, drain_until, deadline)
+        except Exception as exc:  # noqa: BLE001
+            log.error("error during the final flush (%s: %s)", type(exc).__name__, exc)
+        finally:
+            _flush_std()
+            os._exit(0)  # exporter threads must not hold the process past the deadline
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        log.warning("SIGTERM received; final flush and exit")
+        self._final(time.monotonic() + SIGTERM_BUDGET_S, None)
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] = None,
+         started_m: Optional[float] = None, started_e: Optional[float] = None) -> int:
+    sidecar = Sidecar(os.environ if env is None else env, sys.argv if argv is None else argv, started_m, started_e)
+    return sidecar.run()

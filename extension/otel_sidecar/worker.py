@@ -1,0 +1,483 @@
+"""Background worker: listener queue -> events.parse_batch -> SignalEngine -> sinks; runs the flushes.
+
+The pure core and the sinks are imported here, on the worker thread, so that nothing heavy sits on the
+path to the first /next. Every exception is caught and counted: the worker never takes the process down.
+The lifecycle thread talks to the worker only through the shared condition variable.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, List, Mapping, Optional, Set, Tuple
+
+log = logging.getLogger("otel_sidecar")
+
+OWN_LINE_PREFIX = "[otel-sidecar]"
+MAX_PENDING_INVOKES = 64          # INVOKE events not yet seen by the engine (one per invoke in practice)
+MAX_TRACKED_REQUESTS = 256        # request ids remembered for the shutdown drain
+OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                      "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                      "OPENTELEMETRY_COLLECTOR_CONFIG_URI", "SIDECAR_COLLECTOR_CONFIG")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the lifecycle does after handing an INVOKE over: wait for runtimeDone?, then flush how long."""
+
+    wait_runtime_done: bool = True
+    budget_s: float = 0.1
+
+
+def otlp_configured(settings: Any, env: Mapping[str, str]) -> bool:
+    flag = getattr(settings, "otlp_enabled", None) if settings is not None else None
+    if flag is not None:
+        return bool(flag)
+    return any((env.get(v) or "").strip() for v in OTLP_ENDPOINT_VARS)
+
+
+class Worker:
+    """The one thread that owns the engine and the sinks."""
+
+    def __init__(self, sidecar: Any) -> None:
+        self.sidecar = sidecar
+        self.cond: threading.Condition = sidecar.cond
+        self.queue = sidecar.queue
+        self.settings = sidecar.settings
+        self.env: Mapping[str, str] = sidecar.env
+        self.own_prefixes = (OWN_LINE_PREFIX, '{"_aws"')
+        self._invokes: Deque[Tuple[Dict[str, Any], float]] = collections.deque()
+        self._flush_req: Optional[Tuple[int, float]] = None
+        self._flush_done = 0
+        self._flush_seq = 0
+        self._shutdown_req: Optional[Tuple[Optional[Dict[str, Any]], float, float]] = None
+        self._shutdown_done = False
+        self._awaiting: Optional[str] = None
+        self._runtime_done: Set[str] = set()
+        self._ready = False
+        self.counters: Dict[str, int] = collections.defaultdict(int)
+        self.engine: Any = None
+        self.sinks: List[Any] = []
+        self.events_mod: Any = None
+        self.flush_mod: Any = None
+        self.policy: Any = None
+        self._requests: Deque[str] = collections.deque(maxlen=MAX_TRACKED_REQUESTS)
+        self._reported: Set[str] = set()
+        self._thread = threading.Thread(target=self._run, name="otel-sidecar-worker", daemon=True)
+
+    # ---- lifecycle side (called on the main thread) ------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit_invoke(self, event: Dict[str, Any]) -> None:
+        with self.cond:
+            if len(self._invokes) >= MAX_PENDING_INVOKES:
+                self._invokes.popleft()
+                self.counters["dropped_invoke_events"] += 1
+            self._invokes.append((event, time.time()))
+            rid = event.get("requestId")
+            if rid:
+                self._requests.append(rid)
+            self.cond.notify_all()
+
+    def plan_after_invoke(self) -> Plan:
+        """Ask the flush policy; until it is loaded, wait for runtimeDone and flush within 100 ms."""
+        try:
+            with self.cond:
+                policy = self.policy
+            if policy is not None:
+                plan = policy.plan_after_invoke(time.monotonic())
+                if isinstance(plan, Plan):
+                    return plan
+                return Plan(bool(getattr(plan, "wait_runtime_done", True)), float(getattr(plan, "budget_s", 0.1)))
+        except Exception as exc:  # noqa: BLE001
+            self._fail("policy", exc)
+        return Plan()
+
+    def wait_runtime_done(self, request_id: str, deadline: float) -> bool:
+        """Block until the engine has seen platform.runtimeDone of request_id, or the monotonic deadline."""
+        with self.cond:
+            self._awaiting = request_id
+            self.cond.notify_all()
+            try:
+                while request_id not in self._runtime_done:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self.counters["runtime_done_wait_timeouts"] += 1
+                        return False
+                    self.cond.wait(left)
+                return True
+            finally:
+                self._awaiting = None
+
+    def flush(self, deadline: float) -> bool:
+        """Have the worker flush every sink by the monotonic deadline; returns False if it did not finish."""
+        with self.cond:
+            self._flush_seq += 1
+            seq = self._flush_seq
+            self._flush_req = (seq, deadline)
+            self.cond.notify_all()
+            while self._flush_done < seq:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.counters["flush_overruns"] += 1
+                    return False
+                self.cond.wait(left)
+            return True
+
+    def shutdown(self, event: Optional[Dict[str, Any]], drain_until: float, deadline: float) -> bool:
+        """Drain late telemetry until drain_until, then finish and flush everything by deadline."""
+        with self.cond:
+            self._shutdown_req = (event, drain_until, deadline)
+            self.cond.notify_all()
+            while not self._shutdown_done:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+            return True
+
+    def health(self) -> Dict[str, int]:
+        """Merged counters: listener, worker, engine, sinks and the time to the first /next."""
+        out: Dict[str, int] = {}
+        sc = self.sidecar
+        if sc.listener is not None:
+            out.update(sc.listener.health())
+        else:
+            out.update(self.queue.health())
+        with self.cond:
+            out.update({f"worker_{k}": v for k, v in self.counters.items()})
+        eng = getattr(self.engine, "health", None)
+        if eng is not None:
+            out.update(_as_counts(eng, "engine_"))
+        for sink in self.sinks:
+            try:
+                out.update(_as_counts(sink.health(), ""))
+            except Exception as exc:  # noqa: BLE001
+                self._fail("sink_health", exc)
+        if sc.time_to_first_next_ms is not None:
+            out["time_to_first_next_ms"] = int(round(sc.time_to_first_next_ms))
+        out["degraded"] = len(sc.degraded)
+        return out
+
+    # ---- worker thread --------------------------------------------------------------------------------
+    def _fail(self, where: str, exc: BaseException) -> None:
+        first = self.counters[f"errors_{where}"] == 0
+        self.counters[f"errors_{where}"] += 1
+        if first:  # one line per kind of problem, then only counted
+            log.error("error in %s (%s: %s); counted, continuing", where, type(exc).__name__, exc)
+
+    def _setup(self) -> None:
+        """Import the core and build the engine and sinks (off the path to the first /next)."""
+        try:
+            from . import events as events_mod
+            from .signals import SignalEngine
+
+            self.events_mod = events_mod
+            self.engine = SignalEngine(self.settings) if self.settings is not None else SignalEngine(_default_settings())
+        except Exception as exc:  # noqa: BLE001
+            self.sidecar.degrade(f"the signal engine is unavailable ({type(exc).__name__}: {exc}); "
+                                 "telemetry is counted but not turned into metrics")
+        if _enabled(self.settings, "emf_enabled", True):
+            try:
+                from .emf import EmfSink
+
+                self.sinks.append(_make_emf_sink(EmfSink, self.settings, self.env))
+            except Exception as exc:  # noqa: BLE001
+                self.sidecar.degrade(f"the EMF sink is unavailable ({type(exc).__name__}: {exc})")
+        try:
+            from . import flush as flush_mod
+
+            policy = flush_mod.make_policy(self.settings) if hasattr(flush_mod, "make_policy") else None
+            with self.cond:
+                self.flush_mod, self.policy = flush_mod, _PolicyAdapter.wrap(policy)
+        except Exception as exc:  # noqa: BLE001
+            self._fail("flush_policy", exc)
+        if otlp_configured(self.settings, self.env):
+            try:
+                from .otlp import create_sink
+
+                sink = create_sink(self.settings, self.env)
+                if sink is not None:
+                    self.sinks.append(sink)
+            except Exception as exc:  # noqa: BLE001
+                self.sidecar.degrade(f"OTLP export is off: the OTLP sink could not start "
+                                     f"({type(exc).__name__}: {exc})")
+
+    def _run(self) -> None:
+        try:
+            self._setup()
+        except Exception as exc:  # noqa: BLE001
+            self._fail("setup", exc)
+        with self.cond:
+            self._ready = True
+        while True:
+            try:
+                if self._step():
+                    return
+            except Exception as exc:  # noqa: BLE001 - the worker must survive anything
+                self._fail("loop", exc)
+
+    def _step(self) -> bool:
+        """One round of work; returns True when the shutdown is complete."""
+        with self.cond:
+            while not (self._invokes or len(self.queue) or self._flush_req or self._shutdown_req):
+                self.cond.wait(self._timer_wait())
+                if self._timer_due():
+                    break
+            invokes = list(self._invokes)
+            self._invokes.clear()
+            flush_req = self._flush_req
+            shutdown_req = self._shutdown_req
+        batches = self.queue.get_all_nowait()
+        for event, t in invokes:
+            self._on_invoke(event, t)
+        for body in batches:
+            self._on_batch(body)
+        if shutdown_req is not None:
+            self._do_shutdown(*shutdown_req)
+            return True
+        if flush_req is not None:
+            self._do_flush(flush_req[1])
+            with self.cond:
+                self._flush_done = max(self._flush_done, flush_req[0])
+                if self._flush_req is flush_req:
+                    self._flush_req = None
+                self.cond.notify_all()
+        elif self._timer_due():
+            self._do_flush(time.monotonic() + _budget(self.policy))
+        return False
+
+    # -- timer for periodic / continuous policies (never fires while the environment is frozen) --
+    def _timer_wait(self) -> Optional[float]:
+        pol = self.policy
+        if pol is None:
+            return None
+        due = pol.next_timer(time.monotonic())
+        return None if due is None else max(0.0, due - time.monotonic())
+
+    def _timer_due(self) -> bool:
+        pol = self.policy
+        if pol is None:
+            return False
+        due = pol.next_timer(time.monotonic())
+        return due is not None and due <= time.monotonic()
+
+    # -- work --
+    def _emit(self, outputs: Any) -> None:
+        if not outputs:
+            return
+        for sink in self.sinks:
+            try:
+                sink.accept(outputs)
+            except Exception as exc:  # noqa: BLE001
+                self._fail("sink_accept", exc)
+
+    def _on_invoke(self, event: Dict[str, Any], t: float) -> None:
+        self.counters["invokes"] += 1
+        if self.engine is None or self.events_mod is None:
+            return
+        tracing = event.get("tracing") if isinstance(event.get("tracing"), dict) else {}
+        try:
+            inv = self.events_mod.Invoke(request_id=event.get("requestId", ""),
+                                         deadline_ms=event.get("deadlineMs", 0),
+                                         invoked_arn=event.get("invokedFunctionArn", ""),
+                                         tracing_value=tracing.get("value"))
+            self._emit(self.engine.on_invoke(inv, t))
+        except Exception as exc:  # noqa: BLE001
+            self._fail("engine_invoke", exc)
+        if self.policy is not None:
+            try:
+                self.policy.on_invoke(time.monotonic())
+            except Exception as exc:  # noqa: BLE001
+                self._fail("policy", exc)
+
+    def _on_batch(self, body: bytes) -> None:
+        self.counters["batches"] += 1
+        if self.events_mod is None:
+            return
+        try:
+            parsed = self.events_mod.parse_batch(body)
+        except Exception as exc:  # noqa: BLE001
+            self._fail("parse", exc)
+            return
+        events = [e for e in parsed.events if not self._is_own_line(e)]
+        filtered = len(parsed.events) - len(events)
+        if filtered:
+            self.counters["own_lines_filtered"] += filtered
+        if self.engine is None or not events:
+            return
+        try:
+            self._emit(self.engine.on_events(events, time.time()))
+        except Exception as exc:  # noqa: BLE001
+            self._fail("engine_events", exc)
+        self._note_progress(events)
+
+    def _is_own_line(self, ev: Any) -> bool:
+        """Our own stdout comes back as `extension` records: never feed them to the engine."""
+        if type(ev).__name__ != "ExtensionLog":
+            return False
+        text = getattr(ev, "text", None)
+        if not isinstance(text, str):
+            fields = getattr(ev, "fields", None)
+            text = str(fields.get("message", "")) if isinstance(fields, dict) else ""
+        return text.lstrip().startswith(self.own_prefixes)
+
+    def _note_progress(self, events: List[Any]) -> None:
+        for ev in events:
+            if type(ev).__name__ == "Report":
+                rid = getattr(ev, "request_id", None)
+                if rid:
+                    self._reported.add(rid)
+        with self.cond:
+            rid = self._awaiting
+            if rid and rid not in self._runtime_done:
+                try:
+                    seen = bool(self.engine.runtime_done_seen(rid))
+                except Exception as exc:  # noqa: BLE001
+                    self._fail("engine_runtime_done", exc)
+                    seen = any(type(e).__name__ == "RuntimeDone" and getattr(e, "request_id", None) == rid
+                               for e in events)
+                if seen:
+                    if len(self._runtime_done) > MAX_TRACKED_REQUESTS:
+                        self._runtime_done.clear()
+                    self._runtime_done.add(rid)
+                    self.cond.notify_all()
+
+    def _do_flush(self, deadline: float) -> None:
+        if self.policy is not None:
+            try:
+                self.policy.on_flush(time.monotonic())
+            except Exception as exc:  # noqa: BLE001
+                self._fail("policy", exc)
+        for sink in self.sinks:
+            if time.monotonic() >= deadline:
+                self.counters["flush_skipped_sinks"] += 1
+                continue
+            try:
+                sink.flush(deadline)
+            except Exception as exc:  # noqa: BLE001
+                self._fail("sink_flush", exc)
+
+    def _do_shutdown(self, event: Optional[Dict[str, Any]], drain_until: float, deadline: float) -> None:
+        try:
+            self._drain(drain_until)
+            now = time.time()
+            if self.engine is not None and self.events_mod is not None:
+                if event is not None:
+                    try:
+                        shut = self.events_mod.Shutdown(reason=event.get("shutdownReason", ""),
+                                                        deadline_ms=event.get("deadlineMs", 0))
+                        self._emit(self.engine.on_shutdown(shut, now))
+                    except Exception as exc:  # noqa: BLE001
+                        self._fail("engine_shutdown", exc)
+                try:
+                    self._emit(self.engine.finish(now))
+                except Exception as exc:  # noqa: BLE001
+                    self._fail("engine_finish", exc)
+            self._report_health()
+            for sink in self.sinks:
+                try:
+                    sink.shutdown(deadline)
+                except Exception as exc:  # noqa: BLE001
+                    self._fail("sink_shutdown", exc)
+        finally:
+            with self.cond:
+                self._shutdown_done = True
+                self.cond.notify_all()
+
+    def _drain(self, until: float) -> None:
+        """Take late batches until every invoked request has its report, or the bound passes."""
+        while True:
+            for body in self.queue.get_all_nowait():
+                self._on_batch(body)
+            missing = [r for r in self._requests if r not in self._reported]
+            subscribed = "platform" in getattr(self.sidecar, "subscribed_types", ())
+            if not missing or not subscribed:
+                return
+            with self.cond:
+                left = until - time.monotonic()
+                if left <= 0:
+                    self.counters["shutdown_reports_missing"] += len(missing)
+                    return
+                if not len(self.queue):
+                    self.cond.wait(left)
+
+    def _report_health(self) -> None:
+        """Hand our own counters to the sinks that know how to emit them as metrics."""
+        counts = self.health()
+        for sink in self.sinks:
+            fn = getattr(sink, "report_health", None)
+            if fn is None:
+                continue
+            try:
+                fn(counts)
+            except Exception as exc:  # noqa: BLE001
+                self._fail("sink_health", exc)
+
+
+class _PolicyAdapter:
+    """Uniform face over flush.py's policy object: plan, timer, bookkeeping."""
+
+    def __init__(self, policy: Any) -> None:
+        self.p = policy
+
+    @classmethod
+    def wrap(cls, policy: Any) -> Optional[_PolicyAdapter]:
+        return None if policy is None else cls(policy)
+
+    def plan_after_invoke(self, now: float) -> Plan:
+        fn = getattr(self.p, "plan_after_invoke", None)
+        if fn is None:
+            return Plan()
+        plan = fn(now)
+        return Plan(bool(getattr(plan, "wait_runtime_done", True)), float(getattr(plan, "budget_s", 0.1)))
+
+    def next_timer(self, now: float) -> Optional[float]:
+        fn = getattr(self.p, "next_timer", None)
+        return None if fn is None else fn(now)
+
+    def on_invoke(self, now: float) -> None:
+        fn = getattr(self.p, "on_invoke", None)
+        if fn is not None:
+            fn(now)
+
+    def on_flush(self, now: float) -> None:
+        fn = getattr(self.p, "on_flush", None)
+        if fn is not None:
+            fn(now)
+
+
+def _budget(policy: Optional[_PolicyAdapter]) -> float:
+    return 0.1 if policy is None else max(0.0, policy.plan_after_invoke(time.monotonic()).budget_s) or 0.1
+
+
+def _enabled(settings: Any, name: str, default: bool) -> bool:
+    value = getattr(settings, name, None) if settings is not None else None
+    return default if value is None else bool(value)
+
+
+def _default_settings() -> Any:
+    from .config import load_settings
+
+    return load_settings({})[0]
+
+
+def _make_emf_sink(cls: Any, settings: Any, env: Mapping[str, str]) -> Any:
+    if settings is None:
+        settings = _default_settings()
+    return cls(settings)
+
+
+def _as_counts(value: Any, prefix: str) -> Dict[str, int]:
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif hasattr(value, "__dataclass_fields__"):
+        items = ((k, getattr(value, k)) for k in value.__dataclass_fields__)
+    else:
+        items = getattr(value, "__dict__", {}).items()
+    return {prefix + str(k): int(v) for k, v in items if isinstance(v, (int, float)) and not isinstance(v, bool)}
+

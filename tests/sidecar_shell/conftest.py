@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.sidecar_shell.fake_api import FakeApi, SidecarProcess
+
+
+@pytest.fixture
+def fake():
+    """Factory: fake(subscribe_status=200, env=None) -> (FakeApi, SidecarProcess); both closed at teardown."""
+    made = []
+
+    def factory(subscribe_status: int = 200, register_status: int = 200, env=None):
+        api = FakeApi(subscribe_status=subscribe_status, register_status=register_status)
+        proc = SidecarProcess(api, env=env)
+        made.append((api, proc))
+        return api, proc
+
+    yield factory
+    for api, proc in made:
+        proc.kill()
+        api.close()
