@@ -8,6 +8,7 @@ drives the processes (processes.py) inside the chosen isolation (isolation.py).
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import hashlib
 import json
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -31,6 +33,17 @@ from .processes import Cgroups, EnvProcess, Launcher, peak_rss_bytes, unique_cgr
 from .telemetry import TelemetryHub
 
 MIB = 1024 * 1024
+_LIVE: weakref.WeakSet[Sandbox] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_sandboxes() -> None:
+    """Interpreter exit: shut down sandboxes nobody closed, so no process outlives us."""
+    for sb in list(_LIVE):
+        try:
+            sb.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
 VCPU_MB = 1769
 TERMINAL_EXT_STATES = ("Exited", "ShutdownFailed", "LaunchError")
 
@@ -136,6 +149,7 @@ class Sandbox:
                 self._cleanup()
                 raise
             self._started = True
+            _LIVE.add(self)
             return self
 
     def _env_paths(self) -> List[str]:
