@@ -1,0 +1,285 @@
+"""SIDECAR_* environment variables -> Settings. Pure; never raises.
+
+Every invalid value yields ONE warning naming the variable, the bad value and the value used instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, List, Mapping, Optional, Tuple, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_NAMESPACE = "OtelSidecar"
+# Lambda list prices (USD, us-east-1): compute per GB-second and per request
+PRICE_PER_GB_S = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
+PRICE_PER_REQUEST = 0.0000002
+TELEMETRY_TYPES = ("platform", "function", "extension")
+FLUSH_MODES = ("adaptive", "end", "periodic", "continuous")
+LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "OFF")
+# Optional EMF dimensions: low-cardinality only (never request ids)
+EMF_DIMENSIONS = ("FunctionVersion", "Service", "MemorySize", "Architecture", "Region", "InitType")
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9 ._#:/-]{1,255}$")
+
+DEFAULT_FLUSH_INTERVAL_MS = 20000
+DEFAULT_FLUSH_BUDGET_MS = 30
+DEFAULT_FLUSH_MARGIN_MS = 100
+
+
+@dataclass(frozen=True)
+class Settings:
+    log_level: str = "INFO"
+    # function identity (from the Lambda environment)
+    function_name: str = "unknown"
+    function_version: str = "$LATEST"
+    memory_mb: Optional[int] = None
+    region: Optional[str] = None
+    initialization_type: str = "on-demand"
+    service: str = "unknown"
+    architecture: str = "x86_64"
+    # EMF
+    emf_enabled: bool = True
+    emf_namespace: str = DEFAULT_NAMESPACE
+    emf_dimensions: Tuple[str, ...] = ()
+    # signal derivation
+    coldstart_idle_ms: int = 10000
+    price_per_gb_s: float = PRICE_PER_GB_S["x86_64"]
+    price_per_request: float = PRICE_PER_REQUEST
+    throttle_patterns: Tuple[str, ...] = ()  # empty = the defaults of patterns.py
+    throttle_patterns_extend: bool = False   # True: the configured patterns are added to the defaults
+    # Telemetry API subscription and listener
+    telemetry_types: Tuple[str, ...] = ("platform", "function")
+    listener_port: int = 0
+    buffer_timeout_ms: int = 25
+    buffer_max_items: int = 1000
+    buffer_max_bytes: int = 262144
+    queue_max: int = 10000
+    # flushing
+    flush_mode: str = "adaptive"
+    flush_interval_ms: int = DEFAULT_FLUSH_INTERVAL_MS
+    flush_budget_ms: int = DEFAULT_FLUSH_BUDGET_MS
+    flush_margin_ms: int = DEFAULT_FLUSH_MARGIN_MS
+    shutdown_drain_ms: int = 300
+    # OTLP
+    otlp_logs: bool = True
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.warnings: List[str] = []
+
+    def raw(self, name: str) -> Optional[str]:
+        v = self.env.get(name)
+        if v is None:
+            return None
+        v = str(v).strip()
+        return v if v else None
+
+    def warn(self, name: str, value: str, used: object, why: str = "") -> None:
+        extra = f" ({why})" if why else ""
+        self.warnings.append(f"{name}={value!r} is invalid{extra}; using {used!r} instead")
+
+    def conv(self, name: str, default: T, fn: Callable[[str], T], why: str = "") -> T:
+        v = self.raw(name)
+        if v is None:
+            return default
+        try:
+            return fn(v)
+        except (ValueError, TypeError) as e:
+            self.warn(name, v, default, why or str(e))
+            return default
+
+    def int_range(self, name: str, default: int, lo: int, hi: int) -> int:
+        def fn(v: str) -> int:
+            n = int(v, 10)
+            if not lo <= n <= hi:
+                raise ValueError(f"expected an integer from {lo} to {hi}")
+            return n
+        return self.conv(name, default, fn, f"expected an integer from {lo} to {hi}")
+
+    def float_range(self, name: str, default: float, lo: float, hi: float) -> float:
+        def fn(v: str) -> float:
+            x = float(v)
+            if not (lo <= x <= hi):  # also rejects nan
+                raise ValueError
+            return x
+        return self.conv(name, default, fn, f"expected a number from {lo} to {hi}")
+
+    def flag(self, name: str, default: bool) -> bool:
+        def fn(v: str) -> bool:
+            low = v.lower()
+            if low in ("1", "true", "on", "yes", "enabled"):
+                return True
+            if low in ("0", "false", "off", "no", "disabled"):
+                return False
+            raise ValueError
+        return self.conv(name, default, fn, "expected on or off")
+
+
+def _arch(machine: Optional[str]) -> str:
+    m = (machine or "").lower()
+    return "arm64" if m in ("arm64", "aarch64", "armv8", "armv8l") else "x86_64"
+
+
+def load_settings(env: Mapping[str, str], machine: Optional[str] = None) -> Tuple[Settings, List[str]]:
+    """Settings from an environment mapping (and the CPU architecture, e.g. platform.machine())."""
+    r = _Reader(env)
+    d = Settings()
+
+    level = r.conv("SIDECAR_LOG_LEVEL", "INFO", lambda v: _choice(v.upper().replace("WARNING", "WARN"), LOG_LEVELS),
+                   f"expected one of {', '.join(LOG_LEVELS)}")
+
+    function_name = r.raw("AWS_LAMBDA_FUNCTION_NAME") or d.function_name
+    function_version = r.raw("AWS_LAMBDA_FUNCTION_VERSION") or d.function_version
+    memory_mb = r.conv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", None, lambda v: _positive_int(v), "expected an integer")
+    region = r.raw("AWS_REGION") or r.raw("AWS_DEFAULT_REGION")
+    init_type = r.raw("AWS_LAMBDA_INITIALIZATION_TYPE") or d.initialization_type
+    service = r.raw("POWERTOOLS_SERVICE_NAME") or r.raw("OTEL_SERVICE_NAME") or function_name
+
+    emf = r.flag("SIDECAR_EMF", True)
+    ns_raw = r.raw("SIDECAR_EMF_NAMESPACE")
+    ns_var = "SIDECAR_EMF_NAMESPACE"
+    if ns_raw is None:
+        ns_raw, ns_var = r.raw("POWERTOOLS_METRICS_NAMESPACE"), "POWERTOOLS_METRICS_NAMESPACE"
+    namespace = DEFAULT_NAMESPACE
+    if ns_raw is not None:
+        if _NAMESPACE_RE.match(ns_raw) and not ns_raw.upper().startswith("AWS/"):
+            namespace = ns_raw
+        else:
+            r.warn(ns_var, ns_raw, DEFAULT_NAMESPACE,
+                   "a namespace is 1-255 of A-Z a-z 0-9 space . _ # : / - and must not start with AWS/")
+
+    dims: Tuple[str, ...] = ()
+    dims_raw = r.raw("SIDECAR_EMF_DIMENSIONS")
+    if dims_raw is not None:
+        items = [x.strip() for x in dims_raw.split(",") if x.strip()]
+        lookup = {x.lower(): x for x in EMF_DIMENSIONS}
+        good = [lookup[x.lower()] for x in items if x.lower() in lookup and x.lower() != "functionname"]
+        bad = [x for x in items if x.lower() not in lookup and x.lower() != "functionname"]
+        good = list(dict.fromkeys(good))
+        if bad:
+            r.warn("SIDECAR_EMF_DIMENSIONS", dims_raw, ",".join(good),
+                   f"unknown dimension(s) {', '.join(bad)}; allowed: {', '.join(EMF_DIMENSIONS)}")
+        dims = tuple(good)
+
+    idle = r.int_range("SIDECAR_COLDSTART_IDLE_MS", d.coldstart_idle_ms, 0, 3_600_000)
+
+    detected = _arch(machine)
+    arch = r.conv("SIDECAR_ARCHITECTURE", detected, lambda v: _choice(_norm_arch(v), tuple(PRICE_PER_GB_S)),
+                  "expected x86_64 or arm64")
+    price = r.float_range("SIDECAR_PRICE_PER_GB_S", PRICE_PER_GB_S[arch], 0.0, 1.0)
+    price_req = r.float_range("SIDECAR_PRICE_PER_REQUEST", PRICE_PER_REQUEST, 0.0, 1.0)
+
+    patterns, extend = _throttle_patterns(r)
+
+    types = d.telemetry_types
+    types_raw = r.raw("SIDECAR_TELEMETRY_TYPES")
+    if types_raw is not None:
+        items = [x.strip().lower() for x in types_raw.split(",") if x.strip()]
+        bad = [x for x in items if x not in TELEMETRY_TYPES]
+        good = tuple(dict.fromkeys(x for x in items if x in TELEMETRY_TYPES))
+        if "platform" not in good:
+            good = ("platform",) + good  # every signal comes from platform records
+        if bad or not items:
+            r.warn("SIDECAR_TELEMETRY_TYPES", types_raw, ",".join(good),
+                   f"allowed: {', '.join(TELEMETRY_TYPES)}" + (f"; unknown: {', '.join(bad)}" if bad else ""))
+        types = good
+
+    port = r.int_range("SIDECAR_LISTENER_PORT", d.listener_port, 0, 65535)
+    buf_timeout = r.int_range("SIDECAR_BUFFER_TIMEOUT_MS", d.buffer_timeout_ms, 25, 30000)
+    buf_items = r.int_range("SIDECAR_BUFFER_MAX_ITEMS", d.buffer_max_items, 1000, 10000)
+    buf_bytes = r.int_range("SIDECAR_BUFFER_MAX_BYTES", d.buffer_max_bytes, 262144, 1048576)
+    queue_max = r.int_range("SIDECAR_QUEUE_MAX", d.queue_max, 10, 1_000_000)
+
+    mode, interval = d.flush_mode, d.flush_interval_ms
+    flush_raw = r.raw("SIDECAR_FLUSH")
+    if flush_raw is not None:
+        parsed = parse_flush(flush_raw)
+        if parsed is None:
+            r.warn("SIDECAR_FLUSH", flush_raw, d.flush_mode,
+                   "expected adaptive, end, periodic[:ms] or continuous[:ms] with ms from 100 to 600000")
+        else:
+            mode, interval = parsed[0], parsed[1] if parsed[1] is not None else d.flush_interval_ms
+    budget = r.int_range("SIDECAR_FLUSH_BUDGET_MS", d.flush_budget_ms, 0, 10000)
+    margin = r.int_range("SIDECAR_FLUSH_MARGIN_MS", d.flush_margin_ms, 0, 5000)
+    drain = r.int_range("SIDECAR_SHUTDOWN_DRAIN_MS", d.shutdown_drain_ms, 0, 1500)
+    otlp_logs = r.flag("SIDECAR_OTLP_LOGS", True)
+
+    settings = Settings(
+        log_level=level, function_name=function_name, function_version=function_version, memory_mb=memory_mb,
+        region=region, initialization_type=init_type, service=service, architecture=arch, emf_enabled=emf,
+        emf_namespace=namespace, emf_dimensions=dims, coldstart_idle_ms=idle, price_per_gb_s=price,
+        price_per_request=price_req, throttle_patterns=patterns, throttle_patterns_extend=extend,
+        telemetry_types=types, listener_port=port, buffer_timeout_ms=buf_timeout, buffer_max_items=buf_items,
+        buffer_max_bytes=buf_bytes, queue_max=queue_max, flush_mode=mode, flush_interval_ms=interval,
+        flush_budget_ms=budget, flush_margin_ms=margin, shutdown_drain_ms=drain, otlp_logs=otlp_logs,
+    )
+    return settings, r.warnings
+
+
+def parse_flush(value: str) -> Optional[Tuple[str, Optional[int]]]:
+    """`adaptive` | `end` | `periodic[:ms]` | `continuous[:ms]` (also `,` as separator) -> (mode, ms)."""
+    v = value.strip().lower().replace(",", ":")
+    name, _, ms = v.partition(":")
+    name = {"periodically": "periodic", "continuously": "continuous"}.get(name.strip(), name.strip())
+    if name not in FLUSH_MODES:
+        return None
+    if not ms.strip():
+        return name, None
+    if name in ("adaptive", "end"):
+        return None
+    try:
+        n = int(ms.strip(), 10)
+    except ValueError:
+        return None
+    if not 100 <= n <= 600000:
+        return None
+    return name, n
+
+
+def _choice(v: str, allowed: Tuple[str, ...]) -> str:
+    if v not in allowed:
+        raise ValueError
+    return v
+
+
+def _norm_arch(v: str) -> str:
+    low = v.strip().lower()
+    return {"aarch64": "arm64", "arm": "arm64", "amd64": "x86_64", "x86-64": "x86_64", "x64": "x86_64"}.get(low, low)
+
+
+def _positive_int(v: str) -> int:
+    n = int(v, 10)
+    if n <= 0:
+        raise ValueError
+    return n
+
+
+def _throttle_patterns(r: _Reader) -> Tuple[Tuple[str, ...], bool]:
+    """SIDECAR_THROTTLE_PATTERNS: comma-separated regular expressions (case-insensitive).
+
+    A leading `+` adds them to the defaults; `off` disables throttle detection; empty keeps the defaults.
+    """
+    raw = r.raw("SIDECAR_THROTTLE_PATTERNS")
+    if raw is None:
+        return (), False
+    if raw.lower() in ("off", "none", "false", "0"):
+        return ("(?!)",), False  # a pattern that never matches
+    extend = raw.startswith("+")
+    body = raw[1:] if extend else raw
+    items = [x.strip() for x in body.split(",") if x.strip()]
+    good, bad = [], []
+    for x in items:
+        try:
+            re.compile(x)
+            good.append(x)
+        except re.error:
+            bad.append(x)
+    if bad:
+        used = ("+" if extend else "") + ",".join(good) if good else "the default patterns"
+        r.warn("SIDECAR_THROTTLE_PATTERNS", raw, used, f"not a valid regular expression: {', '.join(bad)}")
+    if not good:
+        return (), False
+    return tuple(good), extend
