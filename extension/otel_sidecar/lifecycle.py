@@ -338,7 +338,7 @@ class Sidecar:
         deadline = epoch_to_monotonic(event.get("deadlineMs"), DEADLINE_MARGIN_S)
         worker.submit_invoke(event)
         plan = worker.plan_after_invoke()
-        if plan.wait_runtime_done and "platform" in self.subscribed_types:
+        if plan.wait_runtime_done and "platform" in self.subscribed_types and worker.tracks_runtime_done():
             worker.wait_runtime_done(event.get("requestId", ""), deadline)
         if plan.budget_s > 0:
             worker.flush(min(time.monotonic() + plan.budget_s, deadline))

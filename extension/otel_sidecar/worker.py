@@ -18,6 +18,7 @@ log = logging.getLogger("otel_sidecar")
 
 OWN_LINE_PREFIX = "[otel-sidecar]"
 MAX_PENDING_INVOKES = 64          # INVOKE events not yet seen by the engine (one per invoke in practice)
+HEALTH_INTERVAL_S = 60.0         # own counters go out at most this often (and always at shutdown)
 MAX_TRACKED_REQUESTS = 256        # request ids remembered for the shutdown drain
 OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                       "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
@@ -66,6 +67,7 @@ class Worker:
         self.policy: Any = None
         self._requests: Deque[str] = collections.deque(maxlen=MAX_TRACKED_REQUESTS)
         self._reported: Set[str] = set()
+        self._health_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="otel-sidecar-worker", daemon=True)
 
     # ---- lifecycle side (called on the main thread) ------------------------------------------------
@@ -96,6 +98,11 @@ class Worker:
         except Exception as exc:  # noqa: BLE001
             self._fail("policy", exc)
         return Plan()
+
+    def tracks_runtime_done(self) -> bool:
+        """False once it is known that no engine can report runtimeDone (waiting would only burn the deadline)."""
+        with self.cond:
+            return not self._ready or (self.engine is not None and self.events_mod is not None)
 
     def wait_runtime_done(self, request_id: str, deadline: float) -> bool:
         """Block until the engine has seen platform.runtimeDone of request_id, or the monotonic deadline."""
@@ -280,12 +287,11 @@ class Worker:
         self.counters["invokes"] += 1
         if self.engine is None or self.events_mod is None:
             return
-        tracing = event.get("tracing") if isinstance(event.get("tracing"), dict) else {}
         try:
-            inv = self.events_mod.Invoke(request_id=event.get("requestId", ""),
-                                         deadline_ms=event.get("deadlineMs", 0),
-                                         invoked_arn=event.get("invokedFunctionArn", ""),
-                                         tracing_value=tracing.get("value"))
+            inv = self.events_mod.parse_invoke(event)
+            if inv is None:
+                self.counters["invokes_without_request_id"] += 1
+                return
             self._emit(self.engine.on_invoke(inv, t))
         except Exception as exc:  # noqa: BLE001
             self._fail("engine_invoke", exc)
@@ -303,7 +309,15 @@ class Worker:
             parsed = self.events_mod.parse_batch(body)
         except Exception as exc:  # noqa: BLE001
             self._fail("parse", exc)
+            self.counters["malformed"] += 1
             return
+        self.counters["records_received"] += parsed.items
+        self.counters["malformed"] += parsed.malformed
+        self.counters["unknown_types"] += parsed.unknown_types
+        self.counters["unknown_fields"] += parsed.unknown_fields
+        for ev in parsed.events:
+            if type(ev).__name__ == "LogsDropped":
+                self.counters["logs_dropped_records"] += int(getattr(ev, "dropped_records", 0) or 0)
         events = [e for e in parsed.events if not self._is_own_line(e)]
         filtered = len(parsed.events) - len(events)
         if filtered:
@@ -348,6 +362,8 @@ class Worker:
                     self.cond.notify_all()
 
     def _do_flush(self, deadline: float) -> None:
+        if time.monotonic() - self._health_at >= HEALTH_INTERVAL_S:
+            self._report_health()
         if self.policy is not None:
             try:
                 self.policy.on_flush(time.monotonic())
@@ -369,8 +385,7 @@ class Worker:
             if self.engine is not None and self.events_mod is not None:
                 if event is not None:
                     try:
-                        shut = self.events_mod.Shutdown(reason=event.get("shutdownReason", ""),
-                                                        deadline_ms=event.get("deadlineMs", 0))
+                        shut = self.events_mod.parse_shutdown(event)
                         self._emit(self.engine.on_shutdown(shut, now))
                     except Exception as exc:  # noqa: BLE001
                         self._fail("engine_shutdown", exc)
@@ -407,16 +422,36 @@ class Worker:
                     self.cond.wait(left)
 
     def _report_health(self) -> None:
-        """Hand our own counters to the sinks that know how to emit them as metrics."""
-        counts = self.health()
-        for sink in self.sinks:
-            fn = getattr(sink, "report_health", None)
-            if fn is None:
-                continue
-            try:
-                fn(counts)
-            except Exception as exc:  # noqa: BLE001
-                self._fail("sink_health", exc)
+        """Hand our own counters to the sinks as a HealthSignal (they emit them as the sidecar's metrics)."""
+        self._health_at = time.monotonic()
+        try:
+            from .signals import HealthSignal
+
+            counts = health_counters(self.health())
+            signal = HealthSignal(time=time.time(), counters=tuple(sorted(counts.items())))
+        except Exception as exc:  # noqa: BLE001
+            self._fail("health", exc)
+            return
+        self._emit([signal])
+
+
+def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
+    """The detailed counters folded into the catalog's health keys (HealthSignal.counters)."""
+    dropped = (detail.get("listener_dropped_batches", 0) + detail.get("listener_oversized", 0)
+               + detail.get("worker_dropped_invoke_events", 0)
+               + sum(v for k, v in detail.items() if k.startswith("dropped")))
+    out = {
+        "records_received": detail.get("worker_records_received", 0),
+        "malformed": detail.get("worker_malformed", 0),
+        "unknown_types": detail.get("worker_unknown_types", 0),
+        "unknown_fields": detail.get("worker_unknown_fields", 0),
+        "logs_dropped_records": detail.get("worker_logs_dropped_records", 0),
+        "dropped": dropped,
+        "export_failures": sum(v for k, v in detail.items() if k.startswith("export_failures")),
+    }
+    if "time_to_first_next_ms" in detail:
+        out["time_to_first_next_ms"] = detail["time_to_first_next_ms"]
+    return {k: float(v) for k, v in out.items()}
 
 
 class _PolicyAdapter:
