@@ -114,6 +114,7 @@ class Sandbox:
         self._oom_kills_seen = 0
         self._env_extra: Dict[str, str] = {}
         self._api_address: Optional[str] = None
+        self._api_errors: List[str] = []
         now = _dt.datetime.now(_dt.timezone.utc)
         self.instance_id = f"{now:%Y/%m/%d}/[{config.function_version}]{uuid.uuid4().hex}"
         self.runtime_version_arn = (f"arn:aws:lambda:{config.region}::runtime:{hashlib.sha256(config.runtime_version.encode()).hexdigest()}")
@@ -142,6 +143,7 @@ class Sandbox:
                 self.launcher = Launcher(self.cgroups, ns)
                 self.api = ApiServer(self.control, cfg.api_port).start()
                 self._api_address = self.api.address
+                self._api_errors = self.api.errors
                 receiver = cfg.otlp_receiver
                 if receiver is not None and "OTEL_EXPORTER_OTLP_ENDPOINT" not in cfg.env:
                     self._env_extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = str(receiver.endpoint)
@@ -207,6 +209,11 @@ class Sandbox:
     @property
     def api_address(self) -> Optional[str]:
         return self._api_address
+
+    @property
+    def api_errors(self) -> List[str]:
+        """Internal errors of the API server (a non-empty list is a sandbox bug)."""
+        return list(self._api_errors)
 
     def extension_lines(self, name: str) -> List[str]:
         with self._logs_lock:

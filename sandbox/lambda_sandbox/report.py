@@ -30,6 +30,7 @@ def build_report(sb: Any) -> Dict[str, Any]:
             "cpuQuotaApplied": sb.applied.get("cpu_quota", False),
             "cpuQuotaVcpus": sb.applied.get("cpu_quota_vcpus"),
             "apiAddress": sb.api_address, "notes": list(sb.notes),
+            "apiErrors": list(sb.api_errors),
         },
         "inits": [{"phase": i.phase, "status": i.status, "errorType": i.error_type, "durationMs": i.duration_ms}
                   for i in sb.inits],

@@ -38,7 +38,7 @@ def test_run_with_payload_file_extension_and_report(tmp_path):
     assert len(reports) == 3 and all("recorder" in t["deliveries"] for t in reports)
     sources = {ln["source"] for ln in report["logs"]}
     assert sources == {"platform", "function", "extension:recorder"}
-    assert report["environment"]["freeze"] in ("cgroup", "signal")
+    assert report["environment"]["freeze"] in ("cgroup", "signal") and report["environment"]["apiErrors"] == []
 
 
 def test_bad_arguments_name_the_value(capsys):
