@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from .config import ConfigError, LogLine, SandboxConfig
+from .isolation import IsolationError
 
 
 def _env_pair(text: str) -> tuple:
@@ -154,7 +155,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ImportError as exc:
         print(f"lambda-sandbox: error: a component is not installed: {exc}", file=sys.stderr)
         return 2
-    except (ConfigError, ValueError, OSError) as exc:
+    except (ConfigError, ValueError, OSError, IsolationError) as exc:
         print(f"lambda-sandbox: error: {exc}", file=sys.stderr)
         return 2
 

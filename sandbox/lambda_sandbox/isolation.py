@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, List, Optional
 
+from .config import ConfigError
 from .layers import unpack_layers
 
 NS_OPT, NS_TASK, NS_RUNTIME = "/opt", "/var/task", "/var/runtime"
@@ -136,7 +137,7 @@ def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str
     """Create the per-run directory, unpack layers, copy the runtime and set up the chosen isolation."""
     code = Path(code_dir).resolve()
     if not code.is_dir():
-        raise IsolationError(f"code_dir {str(code_dir)!r} is not a directory")
+        raise ConfigError(f"code_dir={str(code_dir)!r} is not a directory")
     root = Path(run_root) if run_root else default_run_root()
     root.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=f"run-{uuid.uuid4().hex[:8]}-", dir=root))
