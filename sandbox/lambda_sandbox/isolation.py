@@ -139,7 +139,14 @@ def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str
     if not code.is_dir():
         raise ConfigError(f"code_dir={str(code_dir)!r} is not a directory")
     root = Path(run_root) if run_root else default_run_root()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        if run_root:
+            raise
+        # no writable home (e.g. a service user): per-user directory under the temp dir
+        root = Path(tempfile.gettempdir()) / f"lambda-sandbox-runs-{os.getuid()}"
+        root.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=f"run-{uuid.uuid4().hex[:8]}-", dir=root))
     try:
         opt_host = run_dir / "opt"
