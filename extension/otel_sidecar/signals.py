@@ -7,9 +7,33 @@ API's event times, so that gaps between platform events and lifecycle events can
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from .events import PlatformSpan, TraceContext
+from . import patterns
+from .config import Settings
+from .events import (
+    Event,
+    ExtensionLog,
+    ExtensionState,
+    FunctionLog,
+    InitReport,
+    InitRuntimeDone,
+    InitStart,
+    Invoke,
+    LogsDropped,
+    ParsedBatch,
+    PlatformSpan,
+    Report,
+    RestoreReport,
+    RestoreRuntimeDone,
+    RestoreStart,
+    RuntimeDone,
+    Shutdown,
+    Start,
+    TelemetrySubscription,
+    TraceContext,
+    UnknownEvent,
+)
 
 # InitSignal.kind values
 COLD_START = "cold_start"        # on-demand init whose first invoke waited for it (or a re-init inside an invoke)
@@ -130,28 +154,510 @@ class HealthSignal:
 Output = Union[InvocationSignal, InitSignal, ShutdownSignal, LogSignal, HealthSignal]
 
 
+
+# ---- the engine ------------------------------------------------------------------------------------------
+MAX_PENDING = 1000        # invocations waiting for their report; beyond it the oldest is emitted incomplete
+MAX_REMEMBERED = 4096     # request ids remembered as emitted / runtimeDone-seen (exactly-once, bounded)
+OOM_ERROR_TYPE = "Runtime.OutOfMemory"
+_STATUS_RANK = {"success": 0, "unknown": 0, "error": 1, "failure": 2, "timeout": 3}
+
+
+class _Bounded:
+    """An insertion-ordered set that forgets its oldest members beyond a size."""
+
+    __slots__ = ("_d", "_max")
+
+    def __init__(self, size: int) -> None:
+        self._d: Dict[str, None] = {}
+        self._max = size
+
+    def add(self, key: str) -> None:
+        self._d[key] = None
+        if len(self._d) > self._max:
+            del self._d[next(iter(self._d))]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d
+
+
+class _Inv:
+    """What we know so far about one invocation."""
+
+    __slots__ = ("rid", "invoke", "invoke_time", "start", "rt_done", "rt_statuses", "rt_error_type", "report",
+                 "throttles", "log_lines", "oom_log", "shutdown_reason", "init")
+
+    def __init__(self, rid: str) -> None:
+        self.rid = rid
+        self.invoke: Optional[Invoke] = None
+        self.invoke_time: Optional[float] = None
+        self.start: Optional[Start] = None
+        self.rt_done: Optional[RuntimeDone] = None     # the first runtimeDone
+        self.rt_statuses: List[str] = []
+        self.rt_error_type: Optional[str] = None
+        self.report: Optional[Report] = None
+        self.throttles = 0
+        self.log_lines = 0
+        self.oom_log = False
+        self.shutdown_reason: Optional[str] = None
+        self.init: Optional[InitSignal] = None
+
+
+class _Init:
+    """An init (or SnapStart restore) being assembled from its start / runtimeDone / report records."""
+
+    __slots__ = ("init_type", "phase", "restore", "start", "rt_done", "report", "first_rid", "first_time",
+                 "emitted", "signal")
+
+    def __init__(self, init_type: str, phase: str, restore: bool = False) -> None:
+        self.init_type = init_type
+        self.phase = phase
+        self.restore = restore
+        self.start: Optional[Union[InitStart, RestoreStart]] = None
+        self.rt_done: Optional[Union[InitRuntimeDone, RestoreRuntimeDone]] = None
+        self.report: Optional[Union[InitReport, RestoreReport]] = None
+        self.first_rid: Optional[str] = None
+        self.first_time: Optional[float] = None
+        self.emitted = False
+        self.signal: Optional[InitSignal] = None
+
+    @property
+    def evidence(self) -> bool:
+        return self.start is not None or self.rt_done is not None or self.report is not None
+
+    @property
+    def end_time(self) -> Optional[float]:
+        if self.report is not None:
+            return self.report.time
+        if self.rt_done is not None:
+            return self.rt_done.time
+        return None
+
+
 class SignalEngine:
-    """Records + lifecycle events -> signals (placeholder API; the derivation follows in the next commit)."""
+    """Telemetry records + lifecycle events -> signals (see docs/ARCHITECTURE.md). Pure: no I/O, no clock."""
 
-    def __init__(self, settings) -> None:
-        self.settings = settings
-        self.health: dict = {}
-        self._done: set = set()
+    def __init__(self, settings: Optional[Settings] = None) -> None:
+        self.settings = settings or Settings()
+        self._throttle_re = patterns.compile_throttles(self.settings.throttle_patterns,
+                                                       self.settings.throttle_patterns_extend)
+        self._pending: Dict[str, _Inv] = {}
+        self._emitted = _Bounded(MAX_REMEMBERED)
+        self._rt_seen = _Bounded(MAX_REMEMBERED)
+        self._init: Optional[_Init] = None
+        self._stream_current: Optional[str] = None   # last platform.start in stream order (log attribution)
+        self._invoke_current: Optional[str] = None   # last INVOKE from the Extensions API
+        self._last_trace: Dict[str, Tuple[Optional[TraceContext], Optional[str]]] = {}
+        self._counters: Dict[str, int] = {k: 0 for k in (
+            "records_received", "batches", "malformed", "unknown_types", "unknown_fields", "invalid_fields",
+            "logs_dropped_events", "logs_dropped_records", "logs_dropped_bytes", "invocations",
+            "incomplete_invocations", "inits", "duplicate_reports", "duplicate_runtime_done", "late_logs",
+            "unattributed_throttles", "pending_evicted", "snapshot_inits_discarded", "function_log_lines",
+            "extension_log_lines")}
 
-    def on_invoke(self, invoke, now: float) -> list:
-        return []
-
-    def on_events(self, events, now: float) -> list:
-        return []
-
-    def on_batch(self, batch, now: float) -> list:
-        return self.on_events(batch.events, now)
-
-    def on_shutdown(self, shutdown, now: float) -> list:
-        return [ShutdownSignal(reason=shutdown.reason, time=now, deadline_ms=shutdown.deadline_ms)]
-
-    def finish(self, now: float) -> list:
-        return []
+    # ---- public API ---------------------------------------------------------------------------------------
+    @property
+    def health(self) -> Dict[str, int]:
+        return dict(self._counters)
 
     def runtime_done_seen(self, request_id: str) -> bool:
-        return request_id in self._done
+        return request_id in self._rt_seen
+
+    def on_batch(self, batch: ParsedBatch, now: float) -> List[Output]:
+        """A whole parsed batch: counts its malformed/unknown items, then derives signals from its events."""
+        c = self._counters
+        c["batches"] += 1
+        c["malformed"] += batch.malformed
+        c["unknown_types"] += batch.unknown_types
+        c["unknown_fields"] += batch.unknown_fields
+        c["invalid_fields"] += getattr(batch, "invalid_fields", 0)
+        return self.on_events(batch.events, now)
+
+    def on_invoke(self, invoke: Invoke, now: float) -> List[Output]:
+        out: List[Output] = []
+        inv = self._get(invoke.request_id, out)
+        if inv is None:
+            return out
+        inv.invoke = invoke
+        inv.invoke_time = now if inv.invoke_time is None else inv.invoke_time
+        self._invoke_current = invoke.request_id
+        self._bind_first(invoke.request_id, now, out)
+        return out
+
+    def on_events(self, events: Sequence[Event], now: float) -> List[Output]:
+        out: List[Output] = []
+        for ev in events:
+            self._counters["records_received"] += 1
+            handler = self._handlers.get(type(ev))
+            if handler is not None:
+                handler(self, ev, out)
+        return out
+
+    def on_shutdown(self, shutdown: Shutdown, now: float) -> List[Output]:
+        reason = (shutdown.reason or "spindown").lower()
+        rid = None
+        if reason != "spindown":
+            inv = self._in_flight()
+            if inv is not None:
+                inv.shutdown_reason = reason
+                rid = inv.rid
+            else:  # its report already came: name the last invocation anyway
+                rid = self._invoke_current or self._stream_current
+        return [ShutdownSignal(reason=reason, time=now, deadline_ms=shutdown.deadline_ms, request_id=rid)]
+
+    def finish(self, now: float) -> List[Output]:
+        """At shutdown: the init never used, and every invocation whose report never came (complete=False)."""
+        out: List[Output] = []
+        if self._init is not None and not self._init.emitted:
+            self._emit_init(self._init, out)
+        for rid in list(self._pending):
+            inv = self._pending.pop(rid)
+            out.append(self._invocation(inv, now))
+        return out
+
+    # ---- invocations --------------------------------------------------------------------------------------
+    def _get(self, rid: str, out: List[Output], create: bool = True) -> Optional[_Inv]:
+        inv = self._pending.get(rid)
+        if inv is not None or not create:
+            return inv
+        if rid in self._emitted:
+            return None
+        inv = self._pending[rid] = _Inv(rid)
+        while len(self._pending) > MAX_PENDING:
+            old_rid = next(iter(self._pending))
+            old = self._pending.pop(old_rid)
+            self._counters["pending_evicted"] += 1
+            out.append(self._invocation(old, old.invoke_time or 0.0))
+        return inv
+
+    def _in_flight(self) -> Optional[_Inv]:
+        for rid in (self._invoke_current, self._stream_current):
+            if rid is not None and rid in self._pending:
+                return self._pending[rid]
+        for inv in reversed(list(self._pending.values())):
+            if inv.report is None:
+                return inv
+        return None
+
+    def _on_start(self, ev: Start, out: List[Output]) -> None:
+        self._stream_current = ev.request_id
+        inv = self._get(ev.request_id, out)
+        if inv is None:
+            return
+        inv.start = ev
+        self._bind_first(ev.request_id, ev.time, out)
+
+    def _on_runtime_done(self, ev: RuntimeDone, out: List[Output]) -> None:
+        if ev.request_id in self._rt_seen:
+            self._counters["duplicate_runtime_done"] += 1
+        self._rt_seen.add(ev.request_id)
+        inv = self._get(ev.request_id, out)
+        if inv is None:
+            return
+        if inv.rt_done is None:
+            inv.rt_done = ev
+        inv.rt_statuses.append(ev.status)
+        if ev.error_type and inv.rt_error_type is None:
+            inv.rt_error_type = ev.error_type
+
+    def _on_report(self, ev: Report, out: List[Output]) -> None:
+        if ev.request_id in self._emitted:
+            self._counters["duplicate_reports"] += 1
+            return
+        inv = self._get(ev.request_id, out)
+        if inv is None:
+            return
+        if inv.report is not None:
+            self._counters["duplicate_reports"] += 1
+            return
+        inv.report = ev
+        init = self._init
+        if init is not None and not init.emitted and init.first_rid == ev.request_id:
+            self._emit_init(init, out, served=inv)
+        self._pending.pop(ev.request_id, None)
+        out.append(self._invocation(inv, ev.time))
+
+    def _invocation(self, inv: _Inv, now: float) -> InvocationSignal:
+        s = self.settings
+        rep, rd = inv.report, inv.rt_done
+        self._emitted.add(inv.rid)
+        self._counters["invocations"] += 1
+        if rep is None:
+            self._counters["incomplete_invocations"] += 1
+
+        worst_rt = max(inv.rt_statuses, key=lambda x: _STATUS_RANK.get(x, 1), default=None)
+        if rep is not None:
+            status = rep.status
+        elif inv.shutdown_reason == "timeout":
+            status = "timeout"
+        elif worst_rt is not None:
+            status = worst_rt
+        elif inv.shutdown_reason == "failure":
+            status = "error"
+        else:
+            status = "unknown"
+        error_type = (rep.error_type if rep is not None and rep.error_type else None) or inv.rt_error_type
+        timeout = (status == "timeout" or "timeout" in inv.rt_statuses or inv.shutdown_reason == "timeout")
+
+        spans: Tuple[PlatformSpan, ...] = (rd.spans if rd is not None else ()) + (rep.spans if rep is not None else ())
+
+        def span_ms(name: str) -> Optional[float]:
+            for sp in spans:
+                if sp.name == name:
+                    return sp.duration_ms
+            return None
+
+        response_latency = span_ms("responseLatency")
+        function_error = (rd is not None and rd.status == "success" and rd.produced_bytes == 0
+                          and response_latency is None and status in ("success", "unknown"))
+
+        mem_size = rep.memory_size_mb if rep is not None and rep.memory_size_mb else s.memory_mb
+        max_used = rep.max_memory_used_mb if rep is not None else None
+        oom_sources = []
+        if error_type == OOM_ERROR_TYPE or OOM_ERROR_TYPE in (inv.rt_error_type,):
+            oom_sources.append("errorType")
+        if max_used is not None and mem_size and max_used >= mem_size:
+            oom_sources.append("max_memory")
+        if inv.oom_log:
+            oom_sources.append("log")
+        oom = bool(oom_sources)
+
+        init = inv.init
+        init_ms = rep.init_duration_ms if rep is not None else None
+        if init_ms is None and init is not None and init.phase == "invoke":
+            init_ms = init.duration_ms
+        restore_ms = rep.restore_duration_ms if rep is not None else None
+        if restore_ms is None and init is not None and init.restore_duration_ms is not None:
+            restore_ms = init.restore_duration_ms
+
+        duration = rep.duration_ms if rep is not None else None
+        runtime_ms = rd.duration_ms if rd is not None else None
+        post = span_ms("extensionOverhead")
+        if post is None and duration is not None and runtime_ms is not None:
+            reinit = init.duration_ms if init is not None and init.phase == "invoke" and init.duration_ms else 0.0
+            post = max(0.0, duration - runtime_ms - reinit)
+
+        billed = rep.billed_duration_ms if rep is not None else None
+        util = (100.0 * max_used / mem_size) if (max_used is not None and mem_size) else None
+        cost = None
+        if billed is not None and mem_size:
+            cost = billed / 1000.0 * (mem_size / 1024.0) * s.price_per_gb_s + s.price_per_request
+
+        trace = ((inv.start.tracing if inv.start is not None else None)
+                 or (rd.tracing if rd is not None else None) or (rep.tracing if rep is not None else None))
+        start_time = inv.start.time if inv.start is not None else inv.invoke_time
+        if start_time is None and rd is not None and rd.duration_ms is not None:
+            start_time = rd.time - rd.duration_ms / 1000.0
+        end_time = rep.time if rep is not None else max(
+            [t for t in (rd.time if rd is not None else None, start_time) if t is not None] or [now])
+        invoke = inv.invoke
+        return InvocationSignal(
+            request_id=inv.rid, time=end_time, start=start_time, complete=rep is not None, status=status,
+            error_type=error_type,
+            error=status in ("error", "failure", "timeout") or timeout or function_error or oom,
+            function_error=function_error, timeout=timeout, oom=oom, oom_sources=tuple(oom_sources),
+            cold_start=bool(init is not None and init.cold_start),
+            start_kind=init.kind if init is not None else "warm",
+            init_duration_ms=init_ms, restore_duration_ms=restore_ms, duration_ms=duration,
+            billed_duration_ms=billed, runtime_duration_ms=runtime_ms, post_runtime_ms=post,
+            response_latency_ms=response_latency, response_duration_ms=span_ms("responseDuration"),
+            runtime_overhead_ms=span_ms("runtimeOverhead"),
+            produced_bytes=rd.produced_bytes if rd is not None else None, memory_size_mb=mem_size,
+            max_memory_used_mb=max_used, memory_utilization=util, estimated_cost_usd=cost,
+            throttles=inv.throttles, log_lines=inv.log_lines, trace=trace,
+            invoke_tracing_value=invoke.tracing_value if invoke is not None else None, spans=spans,
+            deadline_ms=invoke.deadline_ms if invoke is not None else None,
+            invoked_arn=invoke.invoked_arn if invoke is not None else None,
+            version=inv.start.version if inv.start is not None else None,
+            tenant_id=(inv.start.tenant_id if inv.start is not None else None)
+            or (rep.tenant_id if rep is not None else None),
+            shutdown_reason=inv.shutdown_reason, init=init)
+
+    # ---- inits --------------------------------------------------------------------------------------------
+    def _current_init(self, init_type: str, phase: str, restore: bool, time: float) -> _Init:
+        """The init a runtimeDone/report record belongs to (a new one when the current is done)."""
+        cur = self._init
+        if (cur is None or cur.restore != restore or cur.report is not None
+                or (cur.emitted and cur.first_rid is not None)):
+            if cur is not None and not cur.emitted and cur.evidence:
+                self._emit_init(cur, [])  # pragma: no cover - defensive: an unterminated init
+            cur = self._init = _Init(init_type, phase, restore)
+        return cur
+
+    def _on_init_start(self, ev: InitStart, out: List[Output]) -> None:
+        cur = self._init
+        if cur is not None and isinstance(cur.start, InitStart) and cur.start.time == ev.time \
+                and cur.start.phase == ev.phase:
+            return  # replayed to a late subscriber
+        if cur is not None and not cur.emitted and not cur.restore and cur.start is None and cur.report is None:
+            cur.start, cur.init_type, cur.phase = ev, ev.initialization_type, ev.phase  # fill the placeholder
+            return
+        if cur is not None and not cur.emitted and cur.evidence:
+            self._emit_init(cur, out)
+        self._init = _Init(ev.initialization_type, ev.phase)
+        self._init.start = ev
+
+    def _on_init_runtime_done(self, ev: InitRuntimeDone, out: List[Output]) -> None:
+        cur = self._current_init(ev.initialization_type, ev.phase, False, ev.time)
+        cur.rt_done = ev
+
+    def _on_init_report(self, ev: InitReport, out: List[Output]) -> None:
+        cur = self._current_init(ev.initialization_type, ev.phase, False, ev.time)
+        cur.report = ev
+        cur.init_type, cur.phase = ev.initialization_type, ev.phase
+        self._try_emit_init(cur, out)
+
+    def _on_restore_start(self, ev: RestoreStart, out: List[Output]) -> None:
+        cur = self._init
+        if cur is not None and not cur.emitted and cur.first_rid is None and not cur.restore:
+            # the init that ran before the snapshot was taken: not this environment's startup
+            self._counters["snapshot_inits_discarded"] += 1
+            cur.emitted = True
+        elif cur is not None and not cur.emitted and cur.evidence:
+            self._emit_init(cur, out)
+        self._init = _Init("snap-start", "restore", restore=True)
+        self._init.start = ev
+
+    def _on_restore_runtime_done(self, ev: RestoreRuntimeDone, out: List[Output]) -> None:
+        self._current_init("snap-start", "restore", True, ev.time).rt_done = ev
+
+    def _on_restore_report(self, ev: RestoreReport, out: List[Output]) -> None:
+        cur = self._current_init("snap-start", "restore", True, ev.time)
+        cur.report = ev
+        self._try_emit_init(cur, out)
+
+    def _bind_first(self, rid: str, t: float, out: List[Output]) -> None:
+        cur = self._init
+        if cur is None:
+            cur = self._init = _Init(self.settings.initialization_type or "on-demand", "init")  # placeholder
+        if cur.emitted:
+            return
+        if cur.first_rid is None:
+            cur.first_rid, cur.first_time = rid, t
+        elif cur.first_rid == rid and cur.first_time is not None:
+            cur.first_time = min(cur.first_time, t)
+        else:
+            return
+        self._try_emit_init(cur, out)
+
+    def _try_emit_init(self, cur: _Init, out: List[Output]) -> None:
+        if cur.emitted or cur.report is None:
+            return
+        if cur.report.status != "success" or cur.first_rid is not None:
+            self._emit_init(cur, out)
+
+    def _emit_init(self, cur: _Init, out: List[Output], served: Optional[_Inv] = None) -> None:
+        """Build and emit the InitSignal (served: the first invocation's state, for report fallbacks)."""
+        cur.emitted = True
+        rep = served.report if served is not None else None
+        duration = cur.report.duration_ms if cur.report is not None else None
+        source = ("restoreReport" if cur.restore else "initReport") if duration is not None else "report"
+        if duration is None and rep is not None:
+            duration = rep.restore_duration_ms if cur.restore else rep.init_duration_ms
+        if not cur.evidence and duration is None:
+            return  # a placeholder nothing ever confirmed
+        status = (cur.report.status if cur.report is not None
+                  else cur.rt_done.status if cur.rt_done is not None else "success")
+        error_type = ((cur.report.error_type if cur.report is not None else None)
+                      or (cur.rt_done.error_type if cur.rt_done is not None else None))
+        end = cur.end_time
+        if end is None:
+            start_t = served.start.time if served is not None and served.start is not None else cur.first_time
+            end = start_t if start_t is not None else (cur.start.time if cur.start is not None else 0.0)
+        start = cur.start.time if cur.start is not None else None
+        if start is None and duration is not None:
+            start = end - duration / 1000.0
+        gap = (cur.first_time - end) * 1000.0 if cur.first_time is not None else None
+        ok = status == "success"
+        proactive = ok and cur.phase != "invoke" and (gap is None or gap > self.settings.coldstart_idle_ms)
+        itype = cur.init_type or "on-demand"
+        if cur.restore or itype == "snap-start":
+            kind = SNAP_START
+        elif itype == "provisioned-concurrency":
+            kind = PROVISIONED
+        elif itype == "lambda-managed-instances":
+            kind = MANAGED_INSTANCES
+        else:
+            kind = PROACTIVE if proactive else COLD_START
+        st = cur.start
+        sig = InitSignal(
+            time=end, start=start, duration_ms=duration, initialization_type="snap-start" if cur.restore else itype,
+            phase=cur.phase, status=status, error_type=error_type, kind=kind,
+            cold_start=ok and kind == COLD_START, proactive=proactive, first_request_id=cur.first_rid,
+            idle_gap_ms=gap, source=source, restore_duration_ms=duration if cur.restore else None,
+            runtime_version=getattr(st, "runtime_version", None),
+            runtime_version_arn=getattr(st, "runtime_version_arn", None),
+            function_name=getattr(st, "function_name", None), function_version=getattr(st, "function_version", None),
+            instance_id=getattr(st, "instance_id", None), instance_max_memory=getattr(st, "instance_max_memory", None),
+            spans=(cur.rt_done.spans if cur.rt_done is not None else ())
+            + (cur.report.spans if cur.report is not None else ()))
+        cur.signal = sig
+        self._counters["inits"] += 1
+        if cur.first_rid is not None:
+            inv = self._pending.get(cur.first_rid)
+            if inv is not None:
+                inv.init = sig
+        out.append(sig)
+
+    # ---- logs and the rest --------------------------------------------------------------------------------
+    def _attribute(self, rid: Optional[str]) -> Tuple[Optional[str], Optional[_Inv]]:
+        if rid is not None:
+            inv = self._pending.get(rid)
+            if inv is not None or rid in self._emitted:
+                return rid, inv
+        cur = self._stream_current or self._invoke_current
+        if cur is None:
+            return None, None
+        return cur, self._pending.get(cur)
+
+    def _on_function_log(self, ev: FunctionLog, out: List[Output]) -> None:
+        self._counters["function_log_lines"] += 1
+        rid, inv = self._attribute(ev.request_id)
+        throttle = patterns.is_throttle(ev.text, self._throttle_re)
+        oom = patterns.oom_runtime(ev.text) is not None
+        if inv is not None:
+            inv.log_lines += 1
+            inv.throttles += 1 if throttle else 0
+            inv.oom_log = inv.oom_log or oom
+        elif rid is not None:
+            self._counters["late_logs"] += 1
+            if throttle:
+                self._counters["unattributed_throttles"] += 1
+        elif throttle:
+            self._counters["unattributed_throttles"] += 1
+        if self.settings.otlp_logs:
+            trace, value = self._trace_for(inv)
+            out.append(LogSignal(time=ev.time, text=ev.text, message=ev.message, level=ev.level, request_id=rid,
+                                 trace=trace, invoke_tracing_value=value, source="function",
+                                 fields=dict(ev.fields) if ev.fields is not None else None,
+                                 throttle=throttle, oom=oom))
+
+    def _on_extension_log(self, ev: ExtensionLog, out: List[Output]) -> None:
+        self._counters["extension_log_lines"] += 1
+        if self.settings.otlp_logs:
+            out.append(LogSignal(time=ev.time, text=ev.text, message=ev.message, level=ev.level, request_id=None,
+                                 trace=None, invoke_tracing_value=None, source="extension",
+                                 fields=dict(ev.fields) if ev.fields is not None else None))
+
+    @staticmethod
+    def _trace_for(inv: Optional[_Inv]) -> Tuple[Optional[TraceContext], Optional[str]]:
+        if inv is None:
+            return None, None
+        trace = inv.start.tracing if inv.start is not None else None
+        return trace, inv.invoke.tracing_value if inv.invoke is not None else None
+
+    def _on_logs_dropped(self, ev: LogsDropped, out: List[Output]) -> None:
+        self._counters["logs_dropped_events"] += 1
+        self._counters["logs_dropped_records"] += ev.dropped_records
+        self._counters["logs_dropped_bytes"] += ev.dropped_bytes
+
+    def _ignore(self, ev: Event, out: List[Output]) -> None:
+        pass
+
+    _handlers = {
+        Start: _on_start, RuntimeDone: _on_runtime_done, Report: _on_report,
+        InitStart: _on_init_start, InitRuntimeDone: _on_init_runtime_done, InitReport: _on_init_report,
+        RestoreStart: _on_restore_start, RestoreRuntimeDone: _on_restore_runtime_done,
+        RestoreReport: _on_restore_report, FunctionLog: _on_function_log, ExtensionLog: _on_extension_log,
+        LogsDropped: _on_logs_dropped, ExtensionState: _ignore, TelemetrySubscription: _ignore,
+        UnknownEvent: _ignore,
+    }

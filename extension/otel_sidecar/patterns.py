@@ -1,0 +1,62 @@
+"""Log-line patterns: downstream throttles and out-of-memory lines per runtime. Pure."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Optional, Pattern, Tuple
+
+# Throttle errors a function gets from the services it calls (AWS SDK error codes and HTTP 429).
+DEFAULT_THROTTLE_PATTERNS: Tuple[str, ...] = (
+    r"ThrottlingException",
+    r"TooManyRequestsException",
+    r"Rate exceeded",
+    r"ProvisionedThroughputExceededException",
+    r"RequestLimitExceeded",
+    r"\bSlowDown\b",
+    r"\b429 Too Many Requests\b",
+    r"\bToo Many Requests\b",
+    # "HTTP 429", "HTTP/1.1 429", "status 429", "status code: 429", "StatusCode=429", '"statusCode": 429'
+    r"(?:HTTP(?:/\d(?:\.\d)?)?|status[ _-]?code|statusCode|status)[\"']?\s*[:=]?\s*[\"']?429\b",
+)
+
+# Out-of-memory lines, per runtime. The key names the runtime (kept for messages and tests).
+OOM_PATTERNS: Tuple[Tuple[str, str], ...] = (
+    ("python", r"\bMemoryError\b"),
+    ("node", r"JavaScript heap out of memory"),
+    ("node", r"FATAL ERROR: .{0,80}Allocation failed"),
+    ("java", r"java\.lang\.OutOfMemoryError"),
+    ("go", r"fatal error: runtime: out of memory"),
+    ("dotnet", r"System\.OutOfMemoryException"),
+    ("ruby", r"\bNoMemoryError\b|failed to allocate memory"),
+    ("rust", r"memory allocation of \d+ bytes failed"),
+    ("lambda", r"\bRuntime\.OutOfMemory\b"),
+)
+
+_OOM_RE: Pattern[str] = re.compile("|".join(f"(?:{p})" for _, p in OOM_PATTERNS))
+# Lines longer than this are only searched in their first part: patterns sit at the start of errors.
+MAX_SCAN = 8192
+
+
+def compile_throttles(patterns: Iterable[str] = (), extend: bool = False) -> Pattern[str]:
+    """One case-insensitive regex for the throttle patterns (the defaults when none are given)."""
+    pats = tuple(patterns)
+    if not pats:
+        pats = DEFAULT_THROTTLE_PATTERNS
+    elif extend:
+        pats = DEFAULT_THROTTLE_PATTERNS + pats
+    return re.compile("|".join(f"(?:{p})" for p in pats), re.IGNORECASE)
+
+
+def is_throttle(text: str, compiled: Pattern[str]) -> bool:
+    return compiled.search(text[:MAX_SCAN]) is not None
+
+
+def oom_runtime(text: str) -> Optional[str]:
+    """The runtime whose OOM pattern the line matches, or None."""
+    head = text[:MAX_SCAN]
+    if _OOM_RE.search(head) is None:
+        return None
+    for name, p in OOM_PATTERNS:
+        if re.search(p, head):
+            return name
+    return None  # pragma: no cover - the combined regex matched, so one of the parts does
