@@ -14,7 +14,8 @@ EXTENSION_DIR = REPO / "extension"
 SIDECAR_NAME = "otel-sidecar"
 
 # `-E` ignores PYTHON* variables (the function's PYTHONPATH never reaches the sidecar), `-s` drops the user
-# site; the paths arrive as an argument instead, so the launcher works the same in both isolation modes.
+# site and `-S` the machine's site-packages (and its .pth start-up hooks); the paths arrive as an argument
+# instead, so the launcher works the same in both isolation modes.
 _BOOT = ("import sys; sys.path[:0] = [p for p in sys.argv.pop(1).split(':') if p]; import runpy; "
          "runpy.run_module('otel_sidecar', run_name='__main__', alter_sys=True)")
 
@@ -37,7 +38,7 @@ def dev_layer(tmp_path: Union[str, Path], name: str = SIDECAR_NAME, python: Opti
     script.write_text(
         "#!/bin/sh\n"
         "# dev launcher (tests/helpers.py): the sidecar from the checkout, isolated from the function\n"
-        f"exec {shlex.quote(exe)} -E -s -c {shlex.quote(_BOOT)} {shlex.quote(paths)} "
+        f"exec {shlex.quote(exe)} -E -s -S -c {shlex.quote(_BOOT)} {shlex.quote(paths)} "
         f"--name \"$(basename \"$0\")\"\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return layer

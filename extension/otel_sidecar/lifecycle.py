@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ LISTENER_HOSTNAME = "sandbox.localdomain"
 CONTROL_TIMEOUT_S = 5.0           # register / subscribe answer at once; never wait forever for them
 DEADLINE_MARGIN_S = 0.2           # every wait during an invoke ends this long before deadlineMs
 SHUTDOWN_MARGIN_S = 0.15          # exit this long before the SHUTDOWN deadlineMs
-SHUTDOWN_DRAIN_S = 0.5            # wait at most this long for late telemetry (the last report) at SHUTDOWN
+SHUTDOWN_DRAIN_S = 0.3            # wait at most this long for late telemetry (the last report) at SHUTDOWN
 DEFAULT_FLUSH_BUDGET_S = 0.1      # post-runtime flush budget when the policy gives none
 SIGTERM_BUDGET_S = 0.3
 NEXT_RETRY_MAX_S = 1.0
@@ -43,6 +44,15 @@ class ApiError(Exception):
         super().__init__(f"{path} answered HTTP {status}: {text[:300]}")
         self.status = status
         self.body = text
+
+
+class _Connection(http.client.HTTPConnection):
+    """http.client sends headers and body in two writes; without TCP_NODELAY, Nagle's algorithm and the
+    peer's delayed ACK can hold the body for ~40 ms on every register/subscribe call."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class ExtensionsClient:
@@ -62,7 +72,7 @@ class ExtensionsClient:
         while True:
             conn = getattr(self, which)
             if conn is None:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+                conn = _Connection(self.host, self.port, timeout=timeout)
                 setattr(self, which, conn)
             try:
                 conn.request(method, path, body=body, headers=headers)
@@ -171,8 +181,8 @@ def _port_from_env(env: Mapping[str, str]) -> int:
     return 0
 
 
-def subscription_body(types: Sequence[str], port: int) -> Dict[str, Any]:
-    return {"schemaVersion": SCHEMA_VERSION, "types": list(types), "buffering": dict(BUFFERING),
+def subscription_body(types: Sequence[str], port: int, buffering: Optional[Mapping[str, int]] = None) -> Dict[str, Any]:
+    return {"schemaVersion": SCHEMA_VERSION, "types": list(types), "buffering": dict(buffering or BUFFERING),
             "destination": {"protocol": "HTTP", "URI": f"http://{LISTENER_HOSTNAME}:{port}/"}}
 
 
@@ -231,11 +241,24 @@ class Sidecar:
             types = ("platform", "function")
         return [t for t in types if t in ("platform", "function", "extension")] or ["platform"]
 
+    def buffering(self) -> Dict[str, int]:
+        return {"maxItems": int(_setting(self.settings, "buffer_max_items", BUFFERING["maxItems"])),
+                "maxBytes": int(_setting(self.settings, "buffer_max_bytes", BUFFERING["maxBytes"])),
+                "timeoutMs": int(_setting(self.settings, "buffer_timeout_ms", BUFFERING["timeoutMs"]))}
+
+    def margin_s(self) -> float:
+        return max(DEADLINE_MARGIN_S, float(_setting(self.settings, "flush_margin_ms", 0)) / 1000.0)
+
+    def apply_log_level(self) -> None:
+        level = str(_setting(self.settings, "log_level", "INFO")).upper()
+        log.setLevel({"WARN": logging.WARNING, "OFF": logging.CRITICAL + 1}.get(level, getattr(logging, level, logging.INFO)))
+
     def start_listener(self) -> Optional[int]:
         host = _setting(self.settings, "listener_host", None) or resolve_listener_host()
         port = _setting(self.settings, "listener_port", None)
         if port is None:
             port = _port_from_env(self.env)
+        self.queue.max_batches = max(1, int(_setting(self.settings, "queue_max", self.queue.max_batches)))
         listener = TelemetryListener(self.queue)
         try:
             bound = listener.bind(host, int(port))
@@ -256,7 +279,7 @@ class Sidecar:
     def subscribe(self, port: int) -> None:
         types = self.telemetry_types()
         try:
-            status, text = self.client.subscribe(subscription_body(types, port))
+            status, text = self.client.subscribe(subscription_body(types, port, self.buffering()))
         except Exception as exc:  # noqa: BLE001
             self.degrade(f"Telemetry API subscription failed ({type(exc).__name__}: {exc}); no platform telemetry")
             return
@@ -299,6 +322,7 @@ class Sidecar:
         self.function_info = info
         self.install_signal_handlers()
         self.load_settings()
+        self.apply_log_level()
         port = self.start_listener()
         if port is not None:
             self.subscribe(port)
@@ -335,7 +359,7 @@ class Sidecar:
         worker = self.worker
         if worker is None:
             return
-        deadline = epoch_to_monotonic(event.get("deadlineMs"), DEADLINE_MARGIN_S)
+        deadline = epoch_to_monotonic(event.get("deadlineMs"), self.margin_s())
         worker.submit_invoke(event)
         plan = worker.plan_after_invoke()
         if plan.wait_runtime_done and "platform" in self.subscribed_types and worker.tracks_runtime_done():
@@ -352,7 +376,8 @@ class Sidecar:
             return
         try:
             if self.worker is not None:
-                drain_until = min(deadline, time.monotonic() + SHUTDOWN_DRAIN_S)
+                drain_s = float(_setting(self.settings, "shutdown_drain_ms", SHUTDOWN_DRAIN_S * 1000)) / 1000.0
+                drain_until = min(deadline, time.monotonic() + drain_s)
                 self.worker.shutdown(event, drain_until, deadline)
         except Exception as exc:  # noqa: BLE001
             log.error("error during the final flush (%s: %s)", type(exc).__name__, exc)

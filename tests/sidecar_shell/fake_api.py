@@ -35,6 +35,7 @@ class FakeApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def _send(self, status: int, body: bytes, headers: Optional[Dict[str, str]] = None) -> None:
                 self.send_response(status)
