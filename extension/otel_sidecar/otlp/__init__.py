@@ -1,0 +1,69 @@
+"""OTLP sink: spans, metrics and logs over OTLP/HTTP. Imported lazily, on the worker thread only.
+
+create_sink(settings, env) -> OtlpSink | None (None when OTEL_SDK_DISABLED=true or every signal is off).
+Configuration problems never raise: each is logged once (naming the variable or key, the value and the
+fallback) and a safe default is used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+log = logging.getLogger("otel_sidecar")
+
+
+def default_config_path() -> Optional[str]:
+    """collector-config/config.yaml of the layer (or of this checkout), found above the package."""
+    here = Path(__file__).resolve()
+    for parent in list(here.parents)[1:6]:
+        candidate = parent / "collector-config" / "config.yaml"
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def _read_file(path: str) -> Optional[str]:
+    p = Path(path)
+    if not p.is_file():
+        return None
+    return p.read_text(encoding="utf-8")
+
+
+def _grpc_available() -> bool:
+    try:
+        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def load(env: Mapping[str, str]) -> Any:
+    """(OtlpConfig, warnings) for this environment."""
+    from .config import load_otlp_config
+
+    return load_otlp_config(env, read_file=_read_file, default_config_path=default_config_path(),
+                            grpc_available=_grpc_available())
+
+
+def create_sink(settings: Any, env: Mapping[str, str]) -> Any:
+    """The OTLP sink for these settings and environment, or None when OTLP export is disabled."""
+    cfg, warnings = load(env)
+    for text in warnings:
+        log.warning("OTLP configuration: %s", text)
+    if cfg.disabled:
+        log.info("OTLP export is off (OTEL_SDK_DISABLED=true)")
+        return None
+    logs_on = bool(getattr(settings, "otlp_logs", True)) if settings is not None else True
+    if not (cfg.traces.enabled or cfg.metrics.enabled or (cfg.logs.enabled and logs_on)):
+        log.info("OTLP export is off (every signal's exporter is none)")
+        return None
+    if cfg.traces.protocol == "grpc" or cfg.metrics.protocol == "grpc" or cfg.logs.protocol == "grpc":
+        log.warning("OTLP configuration: gRPC export is not implemented by this sidecar; "
+                    "using http/protobuf on the same endpoint")
+    from .sink import OtlpSink
+
+    mode = getattr(settings, "flush_mode", "adaptive") if settings is not None else "adaptive"
+    interval = getattr(settings, "flush_interval_ms", 20000) if settings is not None else 20000
+    return OtlpSink(cfg, settings, env, logs_enabled=logs_on, flush_mode=mode, flush_interval_ms=interval)

@@ -1,0 +1,503 @@
+"""OTEL_* exporter variables + a collector-style YAML -> OtlpConfig. Pure; never raises.
+
+Precedence: environment variables, then the YAML file, then the defaults of the OTLP specification.
+Every invalid value gives ONE warning naming the variable (or YAML key), the value and what is used
+instead. Header values are secrets: warnings name the header, never its value.
+
+YAML subset (collector-style; anything else is reported and ignored):
+
+    receivers:  {telemetryapi: {}}                      # the sidecar's own source; no options
+    processors: {batch: {send_batch_size: 512}}
+    exporters:
+      otlphttp[/name]: {endpoint, traces_endpoint, metrics_endpoint, logs_endpoint,
+                        headers: {k: v}, compression: gzip|none, timeout: 5s|500ms, encoding: proto|json}
+      otlp[/name]:     {endpoint, headers, compression, timeout}           # gRPC
+    service:
+      pipelines: {traces|metrics|logs: {receivers: [...], processors: [...], exporters: [one exporter]}}
+
+`${env:VAR}`, `${env:VAR:-default}` and `${VAR}` are substituted from the environment.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import unquote, urlsplit
+
+SIGNALS = ("traces", "metrics", "logs")
+DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
+DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
+DEFAULT_TIMEOUT_S = 10.0
+PROTOCOLS = ("http/protobuf", "http/json", "grpc")
+COMPRESSIONS = ("gzip", "none")
+TEMPORALITIES = ("delta", "cumulative", "lowmemory")
+DEFAULT_MAX_QUEUE = 2048
+DEFAULT_BATCH = 512
+CONFIG_VARS = ("SIDECAR_COLLECTOR_CONFIG", "OPENTELEMETRY_COLLECTOR_CONFIG_URI",
+               "OPENTELEMETRY_COLLECTOR_CONFIG_FILE")
+
+_ENV_REF = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_HEADER_KEY = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+@dataclass(frozen=True)
+class SignalExport:
+    """Where and how one signal is exported."""
+
+    enabled: bool
+    endpoint: str                                   # full URL (with /v1/<signal> for HTTP)
+    protocol: str                                   # http/protobuf | http/json | grpc
+    compression: str                                # gzip | none
+    timeout_s: float                                # per request; flush deadlines cut it shorter
+    headers: Tuple[Tuple[str, str], ...] = field(default=(), repr=False)   # secrets: never in repr/logs
+
+
+@dataclass(frozen=True)
+class OtlpConfig:
+    disabled: bool                                  # OTEL_SDK_DISABLED
+    traces: SignalExport
+    metrics: SignalExport
+    logs: SignalExport
+    service_name: Optional[str]                     # None: the function name is used
+    resource_attributes: Tuple[Tuple[str, str], ...]
+    temporality: str                                # delta | cumulative | lowmemory
+    max_queue: int                                  # per-signal bounded buffer (items; metric points)
+    batch_size: int                                 # items per export request
+    config_file: Optional[str]                      # the YAML read, if any
+
+    def signal(self, name: str) -> SignalExport:
+        return getattr(self, name)
+
+
+def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str], Optional[str]]] = None,
+                     default_config_path: Optional[str] = None,
+                     grpc_available: bool = False) -> Tuple[OtlpConfig, List[str]]:
+    """OtlpConfig from the environment and (through read_file) the YAML; returns (config, warnings)."""
+    w = _Warn()
+    yaml_cfg, config_file = _load_yaml(env, read_file, default_config_path, w)
+    base_protocol = _choice(env, "OTEL_EXPORTER_OTLP_PROTOCOL", None, PROTOCOLS, w)
+    base_compression = _choice(env, "OTEL_EXPORTER_OTLP_COMPRESSION", None, COMPRESSIONS, w)
+    base_timeout = _timeout(env, "OTEL_EXPORTER_OTLP_TIMEOUT", None, w)
+    base_headers = _headers(env, "OTEL_EXPORTER_OTLP_HEADERS", w)
+    base_endpoint = _url(env, "OTEL_EXPORTER_OTLP_ENDPOINT", w)
+    grpc_warned = False
+    exports: Dict[str, SignalExport] = {}
+    for sig in SIGNALS:
+        up = sig.upper()
+        y = yaml_cfg.get(sig, {})
+        protocol = (_choice(env, f"OTEL_EXPORTER_OTLP_{up}_PROTOCOL", None, PROTOCOLS, w) or base_protocol
+                    or y.get("protocol") or "http/protobuf")
+        if protocol == "grpc" and not grpc_available:
+            if not grpc_warned:
+                w.add("OTEL_EXPORTER_OTLP_PROTOCOL='grpc' is unavailable (opentelemetry-exporter-otlp-proto-grpc "
+                      "is not installed in the layer); using 'http/protobuf' instead")
+                grpc_warned = True
+            protocol = "http/protobuf"
+        enabled = _enabled(env, sig, w) and y.get("enabled", True)
+        sig_endpoint = _url(env, f"OTEL_EXPORTER_OTLP_{up}_ENDPOINT", w)
+        if sig_endpoint is not None:
+            endpoint = sig_endpoint if urlsplit(sig_endpoint).path else sig_endpoint + "/"
+        elif base_endpoint is not None:
+            endpoint = _join(base_endpoint, sig, protocol)
+        elif y.get("signal_endpoint"):
+            endpoint = y["signal_endpoint"]
+        elif y.get("endpoint"):
+            endpoint = _join(y["endpoint"], sig, protocol)
+        else:
+            endpoint = _join(DEFAULT_GRPC_ENDPOINT if protocol == "grpc" else DEFAULT_HTTP_ENDPOINT, sig, protocol)
+        compression = (_choice(env, f"OTEL_EXPORTER_OTLP_{up}_COMPRESSION", None, COMPRESSIONS, w)
+                       or base_compression or y.get("compression") or "gzip")
+        timeout = (_timeout(env, f"OTEL_EXPORTER_OTLP_{up}_TIMEOUT", None, w) or base_timeout
+                   or y.get("timeout") or DEFAULT_TIMEOUT_S)
+        headers = dict(y.get("headers", {}))
+        headers.update(base_headers)
+        headers.update(_headers(env, f"OTEL_EXPORTER_OTLP_{up}_HEADERS", w))
+        exports[sig] = SignalExport(bool(enabled), endpoint, protocol, compression, float(timeout),
+                                    tuple(sorted(headers.items())))
+    temporality = _choice(env, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", None, TEMPORALITIES, w,
+                          lower=True)
+    # Delta by default: an execution environment lives minutes to hours and each one is its own stream
+    # (its own faas.instance); cumulative sums would restart from zero at every cold start and make the
+    # backend stitch thousands of short resets. Delta points from many environments simply add up.
+    temporality = temporality or "delta"
+    cfg = OtlpConfig(
+        disabled=_flag(env, "OTEL_SDK_DISABLED", False, w),
+        traces=exports["traces"], metrics=exports["metrics"], logs=exports["logs"],
+        service_name=(env.get("OTEL_SERVICE_NAME") or "").strip() or None,
+        resource_attributes=_resource_attributes(env, w),
+        temporality=temporality,
+        max_queue=_int(env, "SIDECAR_OTLP_MAX_QUEUE", yaml_cfg.get("_max_queue", DEFAULT_MAX_QUEUE), 1, 1_000_000, w),
+        batch_size=_int(env, "SIDECAR_OTLP_BATCH_SIZE", yaml_cfg.get("_batch", DEFAULT_BATCH), 1, 100_000, w),
+        config_file=config_file,
+    )
+    return cfg, w.items
+
+
+class _Warn:
+    def __init__(self) -> None:
+        self.items: List[str] = []
+
+    def add(self, text: str) -> None:
+        if text not in self.items:
+            self.items.append(text)
+
+    def bad(self, name: str, value: Any, used: Any, why: str) -> None:
+        self.add(f"{name}={value!r} is invalid ({why}); using {used!r} instead")
+
+
+def _raw(env: Mapping[str, str], name: str) -> Optional[str]:
+    v = env.get(name)
+    if v is None:
+        return None
+    v = str(v).strip()
+    return v or None
+
+
+def _choice(env: Mapping[str, str], name: str, default: Optional[str], allowed: Tuple[str, ...], w: _Warn,
+            lower: bool = True) -> Optional[str]:
+    v = _raw(env, name)
+    if v is None:
+        return default
+    low = v.lower() if lower else v
+    if low in allowed:
+        return low
+    w.bad(name, v, default if default is not None else "the default", f"expected one of {', '.join(allowed)}")
+    return default
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool, w: _Warn) -> bool:
+    v = _raw(env, name)
+    if v is None:
+        return default
+    if v.lower() in ("true", "1", "yes", "on"):
+        return True
+    if v.lower() in ("false", "0", "no", "off"):
+        return False
+    w.bad(name, v, default, "expected true or false")
+    return default
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int, w: _Warn) -> int:
+    v = _raw(env, name)
+    if v is None:
+        return default
+    try:
+        n = int(v, 10)
+        if lo <= n <= hi:
+            return n
+    except ValueError:
+        pass
+    w.bad(name, v, default, f"expected an integer from {lo} to {hi}")
+    return default
+
+
+def _timeout(env: Mapping[str, str], name: str, default: Optional[float], w: _Warn) -> Optional[float]:
+    """Timeout in milliseconds, as the OTLP specification says (the Python exporter reads seconds)."""
+    v = _raw(env, name)
+    if v is None:
+        return default
+    try:
+        ms = float(v)
+        if not (0 < ms <= 3_600_000):
+            raise ValueError
+    except ValueError:
+        w.bad(name, v, f"{DEFAULT_TIMEOUT_S:g}s" if default is None else f"{default:g}s",
+              "expected a positive number of milliseconds")
+        return default
+    if ms < 100:
+        # Most likely seconds written for the Python SDK, which reads this variable in seconds.
+        w.add(f"{name}={v!r} is read as milliseconds (OTLP specification; the Python SDK reads seconds); "
+              f"write {int(ms * 1000)} for {v} s")
+    return ms / 1000.0
+
+
+def _url(env: Mapping[str, str], name: str, w: _Warn) -> Optional[str]:
+    v = _raw(env, name)
+    if v is None:
+        return None
+    if _valid_url(v):
+        return v
+    w.bad(name, v, "the next configured endpoint or http://localhost:4318", "expected an http:// or https:// URL")
+    return None
+
+
+def _valid_url(v: str) -> bool:
+    try:
+        parts = urlsplit(v)
+        _ = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _join(base: str, sig: str, protocol: str) -> str:
+    if protocol == "grpc":
+        return base
+    return base.rstrip("/") + f"/v1/{sig}"
+
+
+def _enabled(env: Mapping[str, str], sig: str, w: _Warn) -> bool:
+    name = f"OTEL_{sig.upper()}_EXPORTER"
+    v = _raw(env, name)
+    if v is None:
+        return True
+    names = [p.strip().lower() for p in v.split(",") if p.strip()]
+    if names == ["none"]:
+        return False
+    if "otlp" in names:
+        return True
+    w.bad(name, v, "otlp", "this sidecar exports OTLP only; expected otlp or none")
+    return True
+
+
+def _pairs(raw: str) -> Tuple[List[Tuple[str, str]], List[str]]:
+    good, bad = [], []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = unquote(key.strip())
+        if not sep or not key:
+            bad.append(key or item.strip())
+            continue
+        good.append((key, unquote(value.strip())))
+    return good, bad
+
+
+def _headers(env: Mapping[str, str], name: str, w: _Warn) -> Dict[str, str]:
+    v = _raw(env, name)
+    if v is None:
+        return {}
+    good, bad = _pairs(v)
+    out = {}
+    for key, value in good:
+        if _HEADER_KEY.match(key) and "\n" not in value and "\r" not in value:
+            out[key] = value
+        else:
+            bad.append(key)
+    for key in bad:
+        # never echo the value: header values are credentials
+        w.add(f"{name}: the entry for header {key[:40]!r} is invalid (expected key=value with a token key); "
+              "that entry is ignored (value not shown)")
+    return out
+
+
+def _resource_attributes(env: Mapping[str, str], w: _Warn) -> Tuple[Tuple[str, str], ...]:
+    v = _raw(env, "OTEL_RESOURCE_ATTRIBUTES")
+    if v is None:
+        return ()
+    good, bad = _pairs(v)
+    for item in bad:
+        w.bad("OTEL_RESOURCE_ATTRIBUTES", item, "the other attributes", "expected key=value pairs separated by commas")
+    return tuple(good)
+
+
+# ---- collector-style YAML --------------------------------------------------------------------------------
+def config_path(env: Mapping[str, str], default_path: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+    """(path, variable that named it); file: URIs are accepted, other URI schemes are not."""
+    for var in CONFIG_VARS:
+        v = _raw(env, var)
+        if v is not None:
+            return (v[len("file:"):] if v.startswith("file:") else v), var
+    return default_path, None
+
+
+def _load_yaml(env: Mapping[str, str], read_file: Optional[Callable[[str], Optional[str]]],
+               default_path: Optional[str], w: _Warn) -> Tuple[Dict[str, Dict[str, Any]], Optional[str]]:
+    path, var = config_path(env, default_path)
+    if path is None or read_file is None:
+        return {}, None
+    if re.match(r"^[a-z][a-z0-9+.-]*:", path) and not path.startswith("/"):
+        w.bad(var or "collector config", path, "environment variables only", "only file paths (or file: URIs) are supported")
+        return {}, None
+    try:
+        text = read_file(path)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is a configuration error, not a crash
+        w.bad(var or "collector config", path, "environment variables only", f"cannot read it: {exc}")
+        return {}, None
+    if text is None:
+        if var is not None:
+            w.bad(var, path, "environment variables only", "no such file")
+        return {}, None
+    out = parse_collector_yaml(substitute_env(text, env), w, path)
+    return out, path
+
+
+def substitute_env(text: str, env: Mapping[str, str]) -> str:
+    return _ENV_REF.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), text)
+
+
+_EXPORTER_KEYS = {
+    "otlphttp": {"endpoint", "traces_endpoint", "metrics_endpoint", "logs_endpoint", "headers", "compression",
+                 "timeout", "encoding"},
+    "otlp": {"endpoint", "headers", "compression", "timeout", "tls"},
+}
+_PROCESSOR_KEYS = {"batch": {"send_batch_size", "send_batch_max_size", "timeout"}}
+_RECEIVERS = {"telemetryapi"}
+
+
+def parse_collector_yaml(text: str, w: Any, where: str = "config.yaml") -> Dict[str, Dict[str, Any]]:
+    """The per-signal settings the YAML asks for: {signal: {endpoint, protocol, ...}, "_batch": n}."""
+    import yaml
+
+    if not isinstance(w, _Warn):
+        w = _wrap(w)
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        w.add(f"{where}: not valid YAML ({str(exc).splitlines()[0]}); using environment variables only")
+        return {}
+    if not isinstance(doc, dict):
+        w.add(f"{where}: expected a mapping at the top level; using environment variables only")
+        return {}
+    for key in doc:
+        if key not in ("receivers", "processors", "exporters", "service", "extensions", "connectors"):
+            w.add(f"{where}: unsupported key {key!r} is ignored")
+        elif key in ("extensions", "connectors") and doc[key]:
+            w.add(f"{where}: {key!r} are not supported by this sidecar and are ignored")
+    receivers = _mapping(doc.get("receivers"), f"{where}: receivers", w)
+    for name in receivers:
+        if name.split("/")[0] not in _RECEIVERS:
+            w.add(f"{where}: receivers.{name} is not supported (only telemetryapi); ignored")
+    processors = _mapping(doc.get("processors"), f"{where}: processors", w)
+    out: Dict[str, Dict[str, Any]] = {}
+    for name, body in processors.items():
+        kind = name.split("/")[0]
+        if kind not in _PROCESSOR_KEYS:
+            w.add(f"{where}: processors.{name} is not supported (only batch); ignored")
+            continue
+        body = _mapping(body, f"{where}: processors.{name}", w)
+        for k in body:
+            if k not in _PROCESSOR_KEYS[kind]:
+                w.add(f"{where}: processors.{name}.{k} is not supported; ignored")
+        size = body.get("send_batch_size")
+        if size is not None:
+            if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+                out["_batch"] = size  # type: ignore[assignment]
+            else:
+                w.add(f"{where}: processors.{name}.send_batch_size={size!r} is invalid (expected a positive "
+                      f"integer); using {DEFAULT_BATCH} instead")
+    exporters = _mapping(doc.get("exporters"), f"{where}: exporters", w)
+    parsed_exporters: Dict[str, Dict[str, Any]] = {}
+    for name, body in exporters.items():
+        kind = name.split("/")[0]
+        if kind not in _EXPORTER_KEYS:
+            w.add(f"{where}: exporters.{name} is not supported (only otlphttp and otlp); ignored")
+            continue
+        parsed_exporters[name] = _exporter(kind, name, _mapping(body, f"{where}: exporters.{name}", w), w, where)
+    service = _mapping(doc.get("service"), f"{where}: service", w)
+    for k in service:
+        if k not in ("pipelines", "telemetry", "extensions"):
+            w.add(f"{where}: service.{k} is not supported; ignored")
+    pipelines = _mapping(service.get("pipelines"), f"{where}: service.pipelines", w)
+    have_pipelines = bool(pipelines)
+    for pname, body in pipelines.items():
+        sig = pname.split("/")[0]
+        if sig not in SIGNALS:
+            w.add(f"{where}: service.pipelines.{pname} is not supported (traces, metrics, logs); ignored")
+            continue
+        body = _mapping(body, f"{where}: service.pipelines.{pname}", w)
+        names = body.get("exporters") or []
+        if not isinstance(names, list):
+            names = [names]
+        usable = [n for n in names if n in parsed_exporters]
+        for n in names:
+            if n not in parsed_exporters:
+                w.add(f"{where}: service.pipelines.{pname}.exporters names {n!r}, which is not a supported "
+                      "exporter defined under exporters; ignored")
+        if len(usable) > 1:
+            w.add(f"{where}: service.pipelines.{pname} lists {len(usable)} exporters; this sidecar sends each "
+                  f"signal to one destination, using {usable[0]!r}")
+        if sig in out:
+            continue
+        if usable:
+            chosen = parsed_exporters[usable[0]]
+            entry = {k: v for k, v in chosen.items() if k != "endpoints"}
+            ep = chosen.get("endpoints", {}).get(sig)
+            if ep:
+                entry["signal_endpoint"] = ep
+            out[sig] = entry
+        else:
+            out[sig] = {"enabled": False}
+    if have_pipelines:
+        for sig in SIGNALS:
+            out.setdefault(sig, {"enabled": False})
+    return out
+
+
+def _wrap(items: Any) -> _Warn:
+    ww = _Warn()
+    ww.items = items if isinstance(items, list) else []
+    return ww
+
+
+def _mapping(value: Any, where: str, w: _Warn) -> Dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): v for k, v in value.items()}
+    w.add(f"{where} must be a mapping, got {type(value).__name__}; ignored")
+    return {}
+
+
+def _exporter(kind: str, name: str, body: Dict[str, Any], w: _Warn, where: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"protocol": "grpc" if kind == "otlp" else "http/protobuf", "endpoints": {}}
+    key = f"{where}: exporters.{name}"
+    for k, v in body.items():
+        if k not in _EXPORTER_KEYS[kind]:
+            w.add(f"{key}.{k} is not supported; ignored")
+            continue
+        if k == "endpoint" or k.endswith("_endpoint"):
+            s = str(v or "").strip()
+            if not s:
+                w.add(f"{key}.{k} is empty; using the default endpoint")
+            elif not _valid_url(s):
+                w.add(f"{key}.{k}={s!r} is invalid (expected an http:// or https:// URL); using the default endpoint")
+            elif k == "endpoint":
+                out["endpoint"] = s
+            else:
+                out["endpoints"][k[: -len("_endpoint")]] = s
+        elif k == "headers":
+            if isinstance(v, dict):
+                out["headers"] = {str(hk): str(hv) for hk, hv in v.items() if hv is not None}
+            else:
+                w.add(f"{key}.headers must be a mapping; ignored")
+        elif k == "compression":
+            s = str(v).strip().lower()
+            if s in COMPRESSIONS:
+                out["compression"] = s
+            else:
+                w.add(f"{key}.compression={v!r} is invalid (expected gzip or none); using 'gzip' instead")
+        elif k == "timeout":
+            secs = _duration(v)
+            if secs is None:
+                w.add(f"{key}.timeout={v!r} is invalid (expected a duration like 5s or 500ms); "
+                      f"using '{DEFAULT_TIMEOUT_S:g}s' instead")
+            else:
+                out["timeout"] = secs
+        elif k == "encoding":
+            s = str(v).strip().lower()
+            if s in ("proto", "json"):
+                out["protocol"] = "http/json" if s == "json" else "http/protobuf"
+            else:
+                w.add(f"{key}.encoding={v!r} is invalid (expected proto or json); using 'proto' instead")
+    return out
+
+
+def _duration(v: Any) -> Optional[float]:
+    """Collector durations: 5s, 500ms, 1m, 1.5s; a bare number is seconds."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v) if v > 0 else None
+    m = re.match(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*$", str(v))
+    if not m:
+        return None
+    n = float(m.group(1))
+    secs = n / 1000.0 if m.group(2) == "ms" else n * 60 if m.group(2) == "m" else n
+    return secs if secs > 0 else None
+
+
+def with_overrides(cfg: OtlpConfig, **changes: Any) -> OtlpConfig:
+    return replace(cfg, **changes)

@@ -1,0 +1,753 @@
+"""OtlpSink: signals -> OTLP spans, metrics and logs (opentelemetry-sdk), exported only when we say so.
+
+The SDK builds the data (TracerProvider, MeterProvider, LoggerProvider); our processors put finished
+spans and log records into bounded per-signal buffers, and metrics are read by an explicit-collect
+reader at flush time. Nothing runs on an SDK timer: export happens inside flush(deadline) and
+shutdown(deadline) (and, in SIDECAR_FLUSH=continuous mode, on one paced sender thread), always bounded
+by the caller's deadline. Bodies are encoded with opentelemetry-exporter-otlp-proto-common's encoders
+and sent by transport.HttpSender.
+
+Accounting (health()): every item that leaves a buffer other than by a successful export is counted
+by signal and reason: buffer_full (drop-oldest), rejected (non-retryable status), partial (the backend
+refused part of a 2xx), shutdown (still buffered when the shutdown deadline came).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from opentelemetry import trace as trace_api
+from opentelemetry.context import Context
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from .config import OtlpConfig, SignalExport
+from .traceids import parse_xray, valid_span_id
+from .transport import HttpSender, SendResult, encode_body, send_with_retry
+
+log = logging.getLogger("otel_sidecar")
+
+SCOPE = "otel_sidecar"
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+SEVERITY = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17, "FATAL": 21,
+            "CRITICAL": 21}
+MAX_TRACKED_IDS = 4096          # request id -> span ids, so logs and the later span agree
+MAX_PENDING_INITS = 16
+CPU_SHARE = 0.1                 # continuous mode: the sender works at most this share of wall time
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
+
+
+@dataclass
+class _Ids:
+    trace_id: int
+    span_id: int
+    parent: Optional[SpanContext]
+    sampled: bool
+
+
+class _PresetIds(IdGenerator):
+    """Random ids, except the next span/trace id may be preset (to match ids given to logs earlier)."""
+
+    def __init__(self) -> None:
+        self._random = RandomIdGenerator()
+        self._local = threading.local()
+
+    def preset(self, trace_id: Optional[int], span_id: Optional[int]) -> None:
+        self._local.trace_id, self._local.span_id = trace_id, span_id
+
+    def generate_span_id(self) -> int:
+        sid = getattr(self._local, "span_id", None)
+        if sid:
+            self._local.span_id = None
+            return sid
+        return self._random.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        tid = getattr(self._local, "trace_id", None)
+        if tid:
+            self._local.trace_id = None
+            return tid
+        return self._random.generate_trace_id()
+
+
+class _Buffer:
+    """Bounded FIFO of (item, weight); drop-oldest with counted weight."""
+
+    def __init__(self, limit: int, on_drop: Any) -> None:
+        self.limit = limit
+        self.items: Deque[Tuple[Any, int]] = collections.deque()
+        self.weight = 0
+        self.on_drop = on_drop
+        self.lock = threading.Lock()
+
+    def add(self, item: Any, weight: int = 1) -> None:
+        with self.lock:
+            self.items.append((item, weight))
+            self.weight += weight
+            self._trim()
+
+    def _trim(self) -> None:
+        while self.weight > self.limit and len(self.items) > 1:
+            _, w = self.items.popleft()
+            self.weight -= w
+            self.on_drop("buffer_full", w)
+        if self.weight > self.limit and self.items:
+            _, w = self.items.popleft()
+            self.weight -= w
+            self.on_drop("buffer_full", w)
+
+    def take(self, max_weight: int) -> List[Tuple[Any, int]]:
+        out: List[Tuple[Any, int]] = []
+        taken = 0
+        with self.lock:
+            while self.items and (not out or taken + self.items[0][1] <= max_weight):
+                item = self.items.popleft()
+                self.weight -= item[1]
+                taken += item[1]
+                out.append(item)
+        return out
+
+    def put_back(self, batch: List[Tuple[Any, int]]) -> None:
+        with self.lock:
+            for item in reversed(batch):
+                self.items.appendleft(item)
+                self.weight += item[1]
+            self._trim()
+
+    def clear(self) -> int:
+        with self.lock:
+            w = self.weight
+            self.items.clear()
+            self.weight = 0
+            return w
+
+    def __len__(self) -> int:
+        return self.weight
+
+
+class _ToBuffer(SpanProcessor):
+    def __init__(self, sink: OtlpSink) -> None:
+        self.sink = sink
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.sink._buffers["traces"].add(span)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 0) -> bool:
+        return True
+
+
+class _LogsToBuffer(LogRecordProcessor):
+    def __init__(self, sink: OtlpSink) -> None:
+        self.sink = sink
+
+    def on_emit(self, log_record: Any) -> None:
+        rec = ReadableLogRecord(log_record=log_record.log_record, resource=log_record.resource,
+                                instrumentation_scope=log_record.instrumentation_scope,
+                                limits=log_record.limits)
+        self.sink._buffers["logs"].add(rec)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 0) -> bool:
+        return True
+
+
+class _Destination:
+    """One signal's exporter state: sender, backoff after failures."""
+
+    def __init__(self, signal: str, export: SignalExport) -> None:
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        resp = {"traces": trace_service_pb2.ExportTraceServiceResponse,
+                "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
+                "logs": logs_service_pb2.ExportLogsServiceResponse}[signal]
+        self.signal = signal
+        self.export = export
+        self.sender = HttpSender(export.endpoint, dict(export.headers), export.compression, export.timeout_s, resp)
+        self.failures = 0
+        self.next_attempt = 0.0
+
+    def backoff(self, now: float, retry_after: Optional[float]) -> None:
+        self.failures += 1
+        wait = min(BACKOFF_MAX_S, BACKOFF_MIN_S * (2 ** (self.failures - 1))) * random.uniform(0.8, 1.2)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, BACKOFF_MAX_S * 4))
+        self.next_attempt = now + wait
+
+    def ok(self) -> None:
+        self.failures = 0
+        self.next_attempt = 0.0
+
+
+class OtlpSink:
+    """The Sink of ARCHITECTURE.md for OTLP. accept() never blocks; flush()/shutdown() return by deadline."""
+
+    def __init__(self, cfg: OtlpConfig, settings: Any = None, env: Optional[Mapping[str, str]] = None,
+                 logs_enabled: bool = True, flush_mode: str = "adaptive", flush_interval_ms: int = 20000) -> None:
+        env = dict(env or {})
+        self.cfg = cfg
+        self.settings = settings
+        self.env = env
+        self._counters: Dict[str, int] = collections.defaultdict(int)
+        self._clock_lock = threading.Lock()
+        self._export_lock = threading.Lock()
+        self._closed = False
+        self.function_name = (getattr(settings, "function_name", None) if settings is not None else None) \
+            or env.get("AWS_LAMBDA_FUNCTION_NAME") or "unknown"
+        if self.function_name == "unknown" and env.get("AWS_LAMBDA_FUNCTION_NAME"):
+            self.function_name = env["AWS_LAMBDA_FUNCTION_NAME"]
+        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION") or \
+            (getattr(settings, "function_version", None) if settings is not None else None) or "$LATEST"
+        self.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or \
+            (getattr(settings, "region", None) if settings is not None else None)
+        mem = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or \
+            (getattr(settings, "memory_mb", None) if settings is not None else None)
+        try:
+            self.max_memory = int(mem) * 1024 * 1024 if mem else None
+        except ValueError:
+            self.max_memory = None
+        self.instance = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.resource = Resource(self._resource_attributes())
+        self.logs_enabled = logs_enabled and cfg.logs.enabled
+        self.temporality = cfg.temporality
+
+        self._buffers: Dict[str, _Buffer] = {
+            sig: _Buffer(cfg.max_queue, self._dropper(sig)) for sig in ("traces", "metrics", "logs")}
+        self._dest = {sig: _Destination(sig, cfg.signal(sig)) for sig in ("traces", "metrics", "logs")}
+
+        self._ids = _PresetIds()
+        self._tracer_provider = TracerProvider(resource=self.resource, sampler=ALWAYS_ON, id_generator=self._ids,
+                                               shutdown_on_exit=False)
+        self._tracer_provider.add_span_processor(_ToBuffer(self))
+        self.tracer = self._tracer_provider.get_tracer(SCOPE)
+        self._reader = InMemoryMetricReader(preferred_temporality=self._temporality_map())
+        views = [View(instrument_type=Histogram, instrument_unit="s",
+                      aggregation=ExplicitBucketHistogramAggregation(SECONDS_BUCKETS))]
+        self._meter_provider = MeterProvider(resource=self.resource, metric_readers=[self._reader], views=views,
+                                             shutdown_on_exit=False)
+        self.meter = self._meter_provider.get_meter(SCOPE)
+        self._instruments: Dict[str, Any] = {}
+        self._health_last: Dict[Tuple[str, str], float] = {}
+        self._logger_provider: Optional[LoggerProvider] = None
+        self.logger = None
+        if self.logs_enabled:
+            self._logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
+            self._logger_provider.add_log_record_processor(_LogsToBuffer(self))
+            self.logger = self._logger_provider.get_logger(SCOPE)
+        self._span_ids: collections.OrderedDict[str, _Ids] = collections.OrderedDict()
+        self._pending_inits: Deque[Any] = collections.deque(maxlen=MAX_PENDING_INITS)
+        self._catalog = _load_catalog()
+
+        self.flush_mode = flush_mode
+        self._wake = threading.Event()
+        self._sender: Optional[threading.Thread] = None
+        if flush_mode == "continuous":
+            self._interval = max(0.1, flush_interval_ms / 1000.0)
+            self._sender = threading.Thread(target=self._send_loop, name="otel-sidecar-otlp-sender", daemon=True)
+            self._sender.start()
+
+    # ---- Sink protocol ---------------------------------------------------------------------------------
+    def accept(self, outputs: Sequence[Any]) -> None:
+        for out in outputs:
+            kind = type(out).__name__
+            try:
+                if kind == "InvocationSignal":
+                    self._on_invocation(out)
+                elif kind == "InitSignal":
+                    self._on_init(out)
+                elif kind == "LogSignal":
+                    self._on_log(out)
+                elif kind == "ShutdownSignal":
+                    self._on_shutdown_signal(out)
+                elif kind == "HealthSignal":
+                    self.report_health(dict(getattr(out, "counters", ()) or ()))
+            except Exception as exc:  # noqa: BLE001 - one bad signal must not stop the others
+                self._error("accept", exc)
+        if self._sender is not None:
+            self._wake.set()
+
+    def flush(self, deadline: float) -> None:
+        self._collect_metrics()
+        self._export_all(deadline, final=False)
+
+    def shutdown(self, deadline: float) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        try:
+            for init in list(self._pending_inits):
+                self._emit_init_span(init, None)
+            self._pending_inits.clear()
+        except Exception as exc:  # noqa: BLE001
+            self._error("shutdown", exc)
+        self._collect_metrics()
+        self._export_all(deadline, final=True)
+        lost = {sig: buf.clear() for sig, buf in self._buffers.items()}
+        for sig, n in lost.items():
+            if n:
+                self._count(f"dropped_{_unit(sig)}_shutdown", n)
+        if any(lost.values()):
+            log.warning("OTLP: shutdown deadline reached with data unsent (%s); counted as dropped",
+                        ", ".join(f"{n} {_unit(s)}" for s, n in lost.items() if n))
+        for dest in self._dest.values():
+            dest.sender.close()
+
+    def health(self) -> Dict[str, int]:
+        with self._clock_lock:
+            out = {f"otlp_{k}": int(v) for k, v in self._counters.items()}
+        for sig, buf in self._buffers.items():
+            out[f"otlp_buffered_{_unit(sig)}"] = len(buf)
+        return out
+
+    def report_health(self, counts: Mapping[str, Any]) -> None:
+        """The sidecar's own counters (cumulative) -> the catalog's health metrics (deltas recorded)."""
+        merged = dict(counts)
+        for k, v in self.health().items():
+            merged.setdefault(k, v)
+        for m in self._catalog_rows("health"):
+            if m.field == "dropped":
+                parts = {k: v for k, v in merged.items() if "dropped" in k and k != "dropped"
+                         and not k.startswith("engine_") and isinstance(v, (int, float))}
+                if not parts and isinstance(merged.get("dropped"), (int, float)):
+                    parts = {"total": merged["dropped"]}
+                for reason, value in parts.items():
+                    self._record_health(m, float(value), {"reason": reason})
+                continue
+            value = _first_number(merged, (m.field, f"engine_{m.field}", f"worker_{m.field}", f"otlp_{m.field}"))
+            if m.field == "export_failures":
+                value = float(merged.get("otlp_export_failures", value or 0))
+            if value is not None:
+                self._record_health(m, value, {})
+
+    # ---- signals -> spans ----------------------------------------------------------------------------
+    def _ids_for(self, request_id: Optional[str], trace: Any, invoke_value: Optional[str]) -> _Ids:
+        if request_id and request_id in self._span_ids:
+            return self._span_ids[request_id]
+        value = getattr(trace, "value", None) if trace is not None else None
+        xr = parse_xray(value) or parse_xray(invoke_value)
+        span_id = valid_span_id(getattr(trace, "span_id", None) if trace is not None else None)
+        if xr is not None:
+            parent = None
+            if xr.parent_id is not None:
+                parent = SpanContext(int(xr.trace_id, 16), int(xr.parent_id, 16), is_remote=True,
+                                     trace_flags=TraceFlags(TraceFlags.SAMPLED))
+            sid = int(span_id, 16) if span_id and span_id != xr.parent_id else self._ids._random.generate_span_id()
+            ids = _Ids(int(xr.trace_id, 16), sid, parent, xr.sampled is not False)
+        else:
+            ids = _Ids(self._ids._random.generate_trace_id(), self._ids._random.generate_span_id(), None, True)
+        if request_id:
+            self._span_ids[request_id] = ids
+            while len(self._span_ids) > MAX_TRACKED_IDS:
+                self._span_ids.popitem(last=False)
+        return ids
+
+    def _on_invocation(self, sig: Any) -> None:
+        self._record_catalog("invocation", sig)
+        ids = self._ids_for(sig.request_id, getattr(sig, "trace", None), getattr(sig, "invoke_tracing_value", None))
+        init = getattr(sig, "init", None)
+        if init is not None:
+            self._forget_pending(init)
+        if not ids.sampled:
+            self._count("spans_unsampled", 1 + len(getattr(sig, "spans", ()) or ()) + (1 if init is not None else 0))
+            return
+        start = sig.start if sig.start is not None else sig.time
+        duration = getattr(sig, "duration_ms", None)
+        end = start + duration / 1000.0 if duration is not None and sig.start is not None else sig.time
+        end = max(end, start)
+        attrs: Dict[str, Any] = {
+            "faas.invocation_id": sig.request_id, "faas.coldstart": bool(sig.cold_start), "faas.trigger": "other",
+            "faas.name": self.function_name, "faas.version": getattr(sig, "version", None) or self.function_version,
+            "cloud.provider": "aws", "cloud.platform": "aws_lambda",
+        }
+        if self.region:
+            attrs["cloud.region"] = self.region
+        if self.instance:
+            attrs["faas.instance"] = self.instance
+        mem_mb = getattr(sig, "memory_size_mb", None)
+        if mem_mb:
+            attrs["faas.max_memory"] = int(mem_mb) * 1024 * 1024
+        elif self.max_memory:
+            attrs["faas.max_memory"] = self.max_memory
+        arn = getattr(sig, "invoked_arn", None)
+        if arn:
+            attrs["aws.lambda.invoked_arn"] = arn
+            fields = arn.split(":")
+            if len(fields) >= 7:
+                attrs["cloud.account.id"] = fields[4]
+                version = getattr(sig, "version", None) or self.function_version
+                resource_id = ":".join(fields[:7])
+                if version and version != "$LATEST":
+                    resource_id += f":{version}"
+                attrs["cloud.resource_id"] = resource_id
+        if getattr(sig, "start_kind", None) and sig.start_kind != "warm":
+            attrs["aws.lambda.start_kind"] = sig.start_kind
+        if not getattr(sig, "complete", True):
+            attrs["aws.lambda.report_missing"] = True
+        for name, key in (("billed_duration_ms", "aws.lambda.billed_duration_ms"),
+                          ("max_memory_used_mb", "aws.lambda.max_memory_used_mb")):
+            v = getattr(sig, name, None)
+            if v is not None:
+                attrs[key] = v
+        error_type = None
+        if sig.error:
+            error_type = sig.error_type or ("Runtime.OutOfMemory" if sig.oom else "timeout" if sig.timeout
+                                            else sig.status if sig.status != "success" else "FunctionError")
+            attrs["error.type"] = error_type
+        ctx = trace_api.set_span_in_context(NonRecordingSpan(ids.parent)) if ids.parent is not None else Context()
+        self._ids.preset(ids.trace_id if ids.parent is None else None, ids.span_id)
+        span = self.tracer.start_span(self.function_name, context=ctx, kind=SpanKind.SERVER, attributes=attrs,
+                                      start_time=_ns(start))
+        self._ids.preset(None, None)
+        if error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        child_ctx = trace_api.set_span_in_context(span)
+        for ps in getattr(sig, "spans", ()) or ():
+            self._phase_span(ps, child_ctx, error_type)
+        if init is not None:
+            self._emit_init_span(init, child_ctx)
+        span.end(end_time=_ns(end))
+
+    def _phase_span(self, ps: Any, ctx: Any, error_type: Optional[str]) -> None:
+        start = float(ps.start)
+        end = start + max(0.0, float(ps.duration_ms)) / 1000.0
+        child = self.tracer.start_span(ps.name, context=ctx, kind=SpanKind.INTERNAL,
+                                       attributes={"aws.lambda.phase.duration_ms": float(ps.duration_ms)},
+                                       start_time=_ns(start))
+        child.end(end_time=_ns(end))
+
+    def _on_init(self, init: Any) -> None:
+        self._record_catalog("init", init)
+        # The span goes out with the first invocation it served (InvocationSignal.init), as its child;
+        # an init that never served one is exported as its own trace at shutdown.
+        self._pending_inits.append(init)
+
+    def _forget_pending(self, init: Any) -> None:
+        for p in list(self._pending_inits):
+            if p == init or (getattr(p, "start", None) == getattr(init, "start", None)
+                             and getattr(p, "time", None) == getattr(init, "time", None)):
+                self._pending_inits.remove(p)
+
+    def _emit_init_span(self, init: Any, ctx: Any) -> None:
+        end = float(init.time)
+        duration = getattr(init, "duration_ms", None)
+        start = init.start if init.start is not None else (end - duration / 1000.0 if duration else end)
+        attrs = {"faas.coldstart": bool(getattr(init, "cold_start", False)),
+                 "aws.lambda.init.type": getattr(init, "initialization_type", "") or "",
+                 "aws.lambda.init.phase": getattr(init, "phase", "") or "",
+                 "aws.lambda.init.kind": getattr(init, "kind", "") or "",
+                 "faas.name": self.function_name}
+        if getattr(init, "first_request_id", None):
+            attrs["faas.invocation_id"] = init.first_request_id
+        span = self.tracer.start_span(f"init {self.function_name}", context=ctx if ctx is not None else Context(),
+                                      kind=SpanKind.INTERNAL, attributes=attrs, start_time=_ns(start))
+        if getattr(init, "status", "success") != "success":
+            et = getattr(init, "error_type", None) or init.status
+            span.set_attribute("error.type", et)
+            span.set_status(Status(StatusCode.ERROR, et))
+        inner = trace_api.set_span_in_context(span)
+        for ps in getattr(init, "spans", ()) or ():
+            self._phase_span(ps, inner, None)
+        span.end(end_time=_ns(max(end, start)))
+
+    def _on_shutdown_signal(self, sig: Any) -> None:
+        self._record_catalog("shutdown", sig)
+
+    # ---- logs ----------------------------------------------------------------------------------------
+    def _on_log(self, sig: Any) -> None:
+        if self.logger is None:
+            return
+        level = (getattr(sig, "level", None) or "").upper() or None
+        attrs: Dict[str, Any] = {"log.source": getattr(sig, "source", "function") or "function"}
+        rid = getattr(sig, "request_id", None)
+        ctx: Any = Context()
+        if rid:
+            attrs["faas.invocation_id"] = rid
+            ids = self._ids_for(rid, getattr(sig, "trace", None), getattr(sig, "invoke_tracing_value", None))
+            sc = SpanContext(ids.trace_id, ids.span_id, is_remote=False,
+                             trace_flags=TraceFlags(TraceFlags.SAMPLED if ids.sampled else TraceFlags.DEFAULT))
+            ctx = trace_api.set_span_in_context(NonRecordingSpan(sc))
+        from opentelemetry._logs import SeverityNumber
+
+        sev = SEVERITY.get(level or "")
+        self.logger.emit(timestamp=_ns(sig.time), context=ctx,
+                         severity_number=SeverityNumber(sev) if sev else SeverityNumber.UNSPECIFIED,
+                         severity_text=level, body=sig.text, attributes=attrs)
+
+    # ---- metrics -------------------------------------------------------------------------------------
+    def _temporality_map(self) -> Dict[type, AggregationTemporality]:
+        d, c = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
+        if self.cfg.temporality == "cumulative":
+            return {k: c for k in (Counter, UpDownCounter, Histogram, ObservableCounter,
+                                   ObservableUpDownCounter, ObservableGauge)}
+        if self.cfg.temporality == "lowmemory":
+            return {Counter: d, Histogram: d, ObservableCounter: c, UpDownCounter: c, ObservableUpDownCounter: c}
+        return {Counter: d, Histogram: d, ObservableCounter: d, UpDownCounter: c, ObservableUpDownCounter: c}
+
+    def _catalog_rows(self, signal: str) -> List[Any]:
+        return [m for m in self._catalog if m.signal == signal and m.when is None]
+
+    def _instrument(self, m: Any) -> Any:
+        inst = self._instruments.get(m.otlp_name)
+        if inst is None:
+            if m.kind == "histogram":
+                inst = self.meter.create_histogram(m.otlp_name, unit=m.otlp_unit, description=m.description)
+            elif m.kind == "gauge":
+                inst = self.meter.create_gauge(m.otlp_name, unit=m.otlp_unit, description=m.description)
+            else:
+                inst = self.meter.create_counter(m.otlp_name, unit=m.otlp_unit, description=m.description)
+            self._instruments[m.otlp_name] = inst
+        return inst
+
+    def _record_catalog(self, signal: str, sig: Any) -> None:
+        for m in self._catalog_rows(signal):
+            value = getattr(sig, m.field, None)
+            attrs: Dict[str, Any] = {}
+            if isinstance(value, bool):
+                amount: Optional[float] = 1.0 if value else None
+            elif isinstance(value, str):
+                amount = 1.0 if value else None
+                if m.field == "kind":
+                    attrs["aws.lambda.init.kind"] = value
+                elif m.field == "reason":
+                    attrs["reason"] = value
+            elif isinstance(value, (int, float)):
+                amount = float(value) * m.otlp_scale
+            else:
+                amount = None
+            if amount is None:
+                continue
+            inst = self._instrument(m)
+            if m.kind == "histogram":
+                inst.record(amount, attrs)
+            elif m.kind == "gauge":
+                inst.set(amount, attrs)
+            elif amount > 0:
+                inst.add(amount, attrs)
+
+    def _record_health(self, m: Any, value: float, attrs: Dict[str, Any]) -> None:
+        inst = self._instrument(m)
+        scaled = value * m.otlp_scale
+        if m.kind == "gauge":
+            inst.set(scaled, attrs)
+            return
+        key = (m.otlp_name, repr(sorted(attrs.items())))
+        delta = scaled - self._health_last.get(key, 0.0)
+        self._health_last[key] = scaled
+        if m.kind == "histogram":
+            inst.record(scaled, attrs)
+        elif delta > 0:
+            inst.add(delta, attrs)
+
+    def _collect_metrics(self) -> None:
+        try:
+            data = self._reader.get_metrics_data()
+        except Exception as exc:  # noqa: BLE001
+            self._error("collect", exc)
+            return
+        points = _count_points(data)
+        if not points:
+            return
+        if self.cfg.temporality == "cumulative":
+            # a cumulative snapshot supersedes the older ones: nothing is lost by replacing them
+            self._buffers["metrics"].clear()
+        self._buffers["metrics"].add(data, points)
+
+    # ---- export --------------------------------------------------------------------------------------
+    def _export_all(self, deadline: float, final: bool) -> None:
+        if not self._export_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._count("flush_busy", 1)
+            return
+        try:
+            for sig in ("traces", "logs", "metrics"):
+                self._export_signal(sig, deadline, final)
+        finally:
+            self._export_lock.release()
+
+    def _export_signal(self, sig: str, deadline: float, final: bool) -> None:
+        buf, dest = self._buffers[sig], self._dest[sig]
+        if not dest.export.enabled:
+            n = buf.clear()
+            if n:
+                self._count(f"disabled_{_unit(sig)}", n)
+            return
+        while len(buf) and time.monotonic() < deadline:
+            now = time.monotonic()
+            if not final and now < dest.next_attempt:
+                self._count("export_skipped_backoff", 1)
+                return
+            batch = buf.take(self.cfg.batch_size)
+            weight = sum(w for _, w in batch)
+            try:
+                body, ctype = encode_body(self._encode(sig, [item for item, _ in batch]), dest.export.protocol)
+            except Exception as exc:  # noqa: BLE001 - unencodable data is dropped, counted
+                self._error("encode", exc)
+                self._count(f"dropped_{_unit(sig)}_unencodable", weight)
+                continue
+            res: SendResult = send_with_retry(lambda d, b=body, c=ctype: dest.sender.post_once(b, c, d), deadline)
+            self._count("export_requests", res.attempts)
+            if res.attempts > 1:
+                self._count("export_retries", res.attempts - 1)
+            if res.ok:
+                dest.ok()
+                self._count(f"exported_{_unit(sig)}", weight - min(res.rejected, weight))
+                if res.rejected:
+                    self._count(f"dropped_{_unit(sig)}_partial", min(res.rejected, weight))
+                continue
+            self._count("export_failures", 1)
+            if res.retryable:
+                buf.put_back(batch)
+                dest.backoff(time.monotonic(), res.retry_after)
+                self._first_failure(sig, res)
+                return
+            self._count(f"dropped_{_unit(sig)}_rejected", weight)
+            self._first_failure(sig, res)
+
+    def _encode(self, sig: str, items: List[Any]) -> Any:
+        if sig == "traces":
+            from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+            return encode_spans(items)
+        if sig == "logs":
+            from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+
+            return encode_logs(items)
+        from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+        from opentelemetry.sdk.metrics.export import MetricsData
+
+        merged = [rm for data in items for rm in data.resource_metrics]
+        return encode_metrics(MetricsData(resource_metrics=merged))
+
+    def _send_loop(self) -> None:
+        """continuous mode: send what is buffered, pacing itself to CPU_SHARE of wall time."""
+        while not self._closed:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._closed:
+                return
+            t0 = time.monotonic()
+            try:
+                self._collect_metrics()
+                self._export_all(t0 + min(2.0, self._interval), final=False)
+            except Exception as exc:  # noqa: BLE001
+                self._error("sender", exc)
+            spent = time.monotonic() - t0
+            rest = spent * (1.0 / CPU_SHARE - 1.0)
+            if rest > 0 and not self._closed:
+                self._wake.wait(min(rest, 30.0))
+                # the wake-up that arrived while resting is kept for the next round
+                self._wake.set()
+
+    # ---- bookkeeping ---------------------------------------------------------------------------------
+    def _dropper(self, sig: str) -> Any:
+        def on_drop(reason: str, n: int) -> None:
+            self._count(f"dropped_{_unit(sig)}_{reason}", n)
+        return on_drop
+
+    def _count(self, key: str, n: int) -> None:
+        with self._clock_lock:
+            self._counters[key] += n
+
+    def _error(self, where: str, exc: BaseException) -> None:
+        key = f"errors_{where}"
+        with self._clock_lock:
+            first = self._counters[key] == 0
+            self._counters[key] += 1
+        if first:
+            log.error("OTLP: error in %s (%s: %s); counted, continuing", where, type(exc).__name__, exc)
+
+    def _first_failure(self, sig: str, res: SendResult) -> None:
+        key = f"failure_logged_{sig}"
+        with self._clock_lock:
+            first = key not in self._counters
+            self._counters.setdefault(key, 0)
+        if first:
+            log.warning("OTLP: export of %s to %s failed (%s); data is %s, further failures are only counted",
+                        sig, self._dest[sig].export.endpoint, res.error or f"HTTP {res.status}",
+                        "kept for retry" if res.retryable else "dropped")
+
+    def _resource_attributes(self) -> Dict[str, Any]:
+        from opentelemetry.sdk.version import __version__ as sdk_version
+
+        attrs: Dict[str, Any] = {"telemetry.sdk.language": "python", "telemetry.sdk.name": "opentelemetry",
+                                 "telemetry.sdk.version": sdk_version,
+                                 "cloud.provider": "aws", "cloud.platform": "aws_lambda",
+                                 "faas.name": self.function_name, "faas.version": self.function_version}
+        if self.region:
+            attrs["cloud.region"] = self.region
+        if self.instance:
+            attrs["faas.instance"] = self.instance
+        if self.max_memory:
+            attrs["faas.max_memory"] = self.max_memory
+        attrs["aws.log.group.names"] = (f"/aws/lambda/{self.function_name}",)
+        for k, v in self.cfg.resource_attributes:
+            attrs[k] = v
+        attrs["service.name"] = self.cfg.service_name or dict(self.cfg.resource_attributes).get("service.name") \
+            or self.function_name
+        return attrs
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------
+def _ns(t: float) -> int:
+    return int(round(float(t) * 1e9))
+
+
+def _unit(sig: str) -> str:
+    return {"traces": "spans", "metrics": "metric_points", "logs": "logs"}[sig]
+
+
+def _count_points(data: Any) -> int:
+    if data is None:
+        return 0
+    n = 0
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                n += len(getattr(m.data, "data_points", ()) or ())
+    return n
+
+
+def _first_number(d: Mapping[str, Any], keys: Sequence[str]) -> Optional[float]:
+    for k in keys:
+        v = d.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+    return None
+
+
+def _load_catalog() -> Tuple[Any, ...]:
+    try:
+        from ..catalog import METRICS
+
+        return METRICS
+    except Exception as exc:  # noqa: BLE001 - no catalog: spans and logs still work
+        log.error("OTLP: the metric catalog is unavailable (%s); OTLP metrics are off", exc)
+        return ()
+

@@ -1,0 +1,180 @@
+"""Deadline-bounded OTLP/HTTP POST with the spec's retry rules (conventions.md 4.1).
+
+Why not the exporter's own client: its timeout is fixed at construction and its retries sleep on their
+own schedule, so a flush could not be held to the time left before /next. Here every connect, send and
+read gets the remaining budget as its timeout; 429/502/503/504 (and dropped connections) are retried
+only while the budget allows, honouring Retry-After; a partial success is reported, never retried.
+Bodies are built by opentelemetry-exporter-otlp-proto-common's encoders (see sink.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import http.client
+import json
+import random
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
+
+RETRYABLE = frozenset((429, 502, 503, 504))
+USER_AGENT = "otel-sidecar-otlp/0.1"
+_ID_KEYS = ("traceId", "spanId", "parentSpanId")
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    status: Optional[int] = None            # HTTP status, None when no answer came
+    retryable: bool = False
+    retry_after: Optional[float] = None     # seconds asked for by the server
+    rejected: int = 0                       # partial success: items the server refused
+    error: str = ""
+    attempts: int = 1
+
+
+def encode_body(message: Any, protocol: str) -> Tuple[bytes, str]:
+    """Request bytes and content type for http/protobuf or http/json (hex ids, integer enums)."""
+    if protocol == "http/json":
+        from google.protobuf import json_format
+
+        data = json_format.MessageToDict(message, use_integers_for_enums=True)
+        return json.dumps(_hex_ids(data), separators=(",", ":")).encode(), "application/json"
+    return message.SerializeToString(), "application/x-protobuf"
+
+
+def _hex_ids(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: (base64.b64decode(v).hex() if k in _ID_KEYS and isinstance(v, str) else _hex_ids(v))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_hex_ids(v) for v in node]
+    return node
+
+
+def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Retry-After as delay-seconds or an HTTP-date -> seconds from now (None when absent/invalid)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        secs = float(value)
+        return max(0.0, secs) if secs == secs and secs != float("inf") else None
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class HttpSender:
+    """One destination: POSTs an encoded body, bounded by a monotonic deadline."""
+
+    def __init__(self, endpoint: str, headers: Mapping[str, str], compression: str, timeout_s: float,
+                 response_cls: Any = None) -> None:
+        parts = urlsplit(endpoint)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (443 if self.https else 80)
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.headers = dict(headers)
+        self.compression = compression
+        self.timeout_s = timeout_s
+        self.response_cls = response_cls
+        self._conn: Optional[http.client.HTTPConnection] = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._conn = None
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self.https:
+                self._conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
+                                                         context=ssl.create_default_context())
+            else:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        return self._conn
+
+    def post_once(self, body: bytes, content_type: str, deadline: float) -> SendResult:
+        """One attempt, every socket operation bounded by the time left."""
+        left = min(deadline - time.monotonic(), self.timeout_s)
+        if left <= 0.001:
+            return SendResult(False, None, True, error="no time left")
+        headers = {"Content-Type": content_type, "User-Agent": USER_AGENT, **self.headers}
+        if self.compression == "gzip":
+            body = gzip.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        conn = self._connection(left)
+        try:
+            conn.timeout = left
+            if conn.sock is not None:
+                conn.sock.settimeout(left)
+            conn.request("POST", self.path, body=body, headers=headers)
+            if conn.sock is not None:
+                conn.sock.settimeout(max(0.001, min(deadline - time.monotonic(), self.timeout_s)))
+            resp = conn.getresponse()
+            data = resp.read(4 * 1024 * 1024 + 1)
+            status = resp.status
+            retry_after = retry_after_seconds(resp.getheader("Retry-After"))
+            if resp.getheader("Connection", "").lower() == "close" or len(data) > 4 * 1024 * 1024:
+                self.close()
+        except (socket.timeout, TimeoutError) as exc:
+            self.close()
+            return SendResult(False, None, True, error=f"timed out ({exc or 'no answer'})")
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            return SendResult(False, None, True, error=f"{type(exc).__name__}: {exc}")
+        if 200 <= status < 300:
+            return SendResult(True, status, rejected=self._rejected(data, resp.getheader("Content-Type", "")))
+        return SendResult(False, status, status in RETRYABLE, retry_after, error=f"HTTP {status}")
+
+    def _rejected(self, data: bytes, ctype: str) -> int:
+        if not data or self.response_cls is None:
+            return 0
+        try:
+            msg = self.response_cls()
+            if "json" in ctype:
+                from google.protobuf import json_format
+
+                json_format.Parse(data.decode("utf-8"), msg, ignore_unknown_fields=True)
+            else:
+                msg.ParseFromString(data)
+            ps = msg.partial_success
+            for name in ("rejected_spans", "rejected_data_points", "rejected_log_records"):
+                if hasattr(ps, name):
+                    return int(getattr(ps, name))
+        except Exception:  # noqa: BLE001 - an unreadable success body still means success
+            return 0
+        return 0
+
+
+def send_with_retry(post: Callable[[float], SendResult], deadline: float,
+                    sleep: Callable[[float], None] = time.sleep, base_backoff: float = 0.05) -> SendResult:
+    """Retry retryable failures while the deadline allows (Retry-After honoured, else backoff with jitter)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        res = post(deadline)
+        if res.ok or not res.retryable:
+            return _with_attempts(res, attempt)
+        wait = res.retry_after if res.retry_after is not None else base_backoff * (2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+        # a retry needs the wait plus a little time for the request itself
+        if time.monotonic() + wait + 0.005 >= deadline or attempt >= 6:
+            return _with_attempts(res, attempt)
+        sleep(wait)
+
+
+def _with_attempts(res: SendResult, attempts: int) -> SendResult:
+    return SendResult(res.ok, res.status, res.retryable, res.retry_after, res.rejected, res.error, attempts)
