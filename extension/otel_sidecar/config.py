@@ -58,6 +58,7 @@ class Settings:
     # flushing
     flush_mode: str = "adaptive"
     flush_interval_ms: int = DEFAULT_FLUSH_INTERVAL_MS
+    flush_interval_explicit: bool = False  # SIDECAR_FLUSH carried :ms (continuous otherwise uses 1 s)
     flush_budget_ms: int = DEFAULT_FLUSH_BUDGET_MS
     flush_margin_ms: int = DEFAULT_FLUSH_MARGIN_MS
     shutdown_drain_ms: int = 300
@@ -193,7 +194,7 @@ def load_settings(env: Mapping[str, str], machine: Optional[str] = None) -> Tupl
     buf_bytes = r.int_range("SIDECAR_BUFFER_MAX_BYTES", d.buffer_max_bytes, 262144, 1048576)
     queue_max = r.int_range("SIDECAR_QUEUE_MAX", d.queue_max, 10, 1_000_000)
 
-    mode, interval = d.flush_mode, d.flush_interval_ms
+    mode, interval, explicit = d.flush_mode, d.flush_interval_ms, False
     flush_raw = r.raw("SIDECAR_FLUSH")
     if flush_raw is not None:
         parsed = parse_flush(flush_raw)
@@ -201,7 +202,8 @@ def load_settings(env: Mapping[str, str], machine: Optional[str] = None) -> Tupl
             r.warn("SIDECAR_FLUSH", flush_raw, d.flush_mode,
                    "expected adaptive, end, periodic[:ms] or continuous[:ms] with ms from 100 to 600000")
         else:
-            mode, interval = parsed[0], parsed[1] if parsed[1] is not None else d.flush_interval_ms
+            mode, explicit = parsed[0], parsed[1] is not None
+            interval = parsed[1] if parsed[1] is not None else d.flush_interval_ms
     budget = r.int_range("SIDECAR_FLUSH_BUDGET_MS", d.flush_budget_ms, 0, 10000)
     margin = r.int_range("SIDECAR_FLUSH_MARGIN_MS", d.flush_margin_ms, 0, 5000)
     drain = r.int_range("SIDECAR_SHUTDOWN_DRAIN_MS", d.shutdown_drain_ms, 0, 1500)
@@ -213,7 +215,7 @@ def load_settings(env: Mapping[str, str], machine: Optional[str] = None) -> Tupl
         emf_namespace=namespace, emf_dimensions=dims, coldstart_idle_ms=idle, price_per_gb_s=price,
         price_per_request=price_req, throttle_patterns=patterns, throttle_patterns_extend=extend,
         telemetry_types=types, listener_port=port, buffer_timeout_ms=buf_timeout, buffer_max_items=buf_items,
-        buffer_max_bytes=buf_bytes, queue_max=queue_max, flush_mode=mode, flush_interval_ms=interval,
+        buffer_max_bytes=buf_bytes, queue_max=queue_max, flush_mode=mode, flush_interval_ms=interval, flush_interval_explicit=explicit,
         flush_budget_ms=budget, flush_margin_ms=margin, shutdown_drain_ms=drain, otlp_logs=otlp_logs,
     )
     return settings, r.warnings
