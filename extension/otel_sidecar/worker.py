@@ -437,9 +437,11 @@ class Worker:
 
 def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
     """The detailed counters folded into the catalog's health keys (HealthSignal.counters)."""
+    own = ("listener_", "worker_", "engine_")
+    sink_dropped = sum(v for k, v in detail.items()
+                       if not k.startswith(own) and ("dropped_" in k or k.endswith("dropped")) and "logs_dropped" not in k)
     dropped = (detail.get("listener_dropped_batches", 0) + detail.get("listener_oversized", 0)
-               + detail.get("worker_dropped_invoke_events", 0)
-               + sum(v for k, v in detail.items() if k.startswith("dropped")))
+               + detail.get("worker_dropped_invoke_events", 0) + sink_dropped)
     out = {
         "records_received": detail.get("worker_records_received", 0),
         "malformed": detail.get("worker_malformed", 0),
@@ -447,7 +449,7 @@ def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
         "unknown_fields": detail.get("worker_unknown_fields", 0),
         "logs_dropped_records": detail.get("worker_logs_dropped_records", 0),
         "dropped": dropped,
-        "export_failures": sum(v for k, v in detail.items() if k.startswith("export_failures")),
+        "export_failures": sum(v for k, v in detail.items() if k.endswith("export_failures") and not k.startswith(own)),
     }
     if "time_to_first_next_ms" in detail:
         out["time_to_first_next_ms"] = detail["time_to_first_next_ms"]

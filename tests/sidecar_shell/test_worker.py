@@ -1,0 +1,130 @@
+"""The worker thread: queue -> parse -> engine -> sinks, runtimeDone waits, bounded flushes, shutdown."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+from otel_sidecar.config import load_settings
+from otel_sidecar.listener import BatchQueue
+from otel_sidecar.worker import Worker, health_counters
+
+from tests.sidecar_shell.test_lifecycle_shell import _report, _runtime_done, _start
+
+
+class RecordingSink:
+    def __init__(self, block: threading.Event = None, fail: bool = False) -> None:
+        self.outputs = []
+        self.flushes = 0
+        self.shutdowns = 0
+        self.block = block
+        self.fail = fail
+
+    def accept(self, outputs):
+        if self.fail:
+            raise RuntimeError("sink is broken")
+        self.outputs.extend(outputs)
+
+    def flush(self, deadline):
+        self.flushes += 1
+        if self.block is not None:
+            self.block.wait(10)
+
+    def shutdown(self, deadline):
+        self.shutdowns += 1
+
+    def health(self):
+        return {"dropped_things": 2, "export_failures": 1}
+
+    def of(self, kind):
+        return [o for o in self.outputs if type(o).__name__ == kind]
+
+
+def make_worker(*sinks, types=("platform", "function")):
+    cond = threading.Condition()
+    settings, _ = load_settings({"AWS_LAMBDA_FUNCTION_NAME": "fn", "SIDECAR_EMF": "false"})
+    sidecar = SimpleNamespace(cond=cond, queue=BatchQueue(cond=cond), settings=settings, env={}, listener=None,
+                              subscribed_types=list(types), time_to_first_next_ms=42.0, degraded=[],
+                              degrade=lambda why: sidecar.degraded.append(why))
+    w = Worker(sidecar)
+    w.sinks.extend(sinks)
+    w.start()
+    return w, sidecar
+
+
+def test_invoke_runtime_done_report_shutdown_reach_the_sink():
+    sink = RecordingSink()
+    w, sc = make_worker(sink)
+    rid = "11111111-2222-3333-4444-555555555555"
+    t = time.time()
+    w.submit_invoke({"eventType": "INVOKE", "requestId": rid, "deadlineMs": int((t + 30) * 1000)})
+    sc.queue.put(json.dumps([_start(rid, t), _runtime_done(rid, t + 0.01)]).encode())
+    assert w.wait_runtime_done(rid, time.monotonic() + 5)
+    assert w.flush(time.monotonic() + 5)
+    assert sink.flushes >= 1
+    sc.queue.put(json.dumps([_report(rid, t + 0.02)]).encode())
+    assert w.shutdown({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0},
+                      time.monotonic() + 2, time.monotonic() + 3)
+    invs = sink.of("InvocationSignal")
+    assert [(i.request_id, i.complete, i.duration_ms) for i in invs] == [(rid, True, 15.25)]
+    assert [s.reason for s in sink.of("ShutdownSignal")] == ["spindown"]
+    health = dict(sink.of("HealthSignal")[-1].counters)
+    assert health["records_received"] == 3
+    assert health["time_to_first_next_ms"] == 42
+    assert health["dropped"] == 2 and health["export_failures"] == 1
+    assert sink.shutdowns == 1
+
+
+def test_wait_for_runtime_done_ends_at_the_deadline():
+    w, sc = make_worker(RecordingSink())
+    start = time.monotonic()
+    assert w.wait_runtime_done("never", start + 0.2) is False
+    assert time.monotonic() - start < 5
+    assert w.health()["worker_runtime_done_wait_timeouts"] == 1
+
+
+def test_a_stuck_sink_cannot_hold_the_flush_past_its_deadline():
+    release = threading.Event()
+    w, sc = make_worker(RecordingSink(block=release))
+    try:
+        start = time.monotonic()
+        assert w.flush(start + 0.2) is False
+        assert time.monotonic() - start < 5
+    finally:
+        release.set()
+
+
+def test_a_failing_sink_is_counted_and_the_others_still_work():
+    good, bad = RecordingSink(), RecordingSink(fail=True)
+    w, sc = make_worker(bad, good)
+    rid = "aaaaaaaa-2222-3333-4444-555555555555"
+    t = time.time()
+    sc.queue.put(json.dumps([_start(rid, t), _runtime_done(rid, t), _report(rid, t)]).encode())
+    w.submit_invoke({"eventType": "INVOKE", "requestId": rid, "deadlineMs": int((t + 30) * 1000)})
+    assert w.shutdown(None, time.monotonic() + 1, time.monotonic() + 2)
+    assert len(good.of("InvocationSignal")) == 1
+    assert w.health()["worker_errors_sink_accept"] >= 1
+
+
+def test_own_lines_are_filtered_before_the_engine():
+    sink = RecordingSink()
+    w, sc = make_worker(sink, types=("platform", "function", "extension"))
+    t = time.time()
+    own = [{"time": _start("x", t)["time"], "type": "extension", "record": "[otel-sidecar] INFO hello\n"},
+           {"time": _start("x", t)["time"], "type": "extension", "record": '{"_aws":{"Timestamp":1}}'},
+           {"time": _start("x", t)["time"], "type": "extension", "record": "another extension speaks\n"}]
+    sc.queue.put(json.dumps(own).encode())
+    assert w.shutdown(None, time.monotonic() + 1, time.monotonic() + 2)
+    assert w.health()["worker_own_lines_filtered"] == 2
+
+
+@pytest.mark.parametrize("detail, expected", [
+    ({"listener_dropped_batches": 1, "listener_oversized": 2, "otlp_dropped_spans_queue": 3,
+      "worker_logs_dropped_records": 7}, 6),
+    ({}, 0),
+])
+def test_health_counters_fold_every_drop(detail, expected):
+    assert health_counters(detail)["dropped"] == expected
