@@ -1,0 +1,197 @@
+"""OTEL_* variables and the collector-style YAML -> OtlpConfig: values, precedence, one warning per bad value."""
+
+from __future__ import annotations
+
+import pytest
+from otel_sidecar.otlp.config import load_otlp_config
+
+
+def load(env, files=None, default=None, grpc=False):
+    files = files or {}
+    return load_otlp_config(env, read_file=files.get, default_config_path=default, grpc_available=grpc)
+
+
+def test_defaults_follow_the_spec_with_gzip_and_delta():
+    cfg, warnings = load({})
+    assert warnings == []
+    assert cfg.traces.endpoint == "http://localhost:4318/v1/traces"
+    assert cfg.metrics.endpoint == "http://localhost:4318/v1/metrics"
+    assert cfg.logs.endpoint == "http://localhost:4318/v1/logs"
+    assert (cfg.traces.protocol, cfg.traces.compression, cfg.traces.timeout_s) == ("http/protobuf", "gzip", 10.0)
+    assert cfg.temporality == "delta"
+    assert not cfg.disabled
+
+
+@pytest.mark.parametrize("base, expected", [
+    ("http://collector:4318", "http://collector:4318/v1/traces"),
+    ("http://collector:4318/", "http://collector:4318/v1/traces"),
+    ("https://otlp.example.com/prefix", "https://otlp.example.com/prefix/v1/traces"),
+])
+def test_base_endpoint_gets_the_signal_path(base, expected):
+    cfg, _ = load({"OTEL_EXPORTER_OTLP_ENDPOINT": base})
+    assert cfg.traces.endpoint == expected
+
+
+def test_signal_endpoint_is_used_as_is_and_wins():
+    cfg, _ = load({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318",
+                   "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:9999/custom/path",
+                   "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://c:4318"})
+    assert cfg.traces.endpoint == "http://b:9999/custom/path"
+    assert cfg.logs.endpoint == "http://c:4318/"          # empty path -> "/" (no /v1/logs appended)
+    assert cfg.metrics.endpoint == "http://a:4318/v1/metrics"
+
+
+def test_headers_are_parsed_decoded_and_hidden_from_repr():
+    cfg, warnings = load({"OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=s3cr3t%3D,x-team=obs",
+                          "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "x-team=metrics"})
+    assert warnings == []
+    assert dict(cfg.traces.headers) == {"x-api-key": "s3cr3t=", "x-team": "obs"}
+    assert dict(cfg.metrics.headers) == {"x-api-key": "s3cr3t=", "x-team": "metrics"}
+    assert "s3cr3t" not in repr(cfg)
+
+
+def test_bad_header_entry_is_reported_without_its_value():
+    cfg, warnings = load({"OTEL_EXPORTER_OTLP_HEADERS": "good=1,bad key=topsecret,novalue"})
+    assert dict(cfg.traces.headers) == {"good": "1"}
+    assert len(warnings) == 2
+    assert all("OTEL_EXPORTER_OTLP_HEADERS" in w and "topsecret" not in w for w in warnings)
+
+
+def test_timeout_is_milliseconds_per_spec_with_a_hint_for_seconds():
+    cfg, warnings = load({"OTEL_EXPORTER_OTLP_TIMEOUT": "2500"})
+    assert cfg.traces.timeout_s == 2.5 and warnings == []
+    cfg, warnings = load({"OTEL_EXPORTER_OTLP_TIMEOUT": "10"})
+    assert cfg.traces.timeout_s == 0.01
+    assert len(warnings) == 1 and "milliseconds" in warnings[0] and "10000" in warnings[0]
+    cfg, _ = load({"OTEL_EXPORTER_OTLP_TIMEOUT": "5000", "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT": "1000"})
+    assert (cfg.traces.timeout_s, cfg.logs.timeout_s) == (5.0, 1.0)
+
+
+@pytest.mark.parametrize("var, value, fallback", [
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "localhost:4318"),
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "the default"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift", "the default"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "10s"),
+    ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes", "the default"),
+    ("OTEL_SDK_DISABLED", "maybe", "False"),
+    ("OTEL_TRACES_EXPORTER", "zipkin", "otlp"),
+    ("SIDECAR_OTLP_MAX_QUEUE", "-3", "2048"),
+    ("OTEL_RESOURCE_ATTRIBUTES", "team", "the other attributes"),
+])
+def test_every_bad_value_gives_one_warning_naming_variable_value_and_fallback(var, value, fallback):
+    cfg, warnings = load({var: value})
+    assert len(warnings) == 1, warnings
+    assert var in warnings[0] and repr(value) in warnings[0] and fallback in warnings[0]
+    assert cfg.traces.compression == "gzip" and cfg.traces.protocol == "http/protobuf"
+    assert cfg.traces.endpoint == "http://localhost:4318/v1/traces" and cfg.temporality == "delta"
+
+
+def test_grpc_without_the_grpc_exporter_warns_once_and_falls_back():
+    cfg, warnings = load({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert [cfg.traces.protocol, cfg.metrics.protocol, cfg.logs.protocol] == ["http/protobuf"] * 3
+    assert len(warnings) == 1 and "grpc" in warnings[0]
+    cfg, warnings = load({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, grpc=True)
+    assert cfg.traces.protocol == "grpc" and cfg.traces.endpoint == "http://localhost:4317" and warnings == []
+
+
+def test_protocol_json_and_per_signal_compression():
+    cfg, _ = load({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "none"})
+    assert cfg.traces.protocol == "http/json" and cfg.logs.compression == "none" and cfg.traces.compression == "gzip"
+
+
+def test_service_name_resource_attributes_disabled_and_exporter_none():
+    cfg, warnings = load({"OTEL_SERVICE_NAME": "checkout", "OTEL_RESOURCE_ATTRIBUTES": "team=obs,env=prod%20eu",
+                          "OTEL_SDK_DISABLED": "true", "OTEL_LOGS_EXPORTER": "none",
+                          "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "Cumulative"})
+    assert warnings == []
+    assert cfg.service_name == "checkout"
+    assert dict(cfg.resource_attributes) == {"team": "obs", "env": "prod eu"}
+    assert cfg.disabled and not cfg.logs.enabled and cfg.traces.enabled
+    assert cfg.temporality == "cumulative"
+
+
+YAML = """
+receivers:
+  telemetryapi: {}
+processors:
+  batch:
+    send_batch_size: 100
+exporters:
+  otlphttp/backend:
+    endpoint: ${env:BACKEND_URL}
+    headers:
+      x-api-key: ${env:API_KEY}
+    compression: none
+    timeout: 2s
+    logs_endpoint: http://logs:4318/ingest
+service:
+  pipelines:
+    traces:
+      receivers: [telemetryapi]
+      processors: [batch]
+      exporters: [otlphttp/backend]
+    logs:
+      receivers: [telemetryapi]
+      exporters: [otlphttp/backend]
+"""
+
+
+def test_yaml_pipeline_with_env_substitution():
+    env = {"SIDECAR_COLLECTOR_CONFIG": "/cfg.yaml", "BACKEND_URL": "http://backend:4318", "API_KEY": "k"}
+    cfg, warnings = load(env, {"/cfg.yaml": YAML})
+    assert warnings == []
+    assert cfg.config_file == "/cfg.yaml"
+    assert cfg.traces.endpoint == "http://backend:4318/v1/traces"
+    assert cfg.logs.endpoint == "http://logs:4318/ingest"
+    assert dict(cfg.traces.headers) == {"x-api-key": "k"}
+    assert (cfg.traces.compression, cfg.traces.timeout_s, cfg.batch_size) == ("none", 2.0, 100)
+    assert not cfg.metrics.enabled          # no metrics pipeline in the file
+
+
+def test_env_vars_take_precedence_over_yaml():
+    env = {"OPENTELEMETRY_COLLECTOR_CONFIG_URI": "file:/cfg.yaml", "BACKEND_URL": "http://backend:4318",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": "http://override:4318", "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"}
+    cfg, _ = load(env, {"/cfg.yaml": YAML})
+    assert cfg.traces.endpoint == "http://override:4318/v1/traces"
+    assert cfg.traces.compression == "gzip"
+
+
+def test_default_yaml_is_used_when_no_variable_names_one():
+    cfg, warnings = load({"BACKEND_URL": "http://backend:4318"}, {"/opt/collector-config/config.yaml": YAML},
+                         default="/opt/collector-config/config.yaml")
+    assert cfg.traces.endpoint == "http://backend:4318/v1/traces" and warnings == []
+    cfg, warnings = load({}, {}, default="/missing.yaml")
+    assert warnings == [] and cfg.traces.endpoint == "http://localhost:4318/v1/traces"
+
+
+def test_unsupported_yaml_keys_are_named_and_ignored():
+    text = """
+receivers: {otlp: {}}
+processors: {memory_limiter: {}}
+exporters:
+  otlphttp: {endpoint: "http://x:4318", retry_on_failure: {enabled: true}}
+  kafka: {}
+service:
+  pipelines:
+    traces: {exporters: [otlphttp, kafka]}
+bogus: 1
+"""
+    cfg, warnings = load({"SIDECAR_COLLECTOR_CONFIG": "/c.yaml"}, {"/c.yaml": text})
+    joined = "\n".join(warnings)
+    for key in ("receivers.otlp", "processors.memory_limiter", "retry_on_failure", "exporters.kafka", "'bogus'"):
+        assert key in joined
+    assert cfg.traces.endpoint == "http://x:4318/v1/traces"
+
+
+@pytest.mark.parametrize("text", ["receivers: [unclosed", "- just\n- a list\n"])
+def test_invalid_yaml_gives_one_message_and_env_only(text):
+    cfg, warnings = load({"SIDECAR_COLLECTOR_CONFIG": "/c.yaml"}, {"/c.yaml": text})
+    assert len(warnings) == 1 and "/c.yaml" in warnings[0]
+    assert cfg.traces.endpoint == "http://localhost:4318/v1/traces" and cfg.traces.enabled
+
+
+def test_named_config_file_missing_or_remote_uri_is_reported():
+    _, warnings = load({"SIDECAR_COLLECTOR_CONFIG": "/nope.yaml"})
+    assert len(warnings) == 1 and "SIDECAR_COLLECTOR_CONFIG" in warnings[0] and "no such file" in warnings[0]
+    _, warnings = load({"OPENTELEMETRY_COLLECTOR_CONFIG_URI": "s3://bucket/config.yaml"})
+    assert len(warnings) == 1 and "s3://bucket/config.yaml" in warnings[0]
