@@ -1,0 +1,290 @@
+"""Signals -> CloudWatch Embedded Metric Format documents (pure), and EmfSink, which prints them.
+
+Why not aws-lambda-powertools' EMF serializer: it lives in the function's world, not the sidecar's.
+The layer does not vendor powertools (its package is ~74 MB, mostly botocore) and importing it costs
+hundreds of milliseconds we must not add to the sidecar's init; its `Metrics` object is also built for one
+document per handler call (module-global state, one dimension set, values flushed at 100) whereas we
+aggregate many invocations per flush window, bucket by minute and split at the 100-values limit ourselves.
+The format is small and fully specified (conventions.md 1), and the tests validate every line we print
+against the published EMF JSON schema, so a dedicated serializer here is the lighter, safer choice.
+
+Aggregation: within a flush window, signals are grouped by minute (so CloudWatch sees each value at the
+right time); counters become one summed number per metric, distributions become arrays holding every
+per-invocation value (full precision; each array element is one sample), split into several documents when
+a metric has more than 100 values. Dimensions: one set, [FunctionName] + the optional SIDECAR_EMF_DIMENSIONS;
+request ids are never dimensions.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import sys
+import threading
+import time
+from typing import IO, Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from . import catalog
+from .config import Settings
+from .signals import HealthSignal, InitSignal, InvocationSignal, ShutdownSignal
+
+MAX_METRICS_PER_DIRECTIVE = 100
+MAX_VALUES_PER_METRIC = 100
+_SIGNAL_OF = {InvocationSignal: catalog.INVOCATION, InitSignal: catalog.INIT, ShutdownSignal: catalog.SHUTDOWN}
+_EMF_TYPES = (InvocationSignal, InitSignal, ShutdownSignal, HealthSignal)
+
+
+def dimensions(settings: Settings) -> Dict[str, str]:
+    """The dimension members (name -> value), FunctionName first."""
+    values = {
+        "FunctionName": settings.function_name,
+        "FunctionVersion": settings.function_version,
+        "Service": settings.service,
+        "MemorySize": str(settings.memory_mb) if settings.memory_mb else "unknown",
+        "Architecture": settings.architecture,
+        "Region": settings.region or "unknown",
+        "InitType": settings.initialization_type,
+    }
+    out = {"FunctionName": _dim_value(settings.function_name)}
+    for name in settings.emf_dimensions:
+        if name in values and name not in out:
+            out[name] = _dim_value(values[name])
+    return out
+
+
+def _dim_value(v: Any) -> str:
+    """Dimension values: printable ASCII, non-blank, at most 1024 characters."""
+    s = "".join(c if 32 <= ord(c) < 127 else "?" for c in str(v))[:1024]
+    return s if s.strip() else "unknown"
+
+
+def _number(v: Any) -> Optional[float]:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+class _Bucket:
+    __slots__ = ("time", "counters", "values", "gauges")
+
+    def __init__(self) -> None:
+        self.time = 0.0
+        self.counters: Dict[str, float] = {}
+        self.values: Dict[str, List[float]] = {}
+        self.gauges: Dict[str, float] = {}
+
+
+def _counter_value(sig: Any, m: catalog.Metric) -> Optional[float]:
+    if m.when is not None:
+        return 1.0 if getattr(sig, m.when, None) == m.equals else 0.0
+    v = getattr(sig, m.field, None)
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    if isinstance(v, str):
+        return 1.0 if v else 0.0
+    return _number(v)
+
+
+def aggregate(outputs: Iterable[Any], health_prev: Optional[Dict[str, float]] = None
+              ) -> Tuple[Dict[int, _Bucket], Dict[str, float]]:
+    """Group signal values by minute. Health counters are cumulative: their deltas since health_prev count.
+
+    Returns the buckets and the new health baseline.
+    """
+    buckets: Dict[int, _Bucket] = {}
+    prev = dict(health_prev or {})
+    for sig in outputs:
+        if not isinstance(sig, _EMF_TYPES):
+            continue
+        t = _number(getattr(sig, "time", None))
+        if t is None:
+            continue
+        b = buckets.setdefault(int(t // 60), _Bucket())
+        b.time = max(b.time, t)
+        if isinstance(sig, HealthSignal):
+            counters = dict(sig.counters)
+            for m in catalog.for_signal(catalog.HEALTH):
+                v = _number(counters.get(m.field))
+                if v is None:
+                    continue
+                if m.kind == catalog.GAUGE:
+                    if prev.get(m.field) != v:
+                        b.gauges[m.emf_name] = v
+                else:
+                    delta = v - prev.get(m.field, 0.0)
+                    if delta > 0:
+                        b.counters[m.emf_name] = b.counters.get(m.emf_name, 0.0) + delta
+                    elif delta < 0:  # a counter that restarted: count from its new value
+                        b.counters[m.emf_name] = b.counters.get(m.emf_name, 0.0) + v
+                prev[m.field] = v
+            continue
+        kind = _SIGNAL_OF[type(sig)]
+        for m in catalog.for_signal(kind):
+            if m.kind == catalog.COUNTER:
+                v = _counter_value(sig, m)
+                if v is None:
+                    continue
+                # invocation counters are always printed (zeros make error rates); others only when non-zero
+                if v or kind == catalog.INVOCATION:
+                    b.counters[m.emf_name] = b.counters.get(m.emf_name, 0.0) + v
+            else:
+                v = _number(getattr(sig, m.field, None))
+                if v is not None:
+                    b.values.setdefault(m.emf_name, []).append(v)
+    return buckets, prev
+
+
+def _compact(v: float) -> Any:
+    """Whole numbers as ints (shorter lines), others rounded to microsecond-ish precision."""
+    if v == int(v) and abs(v) < 2 ** 53:
+        return int(v)
+    return round(v, 6) if abs(v) >= 1e-3 else float(f"{v:.6g}")
+
+
+def documents(outputs: Iterable[Any], settings: Settings, health_prev: Optional[Dict[str, float]] = None
+              ) -> Tuple[List[dict], Dict[str, float]]:
+    """Signals -> EMF documents (dicts), and the new health baseline. Pure."""
+    buckets, prev = aggregate(outputs, health_prev)
+    dims = dimensions(settings)
+    units = {m.emf_name: m.emf_unit for m in catalog.METRICS}
+    order = {m.emf_name: i for i, m in enumerate(catalog.METRICS)}
+    docs: List[dict] = []
+    for minute in sorted(buckets):
+        b = buckets[minute]
+        scalars: Dict[str, Any] = {k: _compact(v) for k, v in b.counters.items()}
+        scalars.update({k: _compact(v) for k, v in b.gauges.items()})
+        arrays = {k: [_compact(x) for x in v] for k, v in b.values.items()}
+        pages = max([math.ceil(len(v) / MAX_VALUES_PER_METRIC) for v in arrays.values()] + [1])
+        ts = int(b.time * 1000)
+        for page in range(pages):
+            members: Dict[str, Any] = dict(scalars) if page == 0 else {}
+            for name, vals in arrays.items():
+                chunk = vals[page * MAX_VALUES_PER_METRIC:(page + 1) * MAX_VALUES_PER_METRIC]
+                if chunk:
+                    members[name] = chunk
+            names = sorted(members, key=lambda n: order.get(n, 1_000_000))
+            for start in range(0, len(names), MAX_METRICS_PER_DIRECTIVE):
+                part = names[start:start + MAX_METRICS_PER_DIRECTIVE]
+                if not part:
+                    continue
+                doc: Dict[str, Any] = {
+                    "_aws": {
+                        "Timestamp": ts,
+                        "CloudWatchMetrics": [{
+                            "Namespace": settings.emf_namespace,
+                            "Dimensions": [list(dims)],
+                            "Metrics": [{"Name": n, "Unit": units.get(n, "None")} for n in part],
+                        }],
+                    },
+                }
+                doc.update(dims)
+                if "Service" not in dims:
+                    doc["Service"] = settings.service
+                for n in part:
+                    doc[n] = members[n]
+                docs.append(doc)
+    return docs, prev
+
+
+def serialize(doc: dict) -> str:
+    """One compact JSON line (no newline)."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def lines(outputs: Iterable[Any], settings: Settings, health_prev: Optional[Dict[str, float]] = None
+          ) -> Tuple[List[str], Dict[str, float]]:
+    docs, prev = documents(outputs, settings, health_prev)
+    return [serialize(d) for d in docs], prev
+
+
+class EmfSink:
+    """The Sink of ARCHITECTURE.md for EMF: buffers signals (bounded, drop-oldest, counted) and prints the
+    aggregated documents of the window on flush(). accept() never blocks on I/O."""
+
+    def __init__(self, settings: Optional[Settings] = None, stream: Optional[IO[str]] = None,
+                 max_buffer: Optional[int] = None) -> None:
+        self.settings = settings or Settings()
+        self._stream = stream
+        self._max = max(1, int(max_buffer if max_buffer is not None else self.settings.queue_max))
+        self._buf: Deque[Any] = collections.deque()
+        self._lock = threading.Lock()
+        self._health_prev: Dict[str, float] = {}
+        self._unwritten: Deque[str] = collections.deque(maxlen=1000)
+        self._closed = False
+        self.counters = {"dropped_emf_signals": 0, "dropped_emf_lines": 0, "emf_lines": 0, "emf_write_errors": 0,
+                         "emf_deadline_misses": 0}
+
+    @property
+    def stream(self) -> IO[str]:
+        return self._stream if self._stream is not None else sys.stdout
+
+    def accept(self, outputs: Sequence[Any]) -> None:
+        if not self.settings.emf_enabled:
+            return
+        with self._lock:
+            for o in outputs:
+                if isinstance(o, _EMF_TYPES):
+                    if len(self._buf) >= self._max:
+                        self._buf.popleft()
+                        self.counters["dropped_emf_signals"] += 1
+                    self._buf.append(o)
+
+    def flush(self, deadline: float) -> None:
+        with self._lock:
+            pending = list(self._buf)
+            self._buf.clear()
+            try:
+                out, self._health_prev = lines(pending, self.settings, self._health_prev)
+            except Exception:  # noqa: BLE001 - a serializer bug must cost this window, never the sidecar
+                self.counters["emf_write_errors"] += 1
+                return
+            backlog = list(self._unwritten) + out
+            self._unwritten.clear()
+        self._write(backlog, deadline)
+
+    def _write(self, batch: List[str], deadline: float) -> None:
+        written = 0
+        try:
+            stream = self.stream
+            # one write per ~64 KB: lines stay whole, the deadline is checked between chunks
+            chunk: List[str] = []
+            size = 0
+            for i, line in enumerate(batch):
+                chunk.append(line)
+                size += len(line) + 1
+                if size >= 65536 or i == len(batch) - 1:
+                    if time.monotonic() > deadline and written:
+                        raise TimeoutError
+                    stream.write("\n".join(chunk) + "\n")
+                    written += len(chunk)
+                    chunk, size = [], 0
+            stream.flush()
+        except TimeoutError:
+            self.counters["emf_deadline_misses"] += 1
+            self._keep(batch[written:])
+        except Exception:  # noqa: BLE001 - a closed or broken stdout must not take the sidecar down
+            self.counters["emf_write_errors"] += 1
+            self._keep(batch[written:])
+        self.counters["emf_lines"] += written
+
+    def _keep(self, rest: List[str]) -> None:
+        with self._lock:
+            for line in rest:
+                if len(self._unwritten) == self._unwritten.maxlen:
+                    self.counters["dropped_emf_lines"] += 1
+                self._unwritten.append(line)
+
+    def shutdown(self, deadline: float) -> None:
+        self.flush(deadline)
+        with self._lock:
+            self.counters["dropped_emf_lines"] += len(self._unwritten)
+            self._unwritten.clear()
+            self._closed = True
+
+    def health(self) -> Dict[str, int]:
+        with self._lock:
+            return dict(self.counters, emf_buffered=len(self._buf))
