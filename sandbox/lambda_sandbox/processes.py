@@ -39,13 +39,23 @@ def _read(path: Path) -> Optional[str]:
 
 
 class Cgroups:
-    """This sandbox's child cgroups (v1). Each controller is optional; `applied` says what worked."""
+    """This sandbox's own cgroups. cgroup v1 (one child per controller hierarchy) where the v1
+    controllers are mounted, else cgroup v2 (one child of the unified root). Each controller is
+    optional: `paths` holds the ones that work, `errors` says why the others do not."""
 
-    def __init__(self, name: str, controllers: Iterable[str], root: Path = CGROUP_ROOT) -> None:
+    def __init__(self, name: str, controllers: Iterable[str], root: Path = CGROUP_ROOT,
+                 unified_root: Optional[Path] = None) -> None:
         self.name = name
         self.paths: Dict[str, Path] = {}
         self.errors: Dict[str, str] = {}
-        for ctl in controllers:
+        wanted = list(controllers)
+        v1 = any((root / ctl / "cgroup.procs").exists() for ctl in wanted)
+        unified = unified_root or (root if (root / "cgroup.controllers").exists() else None)
+        self.version = 2 if unified is not None and (unified_root is not None or not v1) else 1
+        if self.version == 2:
+            self._init_v2(unified, wanted)
+            return
+        for ctl in wanted:
             base = root / ctl
             if not (base / "cgroup.procs").exists():
                 self.errors[ctl] = f"{base} is not a cgroup v1 hierarchy"
@@ -57,13 +67,38 @@ class Cgroups:
             except OSError as exc:
                 self.errors[ctl] = f"cannot create {path}: {exc.strerror}"
 
+    def _init_v2(self, unified: Path, wanted: List[str]) -> None:
+        path = unified / self.name
+        try:
+            path.mkdir()
+        except OSError as exc:
+            for ctl in wanted:
+                self.errors[ctl] = f"cannot create {path}: {exc.strerror}"
+            return
+        enabled = (_read(unified / "cgroup.subtree_control") or "").split()
+        for ctl in wanted:
+            if ctl == "freezer":
+                if (path / "cgroup.freeze").exists():
+                    self.paths[ctl] = path
+                else:
+                    self.errors[ctl] = f"{path} has no cgroup.freeze (kernel < 5.2)"
+                continue
+            if ctl not in enabled:
+                _write(unified / "cgroup.subtree_control", f"+{ctl}")   # best effort; allowed at the root
+            if (path / f"{ctl}.max").exists():
+                self.paths[ctl] = path
+            else:
+                self.errors[ctl] = f"the {ctl} controller is not enabled under {unified}"
+        if not self.paths:
+            _rmdir(path)
+
     @property
     def procs_files(self) -> List[str]:
-        return [str(p / "cgroup.procs") for p in self.paths.values()]
+        return sorted({str(p / "cgroup.procs") for p in self.paths.values()})
 
     def pids(self) -> Set[int]:
         out: Set[int] = set()
-        for path in self.paths.values():
+        for path in set(self.paths.values()):
             text = _read(path / "cgroup.procs") or ""
             out.update(int(x) for x in text.split() if x.strip().isdigit())
         return out
@@ -71,41 +106,60 @@ class Cgroups:
     # freezer ------------------------------------------------------------------------------------
     def freeze(self, timeout: float = 2.0) -> bool:
         path = self.paths.get("freezer")
-        if path is None or not _write(path / "freezer.state", "FROZEN"):
+        if path is None:
             return False
+        if self.version == 2:
+            if not _write(path / "cgroup.freeze", "1"):
+                return False
+            done = lambda: "frozen 1" in (_read(path / "cgroup.events") or "")  # noqa: E731
+        else:
+            if not _write(path / "freezer.state", "FROZEN"):
+                return False
+            done = lambda: (_read(path / "freezer.state") or "").strip() == "FROZEN"  # noqa: E731
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (_read(path / "freezer.state") or "").strip() == "FROZEN":
+            if done():
                 return True
             time.sleep(0.002)
         return False
 
     def thaw(self) -> bool:
         path = self.paths.get("freezer")
-        return path is not None and _write(path / "freezer.state", "THAWED")
+        if path is None:
+            return False
+        if self.version == 2:
+            return _write(path / "cgroup.freeze", "0")
+        return _write(path / "freezer.state", "THAWED")
 
     # memory -------------------------------------------------------------------------------------
     def set_memory_limit(self, limit_bytes: int) -> bool:
         path = self.paths.get("memory")
         if path is None:
             return False
+        if self.version == 2:
+            _write(path / "memory.swap.max", "0")
+            return _write(path / "memory.max", str(limit_bytes))
         ok = _write(path / "memory.limit_in_bytes", str(limit_bytes))
         _write(path / "memory.memsw.limit_in_bytes", str(limit_bytes))   # no swap escape where supported
         return ok
 
     def max_usage_bytes(self) -> Optional[int]:
         path = self.paths.get("memory")
-        text = _read(path / "memory.max_usage_in_bytes") if path else None
+        if path is None:
+            return None
+        text = _read(path / ("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"))
         return int(text) if text and text.strip().isdigit() else None
 
     def reset_max_usage(self) -> None:
         path = self.paths.get("memory")
         if path is not None:
-            _write(path / "memory.max_usage_in_bytes", "0")
+            _write(path / ("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"), "0")
 
     def oom_kills(self) -> int:
         path = self.paths.get("memory")
-        text = _read(path / "memory.oom_control") if path else None
+        if path is None:
+            return 0
+        text = _read(path / ("memory.events" if self.version == 2 else "memory.oom_control"))
         for line in (text or "").splitlines():
             if line.startswith("oom_kill "):
                 return int(line.split()[1])
@@ -117,29 +171,38 @@ class Cgroups:
         if path is None:
             return False
         quota = max(1000, int(period_us * cpus))
+        if self.version == 2:
+            return _write(path / "cpu.max", f"{quota} {period_us}")
         return _write(path / "cpu.cfs_period_us", str(period_us)) and _write(path / "cpu.cfs_quota_us", str(quota))
 
     def remove(self, timeout: float = 2.0) -> None:
         """Kill what is left, thaw, and remove the directories (bounded)."""
+        for path in set(self.paths.values()):
+            if self.version == 2:
+                _write(path / "cgroup.kill", "1")
         for pid in self.pids():
             _kill(pid, signal.SIGKILL)
         self.thaw()
         deadline = time.monotonic() + timeout
-        for path in list(self.paths.values()):
-            while True:
-                try:
-                    path.rmdir()
+        for path in set(self.paths.values()):
+            while not _rmdir(path):
+                if time.monotonic() > deadline:
                     break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        break
-                    for pid in self.pids():
-                        _kill(pid, signal.SIGKILL)
-                    self.thaw()
-                    time.sleep(0.01)
+                for pid in self.pids():
+                    _kill(pid, signal.SIGKILL)
+                self.thaw()
+                time.sleep(0.01)
         self.paths = {}
+
+
+def _rmdir(path: Path) -> bool:
+    try:
+        path.rmdir()
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
 
 
 def unique_cgroup_name() -> str:
