@@ -244,6 +244,19 @@ class Control:
         status, out = self.hub.subscribe(name, body)
         return status, {}, out
 
+    def logs_subscribe(self, ext_id: Optional[str], body: bytes):
+        """The legacy Logs API (lambda-apis.md 6): served when the hub implements it, else the RIE's answer."""
+        with self.cv:
+            ext, error = self.check_identifier(ext_id)
+            if error:
+                return error
+            name = ext.name
+        handler = getattr(self.hub, "subscribe_logs", None)
+        if handler is None:
+            return _err(202, "Logs.NotSupported", "Logs API is not supported")
+        status, out = handler(name, body)
+        return status, {}, out
+
     def runtime_next(self):
         with self.cv:
             rt = self.runtime
@@ -351,6 +364,7 @@ _ROUTES: List[Tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/2020-01-01/extension/init/error$"), "ext_init_error"),
     ("POST", re.compile(r"^/2020-01-01/extension/exit/error$"), "ext_exit_error"),
     ("PUT", re.compile(r"^/2022-07-01/telemetry/?$"), "telemetry"),
+    ("PUT", re.compile(r"^/2020-08-15/logs/?$"), "logs"),
 ]
 
 
@@ -434,6 +448,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status, headers, out = control.extension_error(
                     h.get("Lambda-Extension-Identifier"), h.get("Lambda-Extension-Function-Error-Type"),
                     "init" if name == "ext_init_error" else "exit")
+            elif name == "logs":
+                status, headers, out = control.logs_subscribe(h.get("Lambda-Extension-Identifier"), body)
             else:
                 status, headers, out = control.telemetry_subscribe(h.get("Lambda-Extension-Identifier"), body)
         except Exception as exc:  # a bug here must not kill the server thread silently

@@ -171,3 +171,9 @@ def test_unknown_path_and_wrong_method(api):
     status, _, data = call(api, "GET", "/2018-06-01/nothing")
     assert (status, data) == (404, b"404 page not found\n")
     assert call(api, "POST", "/2018-06-01/runtime/invocation/next")[0] == 405
+
+
+def test_legacy_logs_api_answers_like_the_rie_when_unsupported(api):
+    ident = register(api, name="internal", events=["INVOKE"])[1]["lambda-extension-identifier"]
+    status, _, data = call(api, "PUT", "/2020-08-15/logs", b"{}", {"Lambda-Extension-Identifier": ident})
+    assert status == 202 and error_of(data) == ("Logs.NotSupported", "Logs API is not supported")
