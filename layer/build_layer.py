@@ -1,0 +1,203 @@
+"""Build the Lambda layer zip reproducibly: the same inputs give the same bytes.
+
+Run by ../build.sh. Layout of the zip:
+  extensions/otel-sidecar          the launcher (Lambda starts every file in /opt/extensions)
+  otel-sidecar/                    bootstrap, the otel_sidecar package and every dependency, vendored
+  collector-config/config.yaml     the default pipeline
+Nothing goes into python/: that folder is on the function's import path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Dict, Iterator, List, NamedTuple, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCK = ROOT / "layer" / "requirements.txt"
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)     # the earliest time a zip can hold: no build clock in the bytes
+BUDGET_BYTES = 5 * 1024 * 1024
+
+# Parts of dependencies the sidecar never imports (docs, tests, stubs, unused generated protos).
+_DROP_DIRS = {"__pycache__", "tests", "test", "testing", "testdata", "docs", "examples", "benchmarks"}
+_DROP_SUFFIXES = (".pyi", ".pyc", ".pyo", ".so", ".pyd", ".dylib", ".c", ".h", ".pxd", ".pyx", ".md", ".rst")
+_DROP_FILES = {"py.typed"}
+_DROP_PREFIXES = ("_yaml/", "google/api/", "google/cloud/", "google/gapic/", "google/logging/",
+                  "google/longrunning/", "google/type/", "google/protobuf/compiler/",
+                  "google/protobuf/pyext/", "google/protobuf/testdata/")
+# importlib.metadata needs a dist-info's METADATA (name, version) and entry_points.txt: OpenTelemetry finds
+# its context, propagators and exporters through entry points. Licences stay with the code they cover.
+_KEEP_DIST_INFO = re.compile(r"^(METADATA|entry_points\.txt|LICENSE.*|COPYING.*|NOTICE.*|licenses/.+)$")
+
+
+class Pin(NamedTuple):
+    name: str
+    version: str
+    sha256: str
+    python_files_only: str   # "" for a pure wheel, else "<platform> <abi>" of the wheel the .py files come from
+
+
+def read_lock(path: Path = LOCK) -> List[Pin]:
+    pins = []
+    for n, raw in enumerate(path.read_text().splitlines(), 1):
+        line, _, comment = raw.partition("#")
+        if not line.strip():
+            continue
+        m = re.match(r"^\s*([A-Za-z0-9_.-]+)==(\S+)\s+--hash=sha256:([0-9a-f]{64})\s*$", line)
+        if not m:
+            raise SystemExit(f"{path}:{n}: expected 'name==version --hash=sha256:<hex>', got {raw!r}")
+        extra = comment.strip().split(None, 1)
+        only = extra[1] if extra and extra[0] == "python-files-only" and len(extra) > 1 else ""
+        pins.append(Pin(m.group(1), m.group(2), m.group(3), only))
+    return pins
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch(pins: List[Pin], cache: Path, python: str) -> Dict[str, Path]:
+    """Map sha256 -> wheel file in the cache; downloads (pip, hash-checked) only what is missing."""
+    cache.mkdir(parents=True, exist_ok=True)
+    have = {_sha256(p): p for p in sorted(cache.glob("*.whl"))}
+    missing = [p for p in pins if p.sha256 not in have]
+    groups: Dict[str, List[Pin]] = {}
+    for pin in missing:
+        groups.setdefault(pin.python_files_only, []).append(pin)
+    for only, group in sorted(groups.items()):
+        req = cache / ".request.txt"
+        req.write_text("".join(f"{p.name}=={p.version} --hash=sha256:{p.sha256}\n" for p in group))
+        if only:
+            platform, abi = only.split()
+            target = ["--platform", platform, "--implementation", "cp", "--abi", abi]
+        else:
+            target = ["--platform", "any", "--implementation", "py", "--abi", "none"]
+        cmd = [python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+               "--require-hashes", "--only-binary=:all:", "--python-version", "3.9", *target,
+               "-d", str(cache), "-r", str(req)]
+        print(f"[build] downloading {len(group)} pinned wheel(s) into {cache}", file=sys.stderr)
+        subprocess.run(cmd, check=True)
+        req.unlink()
+    have = {_sha256(p): p for p in sorted(cache.glob("*.whl"))}
+    absent = [f"{p.name}=={p.version}" for p in pins if p.sha256 not in have]
+    if absent:
+        raise SystemExit(f"[build] not in the cache after download (hash mismatch?): {', '.join(absent)}")
+    return have
+
+
+def _dropped(rel: str) -> bool:
+    parts = rel.split("/")
+    if any(part in _DROP_DIRS for part in parts[:-1]):
+        return True
+    name = parts[-1]
+    return name in _DROP_FILES or name.endswith(_DROP_SUFFIXES) or rel.startswith(_DROP_PREFIXES)
+
+
+def _trim_metadata(data: bytes) -> bytes:
+    """Keep only the header block of METADATA (name, version, requirements); the long description is docs."""
+    head = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+    return head.rstrip(b"\n") + b"\n"
+
+
+def wheel_files(wheel: Path) -> Iterator[Tuple[str, bytes]]:
+    """(path inside otel-sidecar/, bytes) for every file of a wheel the layer keeps."""
+    with zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            rel = info.filename
+            if info.is_dir():
+                continue
+            top, _, rest = rel.partition("/")
+            if top.endswith(".dist-info"):
+                if _KEEP_DIST_INFO.match(rest):
+                    data = zf.read(info)
+                    yield rel, _trim_metadata(data) if rest == "METADATA" else data
+                continue
+            if top.endswith(".data"):
+                continue  # scripts/headers: nothing the sidecar runs
+            if not _dropped(rel):
+                yield rel, zf.read(info)
+
+
+def own_files() -> Iterator[Tuple[str, bytes]]:
+    """The sidecar package from this checkout (sources and package data only)."""
+    pkg = ROOT / "extension" / "otel_sidecar"
+    for path in sorted(pkg.rglob("*")):
+        rel = path.relative_to(pkg.parent).as_posix()
+        if path.is_file() and path.suffix in (".py", ".json", ".yaml") and "__pycache__" not in rel:
+            yield rel, path.read_bytes()
+
+
+def layer_entries(wheels: Dict[str, Path], pins: List[Pin]) -> Dict[str, Tuple[bytes, int]]:
+    """Every file of the layer: zip path -> (bytes, unix mode)."""
+    entries: Dict[str, Tuple[bytes, int]] = {}
+    entries["extensions/otel-sidecar"] = ((ROOT / "layer" / "otel-sidecar").read_bytes(), 0o755)
+    for name in ("bootstrap.py", "no-python-extension.bash"):
+        entries[f"otel-sidecar/{name}"] = ((ROOT / "layer" / name).read_bytes(), 0o755 if name.endswith(".bash") else 0o644)
+    entries["collector-config/config.yaml"] = ((ROOT / "collector-config" / "config.yaml").read_bytes(), 0o644)
+    for pin in pins:
+        for rel, data in wheel_files(wheels[pin.sha256]):
+            entries[f"otel-sidecar/{rel}"] = (data, 0o644)
+    for rel, data in own_files():
+        entries[f"otel-sidecar/{rel}"] = (data, 0o644)
+    lock = "".join(f"{p.name}=={p.version}\n" for p in pins).encode()
+    entries["otel-sidecar/VENDORED.txt"] = (lock, 0o644)
+    return entries
+
+
+def write_zip(entries: Dict[str, Tuple[bytes, int]], out: Path) -> None:
+    """Sorted entries, explicit directory entries, fixed times and modes, deflate level 9."""
+    dirs = set()
+    for name in entries:
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]) + "/")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name in sorted(dirs | set(entries)):
+            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+            info.create_system = 3   # unix, so the mode bits below are honoured by unzip and Lambda
+            if name.endswith("/"):
+                info.external_attr = (0o40755 << 16) | 0x10
+                zf.writestr(info, b"")
+                continue
+            data, mode = entries[name]
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, out)
+
+
+def main(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(ROOT / "dist" / "otel-sidecar-layer.zip"))
+    parser.add_argument("--cache", default=os.environ.get("LAYER_CACHE_DIR", str(ROOT / "build" / "layer-cache")))
+    parser.add_argument("--python", default=sys.executable, help="interpreter whose pip downloads the wheels")
+    args = parser.parse_args(argv)
+    pins = read_lock()
+    wheels = fetch(pins, Path(args.cache), args.python)
+    entries = layer_entries(wheels, pins)
+    out = Path(args.out)
+    write_zip(entries, out)
+    unzipped = sum(len(data) for data, _ in entries.values())
+    zipped = out.stat().st_size
+    digest = _sha256(out)
+    print(f"built {out}: {zipped / 1e6:.2f} MB zipped ({zipped} bytes), {unzipped / 1e6:.2f} MB unzipped, "
+          f"{len(entries)} files, sha256 {digest[:16]}")
+    if zipped > BUDGET_BYTES:
+        print(f"[build] ERROR: {zipped} bytes is over the 5 MB budget ({BUDGET_BYTES} bytes)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
