@@ -288,8 +288,8 @@ class Control:
         return 200, _invoke_headers(inv), inv.payload
 
     def runtime_result(self, request_id: str, kind: str, body: bytes, error_type: Optional[str],
-                       started: Tuple[float, float]):
-        """kind "response" or "error" (3.2, 3.3)."""
+                       started: Tuple[float, float], reply=None):
+        """kind "response" or "error" (3.2, 3.3); `reply` replaces the 202 (a rejected response)."""
         ended = _now()
         with self.cv:
             rt = self.runtime
@@ -314,7 +314,7 @@ class Control:
             inv.response_start, inv.response_end = started, ended
             rt.state = "ResponseSent"
             self.cv.notify_all()
-        return 202, {}, {"status": "OK"}
+        return reply or (202, {}, {"status": "OK"})
 
     def runtime_init_error(self, error_type: Optional[str], body: bytes):
         with self.cv:
@@ -429,7 +429,13 @@ class _Handler(BaseHTTPRequestHandler):
             if name == "runtime_next":
                 status, headers, out = control.runtime_next()
             elif name == "runtime_response":
-                status, headers, out = control.runtime_result(match["rid"], "response", body, None, started)
+                mode = h.get("Lambda-Runtime-Function-Response-Mode")
+                if mode is not None and mode.lower() != "streaming":
+                    status, headers, out = control.runtime_result(
+                        match["rid"], "error", b"", "Runtime.InvalidResponseModeHeader", started,
+                        reply=_err(400, "InvalidFunctionResponseMode", "Invalid function response mode"))
+                else:
+                    status, headers, out = control.runtime_result(match["rid"], "response", body, None, started)
             elif name == "runtime_error":
                 err_type = h.get("Lambda-Runtime-Function-Error-Type")
                 try:

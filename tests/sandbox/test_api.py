@@ -177,3 +177,15 @@ def test_legacy_logs_api_answers_like_the_rie_when_unsupported(api):
     ident = register(api, name="internal", events=["INVOKE"])[1]["lambda-extension-identifier"]
     status, _, data = call(api, "PUT", "/2020-08-15/logs", b"{}", {"Lambda-Extension-Identifier": ident})
     assert status == 202 and error_of(data) == ("Logs.NotSupported", "Logs API is not supported")
+
+
+def test_unknown_response_mode_is_rejected(api):
+    inv = Invocation(request_id="11111111-2222-3333-4444-555555555555", payload=b"{}", deadline_ms=1,
+                     invoked_arn="arn")
+    with api.control.cv:
+        api.control.runtime.state = "Running"
+        api.control.runtime.current = inv
+    status, _, data = call(api, "POST", f"/2018-06-01/runtime/invocation/{inv.request_id}/response", b"{}",
+                           {"Lambda-Runtime-Function-Response-Mode": "bogus"})
+    assert status == 400 and error_of(data) == ("InvalidFunctionResponseMode", "Invalid function response mode")
+    assert (inv.result, inv.error_type) == ("error", "Runtime.InvalidResponseModeHeader")
