@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
 
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
@@ -177,10 +178,29 @@ class _LogsToBuffer(LogRecordProcessor):
         return True
 
 
-class _Destination:
-    """One signal's exporter state: sender, backoff after failures."""
+class _Backoff:
+    """Failure backoff of one backend (host:port): its signals share it, one stall is enough to know."""
 
-    def __init__(self, signal: str, export: SignalExport) -> None:
+    def __init__(self) -> None:
+        self.failures = 0
+        self.next_attempt = 0.0
+
+    def failed(self, now: float, retry_after: Optional[float]) -> None:
+        self.failures += 1
+        wait = min(BACKOFF_MAX_S, BACKOFF_MIN_S * (2 ** (self.failures - 1))) * random.uniform(0.8, 1.2)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, BACKOFF_MAX_S * 4))
+        self.next_attempt = now + wait
+
+    def ok(self) -> None:
+        self.failures = 0
+        self.next_attempt = 0.0
+
+
+class _Destination:
+    """One signal's exporter: sender and the backoff of its backend."""
+
+    def __init__(self, signal: str, export: SignalExport, backoff: _Backoff) -> None:
         from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
         from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -191,19 +211,7 @@ class _Destination:
         self.signal = signal
         self.export = export
         self.sender = HttpSender(export.endpoint, dict(export.headers), export.compression, export.timeout_s, resp)
-        self.failures = 0
-        self.next_attempt = 0.0
-
-    def backoff(self, now: float, retry_after: Optional[float]) -> None:
-        self.failures += 1
-        wait = min(BACKOFF_MAX_S, BACKOFF_MIN_S * (2 ** (self.failures - 1))) * random.uniform(0.8, 1.2)
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, BACKOFF_MAX_S * 4))
-        self.next_attempt = now + wait
-
-    def ok(self) -> None:
-        self.failures = 0
-        self.next_attempt = 0.0
+        self.backoff = backoff
 
 
 class OtlpSink:
@@ -240,7 +248,14 @@ class OtlpSink:
 
         self._buffers: Dict[str, _Buffer] = {
             sig: _Buffer(cfg.max_queue, self._dropper(sig)) for sig in ("traces", "metrics", "logs")}
-        self._dest = {sig: _Destination(sig, cfg.signal(sig)) for sig in ("traces", "metrics", "logs")}
+        backoffs: Dict[Tuple[str, int], _Backoff] = {}
+        self._dest: Dict[str, _Destination] = {}
+        for sig in ("traces", "metrics", "logs"):
+            export = cfg.signal(sig)
+            parts = urlsplit(export.endpoint)
+            key = (parts.hostname or "", parts.port or 0)
+            self._dest[sig] = _Destination(sig, export, backoffs.setdefault(key, _Backoff()))
+        self._failure_logged: set = set()
 
         self._ids = _PresetIds()
         self._tracer_provider = TracerProvider(resource=self.resource, sampler=ALWAYS_ON, id_generator=self._ids,
@@ -600,7 +615,7 @@ class OtlpSink:
             return
         while len(buf) and time.monotonic() < deadline:
             now = time.monotonic()
-            if not final and now < dest.next_attempt:
+            if not final and now < dest.backoff.next_attempt:
                 self._count("export_skipped_backoff", 1)
                 return
             batch = buf.take(self.cfg.batch_size)
@@ -616,7 +631,7 @@ class OtlpSink:
             if res.attempts > 1:
                 self._count("export_retries", res.attempts - 1)
             if res.ok:
-                dest.ok()
+                dest.backoff.ok()
                 self._count(f"exported_{_unit(sig)}", weight - min(res.rejected, weight))
                 if res.rejected:
                     self._count(f"dropped_{_unit(sig)}_partial", min(res.rejected, weight))
@@ -624,7 +639,7 @@ class OtlpSink:
             self._count("export_failures", 1)
             if res.retryable:
                 buf.put_back(batch)
-                dest.backoff(time.monotonic(), res.retry_after)
+                dest.backoff.failed(time.monotonic(), res.retry_after)
                 self._first_failure(sig, res)
                 return
             self._count(f"dropped_{_unit(sig)}_rejected", weight)
@@ -684,10 +699,9 @@ class OtlpSink:
             log.error("OTLP: error in %s (%s: %s); counted, continuing", where, type(exc).__name__, exc)
 
     def _first_failure(self, sig: str, res: SendResult) -> None:
-        key = f"failure_logged_{sig}"
         with self._clock_lock:
-            first = key not in self._counters
-            self._counters.setdefault(key, 0)
+            first = sig not in self._failure_logged
+            self._failure_logged.add(sig)
         if first:
             log.warning("OTLP: export of %s to %s failed (%s); data is %s, further failures are only counted",
                         sig, self._dest[sig].export.endpoint, res.error or f"HTTP {res.status}",

@@ -1,0 +1,311 @@
+"""OtlpSink against the embedded receiver, with signals built by hand."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from otel_sidecar.events import TraceContext
+from otel_sidecar.otlp.sink import OtlpSink
+
+from tests.otlp._signals import ARN, init, invocation, log_line, shutdown
+from tests.otlp.conftest import soon
+
+PHASES = {"responseLatency", "responseDuration", "runtimeOverhead", "extensionOverhead"}
+ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+
+
+def by_name(spans, name):
+    return [s for s in spans if s["name"] == name]
+
+
+def test_one_server_span_per_invocation_with_faas_and_cloud_attributes(make_sink, receiver):
+    sink = make_sink()
+    start = time.time() - 5
+    sink.accept([invocation("req-1", start=start, cold_start=True)])
+    sink.flush(soon())
+    spans = receiver.spans()
+    (inv,) = by_name(spans, "my-function")
+    assert inv["kind"] == "SERVER" and inv["status"]["code"] == "UNSET"
+    a = inv["attributes"]
+    assert a["faas.invocation_id"] == "req-1" and a["faas.coldstart"] is True
+    assert (a["faas.name"], a["faas.version"], a["faas.instance"]) == ("my-function", "7", "2026/11/22/[7]abcdef")
+    assert a["faas.max_memory"] == 256 * 1024 * 1024
+    assert (a["cloud.provider"], a["cloud.platform"], a["cloud.region"]) == ("aws", "aws_lambda", "us-east-1")
+    assert a["cloud.account.id"] == "123456789012" and a["aws.lambda.invoked_arn"] == ARN
+    assert inv["start_ns"] == int(round(start * 1e9))
+    assert inv["end_ns"] - inv["start_ns"] == pytest.approx(47.5e6, abs=1e3)
+    assert inv["resource"]["service.name"] == "my-function" and inv["resource"]["cloud.region"] == "us-east-1"
+
+
+def test_phase_child_spans_have_real_start_and_duration(make_sink, receiver):
+    sink = make_sink()
+    start = time.time() - 5
+    sink.accept([invocation("req-1", start=start)])
+    sink.flush(soon())
+    spans = receiver.spans()
+    (inv,) = by_name(spans, "my-function")
+    children = {s["name"]: s for s in spans if s["parent_span_id"] == inv["span_id"]}
+    assert set(children) == PHASES
+    rl = children["responseLatency"]
+    assert rl["start_ns"] == int(round((start + 0.001) * 1e9))
+    assert rl["end_ns"] - rl["start_ns"] == pytest.approx(40e6, abs=1e3)
+    assert all(c["trace_id"] == inv["trace_id"] for c in children.values())
+
+
+@pytest.mark.parametrize("kwargs, error_type", [
+    ({"status": "error", "error_type": "Runtime.ExitError"}, "Runtime.ExitError"),
+    ({"status": "timeout", "timeout": True}, "timeout"),
+    ({"status": "error", "error_type": "Runtime.OutOfMemory", "oom": True}, "Runtime.OutOfMemory"),
+    ({"status": "success", "function_error": True}, "FunctionError"),
+])
+def test_errors_timeouts_and_oom_set_error_status_and_type(make_sink, receiver, kwargs, error_type):
+    sink = make_sink()
+    sink.accept([invocation("req-e", **kwargs)])
+    sink.flush(soon())
+    (inv,) = by_name(receiver.spans(), "my-function")
+    assert inv["status"]["code"] == "ERROR"
+    assert inv["attributes"]["error.type"] == error_type
+
+
+def test_init_span_is_a_child_of_the_first_invocation_it_served(make_sink, receiver):
+    sink = make_sink()
+    i = init(first="req-1")
+    sink.accept([i])
+    sink.flush(soon())
+    assert by_name(receiver.spans(), "init my-function") == []      # held until its invocation is known
+    sink.accept([invocation("req-1", cold_start=True, init_signal=i), invocation("req-2")])
+    sink.flush(soon())
+    spans = receiver.spans()
+    (init_span,) = by_name(spans, "init my-function")
+    first = next(s for s in spans if s["attributes"].get("faas.invocation_id") == "req-1" and s["kind"] == "SERVER")
+    assert init_span["parent_span_id"] == first["span_id"] and init_span["trace_id"] == first["trace_id"]
+    assert init_span["attributes"]["faas.coldstart"] is True
+    assert init_span["end_ns"] - init_span["start_ns"] == pytest.approx(250e6, abs=1e3)
+
+
+def test_unused_and_failed_inits_are_exported_at_shutdown(make_sink, receiver):
+    sink = make_sink()
+    sink.accept([init(first=None, kind="proactive", status="error")])
+    sink.shutdown(soon())
+    (span,) = by_name(receiver.spans(), "init my-function")
+    assert span["parent_span_id"] is None and span["status"]["code"] == "ERROR"
+    assert span["attributes"]["aws.lambda.init.kind"] == "proactive"
+
+
+def test_trace_join_from_the_platform_tracing_header(make_sink, receiver):
+    sink = make_sink()
+    header = f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1"
+    tc = TraceContext(value=header, span_id="aaaaaaaaaaaaaaaa")
+    sink.accept([log_line("in handler", trace=tc), invocation("req-1", trace=tc)])
+    sink.flush(soon())
+    (inv,) = by_name(receiver.spans(), "my-function")
+    assert inv["trace_id"] == "5759e988bd862e3fe1be46a994272793"
+    assert inv["parent_span_id"] == "53995c3f42cd8ad8"        # the Lambda segment
+    assert inv["span_id"] == "aaaaaaaaaaaaaaaa"               # what the function sees as its Parent
+    (rec,) = receiver.logs()
+    assert (rec["trace_id"], rec["span_id"]) == (inv["trace_id"], inv["span_id"])
+
+
+def test_invoke_event_header_is_the_fallback_and_sampled_0_exports_no_span(make_sink, receiver):
+    sink = make_sink()
+    sink.accept([invocation("req-1", invoke_tracing_value=f"Root={ROOT};Parent=1234567890abcdef;Sampled=1"),
+                 log_line("x", request_id="req-2", invoke_tracing_value=f"Root={ROOT};Parent=1234567890abcdef;Sampled=0"),
+                 invocation("req-2", invoke_tracing_value=f"Root={ROOT};Parent=1234567890abcdef;Sampled=0")])
+    sink.flush(soon())
+    (inv,) = by_name(receiver.spans(), "my-function")
+    assert inv["attributes"]["faas.invocation_id"] == "req-1" and inv["parent_span_id"] == "1234567890abcdef"
+    (rec,) = receiver.logs()
+    assert rec["trace_id"] == "5759e988bd862e3fe1be46a994272793" and rec["flags"] & 1 == 0
+    assert sink.health()["otlp_spans_unsampled"] == 5
+
+
+def test_without_tracing_each_invocation_gets_a_fresh_trace(make_sink, receiver):
+    sink = make_sink()
+    sink.accept([log_line("a", request_id="r1"), invocation("r1"), invocation("r2")])
+    sink.flush(soon())
+    invs = by_name(receiver.spans(), "my-function")
+    assert len({s["trace_id"] for s in invs}) == 2 and all(s["parent_span_id"] is None for s in invs)
+    (rec,) = receiver.logs()
+    r1 = next(s for s in invs if s["attributes"]["faas.invocation_id"] == "r1")
+    assert (rec["trace_id"], rec["span_id"]) == (r1["trace_id"], r1["span_id"])
+
+
+def test_metrics_use_catalog_names_units_and_delta_temporality(make_sink, receiver):
+    from otel_sidecar.catalog import METRICS
+
+    sink = make_sink()
+    sink.accept([init(), invocation("r1", cold_start=True), invocation("r2", status="timeout", timeout=True),
+                 shutdown("spindown")])
+    sink.flush(soon())
+    points = receiver.metrics()
+    names = {p["name"]: p for p in points}
+    units = {m.otlp_name: m.otlp_unit for m in METRICS}
+    for name in ("faas.invocations", "faas.errors", "faas.timeouts", "faas.coldstarts", "faas.init_duration",
+                 "faas.invoke_duration", "faas.mem_usage", "aws.lambda.billed_duration", "aws.lambda.shutdowns"):
+        assert name in names, name
+        assert names[name]["unit"] == units[name]
+    assert names["faas.invocations"]["value"] == 2 and names["faas.invocations"]["temporality"] == "delta"
+    assert names["faas.timeouts"]["value"] == 1
+    assert names["faas.invoke_duration"]["count"] == 2 and names["faas.invoke_duration"]["sum"] == pytest.approx(0.089)
+    assert names["faas.mem_usage"]["sum"] == 2 * 64 * 1024 * 1024
+    assert names["aws.lambda.shutdowns"]["attributes"] == {"reason": "spindown"}
+    # a second flush sends only what happened since (delta)
+    sink.accept([invocation("r3")])
+    sink.flush(soon())
+    inv_points = [p for p in receiver.metrics() if p["name"] == "faas.invocations"]
+    assert [p["value"] for p in inv_points] == [2, 1]
+
+
+def test_cumulative_preference_is_honoured(make_sink, receiver):
+    sink = make_sink(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="cumulative")
+    sink.accept([invocation("r1")])
+    sink.flush(soon())
+    sink.accept([invocation("r2")])
+    sink.flush(soon())
+    inv_points = [p for p in receiver.metrics() if p["name"] == "faas.invocations"]
+    assert [(p["temporality"], p["value"]) for p in inv_points] == [("cumulative", 1), ("cumulative", 2)]
+
+
+def test_logs_carry_severity_raw_body_and_can_be_switched_off(make_sink, receiver):
+    sink = make_sink()
+    raw = '{"level": "ERROR", "message": "boom", "requestId": "req-1"}'
+    sink.accept([log_line(raw, level="ERROR"), log_line("plain", level=None), log_line("w", level="WARN")])
+    sink.flush(soon())
+    recs = receiver.logs()
+    assert [(r["body"], r["severity_text"], r["severity_number"]) for r in recs] == \
+        [(raw, "ERROR", 17), ("plain", "", 0), ("w", "WARN", 13)]
+    assert all(r["attributes"]["faas.invocation_id"] == "req-1" for r in recs)
+    off = make_sink(logs=False)
+    off.accept([log_line("never")])
+    off.flush(soon())
+    assert len(receiver.logs()) == 3
+
+
+def test_health_metrics_report_drops_by_reason(make_sink, receiver):
+    sink = make_sink()
+    sink.report_health({"records_received": 10, "listener_dropped_batches": 2, "dropped_invoke_events": 1})
+    sink.flush(soon())
+    sink.report_health({"records_received": 15, "listener_dropped_batches": 2, "dropped_invoke_events": 1})
+    sink.flush(soon())
+    points = receiver.metrics()
+    received = [p["value"] for p in points if p["name"] == "otel_sidecar.records_received"]
+    assert received == [10, 5]
+    dropped = {p["attributes"]["reason"]: p["value"] for p in points if p["name"] == "otel_sidecar.dropped"}
+    assert dropped == {"listener_dropped_batches": 2, "dropped_invoke_events": 1}
+
+
+def test_buffer_is_bounded_drop_oldest_and_counted(make_sink, receiver):
+    sink = make_sink(SIDECAR_OTLP_MAX_QUEUE="10")
+    sink.accept([invocation(f"r{i}") for i in range(4)])       # 4 x (1 + 4 phases) = 20 spans
+    sink.flush(soon())
+    spans = receiver.spans()
+    assert len(spans) == 10
+    h = sink.health()
+    assert h["otlp_dropped_spans_buffer_full"] == 10 and h["otlp_exported_spans"] == 10
+    kept = {s["attributes"].get("faas.invocation_id") for s in spans if s["kind"] == "SERVER"}
+    assert kept == {"r2", "r3"}                                # the oldest were dropped
+
+
+def test_retry_honours_retry_after_inside_the_budget(make_sink, receiver):
+    sink = make_sink()
+    receiver.set_fault("status", status=429, retry_after=0.2, times=1)
+    sink.accept([invocation("r1")])
+    t0 = time.monotonic()
+    sink.flush(soon(2.0))
+    assert time.monotonic() - t0 >= 0.2
+    assert len(by_name(receiver.spans(), "my-function")) == 1
+    assert sink.health()["otlp_export_retries"] == 1
+
+
+def test_retry_after_beyond_the_budget_is_not_waited_for_and_data_is_kept(make_sink, receiver):
+    sink = make_sink()
+    receiver.set_fault("status", status=503, retry_after=5)
+    sink.accept([invocation("r1")])
+    t0 = time.monotonic()
+    sink.flush(soon(0.3))
+    assert time.monotonic() - t0 < 0.3
+    assert receiver.spans() == [] and sink.health()["otlp_buffered_spans"] == 5
+    receiver.clear_fault()
+    sink.shutdown(soon(2.0))                                    # the final flush ignores the backoff
+    assert len(receiver.spans()) == 5 and "otlp_dropped_spans_shutdown" not in sink.health()
+
+
+def test_non_retryable_status_drops_and_counts(make_sink, receiver):
+    sink = make_sink()
+    receiver.set_fault("status", status=400)
+    sink.accept([invocation("r1")])
+    sink.flush(soon())
+    h = sink.health()
+    assert h["otlp_dropped_spans_rejected"] == 5 and h["otlp_buffered_spans"] == 0
+    assert [e["status"] for e in receiver.request_log if e["path"] == "/v1/traces"] == [400]
+
+
+def test_partial_success_is_counted_and_not_retried(make_sink, receiver):
+    sink = make_sink()
+    receiver.set_fault("partial", rejected=2)
+    sink.accept([invocation("r1")])
+    sink.flush(soon())
+    h = sink.health()
+    assert h["otlp_dropped_spans_partial"] == 2 and h["otlp_exported_spans"] == 3
+    assert len([e for e in receiver.request_log if e["path"] == "/v1/traces"]) == 1
+
+
+@pytest.mark.parametrize("fault", ["stall", "refuse", "status:500", "status:429:1"])
+def test_flush_and_shutdown_return_by_their_deadline_whatever_the_backend(make_sink, receiver, fault):
+    sink = make_sink()
+    receiver.set_fault(fault)
+    for i in range(3):
+        sink.accept([invocation(f"r{i}"), log_line("line", request_id=f"r{i}")])
+        deadline = soon(0.15)
+        sink.flush(deadline)
+        assert time.monotonic() <= deadline + 0.05
+    deadline = soon(0.3)
+    sink.shutdown(deadline)
+    assert time.monotonic() <= deadline + 0.05
+    h = sink.health()
+    lost = sum(v for k, v in h.items() if k.startswith("otlp_dropped_"))
+    assert lost >= 15 + 3                                      # every span and log accounted for
+    assert h["otlp_export_failures"] >= 1
+
+
+def test_backoff_after_a_failure_keeps_later_flushes_cheap(make_sink, receiver):
+    sink = make_sink()
+    receiver.set_fault("stall")
+    sink.accept([invocation("r1")])
+    sink.flush(soon(0.1))                                       # spends its budget on the stalled request
+    t0 = time.monotonic()
+    for _ in range(5):
+        sink.flush(soon(0.1))
+    assert time.monotonic() - t0 < 0.1                         # backing off: no new request each time
+    assert sink.health()["otlp_export_skipped_backoff"] >= 5
+
+
+def test_http_json_protocol(make_sink, receiver):
+    sink = make_sink(OTEL_EXPORTER_OTLP_PROTOCOL="http/json")
+    sink.accept([invocation("r1"), log_line("j")])
+    sink.flush(soon())
+    assert len(receiver.spans()) == 5 and receiver.logs()[0]["body"] == "j"
+    assert {r.content_type for r in receiver.received} == {"application/json"}
+
+
+def test_continuous_mode_sends_without_a_flush_call(make_sink, receiver):
+    sink = make_sink(flush_mode="continuous")
+    sink.accept([invocation("r1")])
+    assert receiver.wait_for(lambda r: len(r.spans()) == 5, timeout=5)
+
+
+def test_create_sink_honours_sdk_disabled_and_bad_config(receiver, caplog):
+    from otel_sidecar.otlp import create_sink
+
+    assert create_sink(None, {"OTEL_SDK_DISABLED": "true"}) is None
+    sink = create_sink(None, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                              "OTEL_EXPORTER_OTLP_COMPRESSION": "zstd", "AWS_LAMBDA_FUNCTION_NAME": "fn"})
+    try:
+        assert isinstance(sink, OtlpSink)
+        assert sum("OTEL_EXPORTER_OTLP_COMPRESSION" in r.getMessage() for r in caplog.records) == 1
+        sink.accept([invocation("r1")])
+        sink.flush(soon())
+        assert by_name(receiver.spans(), "fn")
+    finally:
+        sink.shutdown(soon())
