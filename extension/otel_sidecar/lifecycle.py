@@ -361,7 +361,7 @@ class Sidecar:
             return
         deadline = epoch_to_monotonic(event.get("deadlineMs"), self.margin_s())
         worker.submit_invoke(event)
-        plan = worker.plan_after_invoke()
+        plan = worker.plan_after_invoke(deadline)
         if plan.wait_runtime_done and "platform" in self.subscribed_types and worker.tracks_runtime_done():
             worker.wait_runtime_done(event.get("requestId", ""), deadline)
         if plan.budget_s > 0:

@@ -18,6 +18,7 @@ log = logging.getLogger("otel_sidecar")
 
 OWN_LINE_PREFIX = "[otel-sidecar]"
 MAX_PENDING_INVOKES = 64          # INVOKE events not yet seen by the engine (one per invoke in practice)
+BACKGROUND_FLUSH_S = 2.0          # bound of a timer-driven flush (it overlaps the handler, never holds /next)
 HEALTH_INTERVAL_S = 60.0         # own counters go out at most this often (and always at shutdown)
 MAX_TRACKED_REQUESTS = 256        # request ids remembered for the shutdown drain
 OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -27,10 +28,10 @@ OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_
 
 @dataclass(frozen=True)
 class Plan:
-    """What the lifecycle does after handing an INVOKE over: wait for runtimeDone?, then flush how long."""
+    """Fallback plan when flush.py is unavailable: wait for runtimeDone, then flush within 30 ms."""
 
     wait_runtime_done: bool = True
-    budget_s: float = 0.1
+    budget_s: float = 0.03
 
 
 def otlp_configured(settings: Any, env: Mapping[str, str]) -> bool:
@@ -57,7 +58,7 @@ class Worker:
         self._shutdown_req: Optional[Tuple[Optional[Dict[str, Any]], float, float]] = None
         self._shutdown_done = False
         self._awaiting: Optional[str] = None
-        self._runtime_done: Set[str] = set()
+        self._runtime_done: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._ready = False
         self.counters: Dict[str, int] = collections.defaultdict(int)
         self.engine: Any = None
@@ -65,6 +66,7 @@ class Worker:
         self.events_mod: Any = None
         self.flush_mod: Any = None
         self.policy: Any = None
+        self._policy_failed = False
         self._requests: Deque[str] = collections.deque(maxlen=MAX_TRACKED_REQUESTS)
         self._reported: Set[str] = set()
         self._health_at = time.monotonic()
@@ -80,23 +82,38 @@ class Worker:
                 self._invokes.popleft()
                 self.counters["dropped_invoke_events"] += 1
             self._invokes.append((event, time.time()))
+            policy = self._get_policy()
+            if policy is not None:
+                try:
+                    policy.on_invoke(time.monotonic())
+                except Exception as exc:  # noqa: BLE001
+                    self._fail("policy", exc)
             rid = event.get("requestId")
             if rid:
                 self._requests.append(rid)
             self.cond.notify_all()
 
-    def plan_after_invoke(self) -> Plan:
-        """Ask the flush policy; until it is loaded, wait for runtimeDone and flush within 100 ms."""
-        try:
-            with self.cond:
-                policy = self.policy
-            if policy is not None:
-                plan = policy.plan_after_invoke(time.monotonic())
-                if isinstance(plan, Plan):
-                    return plan
-                return Plan(bool(getattr(plan, "wait_runtime_done", True)), float(getattr(plan, "budget_s", 0.1)))
-        except Exception as exc:  # noqa: BLE001
-            self._fail("policy", exc)
+    def _get_policy(self) -> Any:
+        """flush.py's FlushPolicy, built on first use (a pure, light module). Call with `cond` held."""
+        if self.policy is None and not self._policy_failed:
+            try:
+                from .flush import make_policy
+
+                self.policy = make_policy(self.settings)
+            except Exception as exc:  # noqa: BLE001
+                self._policy_failed = True
+                self._fail("flush_policy", exc)
+        return self.policy
+
+    def plan_after_invoke(self, deadline: Optional[float] = None) -> Any:
+        """The flush policy's plan for the invoke just handed over (.wait_runtime_done, .budget_s)."""
+        with self.cond:
+            try:
+                policy = self._get_policy()
+                if policy is not None:
+                    return policy.plan_after_invoke(time.monotonic(), deadline)
+            except Exception as exc:  # noqa: BLE001
+                self._fail("policy", exc)
         return Plan()
 
     def tracks_runtime_done(self) -> bool:
@@ -195,14 +212,6 @@ class Worker:
                 self.sinks.append(_make_emf_sink(EmfSink, self.settings, self.env))
             except Exception as exc:  # noqa: BLE001
                 self.sidecar.degrade(f"the EMF sink is unavailable ({type(exc).__name__}: {exc})")
-        try:
-            from . import flush as flush_mod
-
-            policy = flush_mod.make_policy(self.settings) if hasattr(flush_mod, "make_policy") else None
-            with self.cond:
-                self.flush_mod, self.policy = flush_mod, _PolicyAdapter.wrap(policy)
-        except Exception as exc:  # noqa: BLE001
-            self._fail("flush_policy", exc)
         if otlp_configured(self.settings, self.env):
             try:
                 from .otlp import create_sink
@@ -255,23 +264,28 @@ class Worker:
                     self._flush_req = None
                 self.cond.notify_all()
         elif self._timer_due():
-            self._do_flush(time.monotonic() + _budget(self.policy))
+            # a background flush overlaps an invocation (or idles): bounded, but not by the post-runtime budget
+            self._do_flush(time.monotonic() + BACKGROUND_FLUSH_S)
         return False
 
     # -- timer for periodic / continuous policies (never fires while the environment is frozen) --
     def _timer_wait(self) -> Optional[float]:
-        pol = self.policy
-        if pol is None:
-            return None
-        due = pol.next_timer(time.monotonic())
+        due = self._timer()
         return None if due is None else max(0.0, due - time.monotonic())
 
     def _timer_due(self) -> bool:
-        pol = self.policy
-        if pol is None:
-            return False
-        due = pol.next_timer(time.monotonic())
+        due = self._timer()
         return due is not None and due <= time.monotonic()
+
+    def _timer(self) -> Optional[float]:
+        with self.cond:
+            if self.policy is None:
+                return None
+            try:
+                return self.policy.next_timer(time.monotonic())
+            except Exception as exc:  # noqa: BLE001
+                self._fail("policy", exc)
+                return None
 
     # -- work --
     def _emit(self, outputs: Any) -> None:
@@ -295,11 +309,6 @@ class Worker:
             self._emit(self.engine.on_invoke(inv, t))
         except Exception as exc:  # noqa: BLE001
             self._fail("engine_invoke", exc)
-        if self.policy is not None:
-            try:
-                self.policy.on_invoke(time.monotonic())
-            except Exception as exc:  # noqa: BLE001
-                self._fail("policy", exc)
 
     def _on_batch(self, body: bytes) -> None:
         self.counters["batches"] += 1
@@ -341,34 +350,41 @@ class Worker:
         return text.lstrip().startswith(self.own_prefixes)
 
     def _note_progress(self, events: List[Any]) -> None:
+        """Remember reports and runtimeDones (for any request: the INVOKE may not have reached us yet)."""
+        done = []
         for ev in events:
-            if type(ev).__name__ == "Report":
-                rid = getattr(ev, "request_id", None)
-                if rid:
-                    self._reported.add(rid)
+            name = type(ev).__name__
+            rid = getattr(ev, "request_id", None)
+            if name == "Report" and rid:
+                self._reported.add(rid)
+                if len(self._reported) > 4 * MAX_TRACKED_REQUESTS:
+                    self._reported = set(self._requests)
+            elif name == "RuntimeDone" and rid:
+                done.append(rid)
         with self.cond:
-            rid = self._awaiting
-            if rid and rid not in self._runtime_done:
+            awaited = self._awaiting
+            if awaited and awaited not in self._runtime_done and awaited not in done:
                 try:
-                    seen = bool(self.engine.runtime_done_seen(rid))
+                    if self.engine.runtime_done_seen(awaited):
+                        done.append(awaited)
                 except Exception as exc:  # noqa: BLE001
                     self._fail("engine_runtime_done", exc)
-                    seen = any(type(e).__name__ == "RuntimeDone" and getattr(e, "request_id", None) == rid
-                               for e in events)
-                if seen:
-                    if len(self._runtime_done) > MAX_TRACKED_REQUESTS:
-                        self._runtime_done.clear()
-                    self._runtime_done.add(rid)
-                    self.cond.notify_all()
+            if done:
+                for rid in done:
+                    self._runtime_done[rid] = None
+                while len(self._runtime_done) > MAX_TRACKED_REQUESTS:
+                    self._runtime_done.popitem(last=False)
+                self.cond.notify_all()
 
     def _do_flush(self, deadline: float) -> None:
         if time.monotonic() - self._health_at >= HEALTH_INTERVAL_S:
             self._report_health()
-        if self.policy is not None:
-            try:
-                self.policy.on_flush(time.monotonic())
-            except Exception as exc:  # noqa: BLE001
-                self._fail("policy", exc)
+        with self.cond:
+            if self.policy is not None:
+                try:
+                    self.policy.on_flush(time.monotonic())
+                except Exception as exc:  # noqa: BLE001
+                    self._fail("policy", exc)
         for sink in self.sinks:
             if time.monotonic() >= deadline:
                 self.counters["flush_skipped_sinks"] += 1
@@ -454,42 +470,6 @@ def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
     if "time_to_first_next_ms" in detail:
         out["time_to_first_next_ms"] = detail["time_to_first_next_ms"]
     return {k: float(v) for k, v in out.items()}
-
-
-class _PolicyAdapter:
-    """Uniform face over flush.py's policy object: plan, timer, bookkeeping."""
-
-    def __init__(self, policy: Any) -> None:
-        self.p = policy
-
-    @classmethod
-    def wrap(cls, policy: Any) -> Optional[_PolicyAdapter]:
-        return None if policy is None else cls(policy)
-
-    def plan_after_invoke(self, now: float) -> Plan:
-        fn = getattr(self.p, "plan_after_invoke", None)
-        if fn is None:
-            return Plan()
-        plan = fn(now)
-        return Plan(bool(getattr(plan, "wait_runtime_done", True)), float(getattr(plan, "budget_s", 0.1)))
-
-    def next_timer(self, now: float) -> Optional[float]:
-        fn = getattr(self.p, "next_timer", None)
-        return None if fn is None else fn(now)
-
-    def on_invoke(self, now: float) -> None:
-        fn = getattr(self.p, "on_invoke", None)
-        if fn is not None:
-            fn(now)
-
-    def on_flush(self, now: float) -> None:
-        fn = getattr(self.p, "on_flush", None)
-        if fn is not None:
-            fn(now)
-
-
-def _budget(policy: Optional[_PolicyAdapter]) -> float:
-    return 0.1 if policy is None else max(0.0, policy.plan_after_invoke(time.monotonic()).budget_s) or 0.1
 
 
 def _enabled(settings: Any, name: str, default: bool) -> bool:

@@ -19,4 +19,6 @@ def fake():
     yield factory
     for api, proc in made:
         proc.kill()
+        print("sidecar stderr:", *proc.stderr, sep="\n  ")   # shown by pytest when the test failed
+        print("next calls:", api.next_calls, "subscriptions:", api.subscriptions)
         api.close()
