@@ -369,9 +369,10 @@ class Launcher:
 
     def all_pids(self) -> Set[int]:
         """Every process of the environment (cgroup members, or the launched trees)."""
-        pids = set(self.cgroups.pids()) if self.cgroups is not None and self.cgroups.paths else set()
-        pids |= process_tree(p.pid for p in self.live())
-        return pids
+        live = {p.pid for p in self.live()}
+        if self.cgroups is not None and self.cgroups.paths:
+            return self.cgroups.pids() | live      # descendants joined the cgroup too: no /proc walk needed
+        return process_tree(live)
 
     def signal_all(self, sig: int) -> None:
         for pid in self.all_pids():

@@ -146,7 +146,7 @@ def test_non_executable_extension_is_a_launch_error(make_sandbox, tmp_path):
 
 
 def test_extension_overrunning_the_deadline_times_the_invoke_out(make_sandbox):
-    sb = make_sandbox(recorder=True, timeout_s=1.0, env={"TEST_EXT_INVOKE_SLEEP_MS": "3000"})
+    sb = make_sandbox(recorder=True, timeout_s=1.0, env={"TEST_EXT_INVOKE_SLEEP_MS": "1500"})
     r = sb.invoke({"n": 1})
     sb.shutdown()
     # the caller got its response at once; the invoke phase still ends in a timeout (4.2 "Deadline")
