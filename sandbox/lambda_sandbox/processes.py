@@ -382,6 +382,14 @@ class Launcher:
         """SIGKILL every process of the environment and wait (bounded) for the launched ones to end."""
         for p in self.live():
             p.killed_by_us = True
+        with self._lock:
+            everything = list(self.processes)
+        for p in everything:
+            # the process group also holds children orphaned by a leader that already exited
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         for _ in range(3):
             pids = self.all_pids()
             if not pids:

@@ -76,3 +76,16 @@ def test_kill_all_takes_children_without_cgroups():
     assert not proc.alive()
     wait_for(lambda: not Path(f"/proc/{child}").exists()
              or Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def test_kill_all_takes_children_orphaned_by_their_parent():
+    launcher = Launcher(None)
+    lines = []
+    script = "import subprocess; c = subprocess.Popen(['sleep', '60']); print(c.pid, flush=True)"
+    proc = launcher.launch("parent", "extension", [sys.executable, "-c", script], {"PATH": "/usr/bin:/bin"}, "/",
+                           lambda p, stream, text: lines.append(int(text)), lambda p: None)
+    child = wait_for(lambda: lines and lines[0])
+    wait_for(lambda: not proc.alive())            # the parent is gone, its child lives on (orphaned)
+    launcher.kill_all()
+    wait_for(lambda: not Path(f"/proc/{child}").exists()
+             or Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
