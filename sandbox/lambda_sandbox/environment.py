@@ -112,6 +112,7 @@ class Sandbox:
         self._frozen_pids: List[int] = []
         self._max_mem_bytes = 0
         self._oom_kills_seen = 0
+        self._watchdog_kill = False
         self._env_extra: Dict[str, str] = {}
         self._api_address: Optional[str] = None
         self._api_errors: List[str] = []
@@ -190,7 +191,9 @@ class Sandbox:
         self.applied["memory_cgroup"] = "memory" in cg.paths
         self.applied["memory_limit"] = bool(cfg.enforce_memory and cg.set_memory_limit(cfg.memory_mb * MIB))
         if cfg.enforce_memory and not self.applied["memory_limit"]:
-            self.notes.append("enforce_memory requested but no memory cgroup: the limit is not enforced")
+            self.applied["memory_limit"] = "watchdog"
+            self.notes.append("no memory cgroup: enforce_memory uses a watchdog that samples the RSS of the "
+                              "process tree every 50 ms")
         cpus = cfg.memory_mb / VCPU_MB
         self.applied["cpu_quota"] = bool(cfg.cpu_quota and cg.set_cpu_quota(cpus))
         self.applied["cpu_quota_vcpus"] = round(cpus, 4) if self.applied["cpu_quota"] else None
@@ -268,7 +271,9 @@ class Sandbox:
             if proc.kind == "runtime":
                 if proc is self._runtime:
                     oom = self.cgroups.oom_kills() if self.cgroups else 0
-                    if oom > self._oom_kills_seen:
+                    if self._watchdog_kill:
+                        self.control.set_fatal("Runtime.OutOfMemory")
+                    elif oom > self._oom_kills_seen:
                         self._oom_kills_seen = oom
                         self.control.set_fatal("Runtime.OutOfMemory")
                     else:
@@ -357,7 +362,22 @@ class Sandbox:
         finally:
             os.close(wfd)
         self._runtime = proc
+        self._watchdog_kill = False
+        if self.applied.get("memory_limit") == "watchdog":
+            threading.Thread(target=self._memory_watchdog, args=(proc,), name="memory-watchdog", daemon=True).start()
         return proc
+
+    def _memory_watchdog(self, runtime: EnvProcess) -> None:
+        """Without a memory cgroup: kill the runtime when the environment's RSS exceeds memory_mb."""
+        from .processes import rss_bytes
+
+        limit = self.cfg.memory_mb * MIB
+        while runtime.alive() and not self._closed:
+            if rss_bytes(self.launcher.all_pids()) > limit:
+                self._watchdog_kill = True
+                runtime.signal_group(signal.SIGKILL)
+                return
+            runtime.exited.wait(0.05)
 
     def _launch_extensions(self, files: List[Path]) -> None:
         env = self._extension_env()

@@ -178,3 +178,18 @@ def test_internal_extension_is_waited_for_and_gets_invokes(make_sandbox):
     assert records_of(sb, "platform.report")[1]["spans"][0]["name"] == "extensionOverhead"
     shut = sb.shutdown()
     assert shut.runtime == "Exited" and shut.duration_ms < 2000   # SIGTERM, 500 ms budget (4.3)
+
+
+def test_out_of_memory_without_a_memory_cgroup_uses_the_watchdog(make_sandbox, monkeypatch):
+    import lambda_sandbox.environment as environment
+
+    class NoMemoryCgroups(environment.Cgroups):
+        def __init__(self, name, controllers, **kw):
+            super().__init__(name, [c for c in controllers if c != "memory"], **kw)
+
+    monkeypatch.setattr(environment, "Cgroups", NoMemoryCgroups)
+    sb = make_sandbox("memhog.handler", enforce_memory=True)
+    assert sb.applied["memory_limit"] == "watchdog"
+    r = sb.invoke({"mb": 400})
+    assert (r.outcome, r.error_type) == ("crash", "Runtime.OutOfMemory")
+    assert sb.invoke({"mb": 10}).outcome == "success"
