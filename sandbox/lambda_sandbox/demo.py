@@ -1,0 +1,327 @@
+"""`lambda-sandbox demo`: the main job, locally.
+
+Starts one execution environment with examples/orders and the built layer (dist/otel-sidecar-layer.zip),
+exports to the embedded OTLP receiver, runs a scripted mix (cold start, warm invokes, a handled error, a
+downstream throttle, a timeout and the re-init after it), shuts down, prints a summary and writes
+demo-output/report.json and demo-output/report.html.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, TextIO
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_LAYER = REPO / "dist" / "otel-sidecar-layer.zip"
+DEFAULT_CODE = REPO / "examples" / "orders"
+EXTENSION = "otel-sidecar"
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str
+    payload: Dict[str, Any]
+
+
+def script(warm: int, timeout_s: float) -> List[Step]:
+    """The scripted mix, in order."""
+    steps = [Step("cold start", {"order": "A-1"})]
+    steps += [Step("warm", {"order": f"A-{n + 2}"}) for n in range(max(0, warm))]
+    steps += [
+        Step("handled error", {"order": "??", "fail": True}),
+        Step("downstream throttle", {"order": "A-7", "throttled": True}),
+        Step("warm", {"order": "A-8"}),
+        Step("timeout", {"order": "A-9", "sleep_s": round(timeout_s + 1.0, 1)}),
+        Step("after timeout (re-init)", {"order": "A-10"}),
+        Step("warm", {"order": "A-11"}),
+    ]
+    return steps
+
+
+# ---- pure digests of what the run produced ----------------------------------------------------------------
+def _epoch(iso: str) -> float:
+    return dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def platform_events(envelopes: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return [e for e in envelopes if str(e.get("type", "")).startswith("platform.")]
+
+
+def invocation_rows(steps: Sequence[Step], results: Sequence[Any], envelopes: Iterable[Dict[str, Any]]) -> List[Dict]:
+    """One row per invoke: what the caller saw plus the platform's report (cold start, init, billing, memory)."""
+    reports = {}
+    runtime_done = {}
+    inits_before: Dict[str, Dict[str, Any]] = {}
+    pending_init: Optional[Dict[str, Any]] = None
+    for e in platform_events(envelopes):
+        rec = e.get("record") or {}
+        if e["type"] == "platform.initReport":
+            pending_init = {"phase": rec.get("phase"), "type": rec.get("initializationType"),
+                            "ms": (rec.get("metrics") or {}).get("durationMs"), "status": rec.get("status")}
+        elif e["type"] == "platform.start" and pending_init is not None:
+            inits_before[rec.get("requestId")] = pending_init
+            pending_init = None
+        elif e["type"] == "platform.report":
+            reports[rec.get("requestId")] = rec
+        elif e["type"] == "platform.runtimeDone":
+            runtime_done[rec.get("requestId")] = rec
+    rows = []
+    for n, (step, r) in enumerate(zip(steps, results), 1):
+        rep = reports.get(r.request_id, {})
+        m = rep.get("metrics") or {}
+        init = inits_before.get(r.request_id)
+        rd = (runtime_done.get(r.request_id) or {}).get("metrics") or {}
+        duration = m.get("durationMs", r.duration_ms)
+        rows.append({
+            "n": n, "label": step.label, "requestId": r.request_id, "outcome": r.outcome,
+            "status": rep.get("status", r.status), "errorType": rep.get("errorType", r.error_type),
+            "coldStart": bool(init), "initPhase": init and init["phase"],
+            "initMs": (init or {}).get("ms", m.get("initDurationMs")),
+            "durationMs": duration, "runtimeMs": rd.get("durationMs"),
+            "postRuntimeMs": (round(duration - rd["durationMs"], 3)
+                              if duration is not None and rd.get("durationMs") is not None else None),
+            "billedMs": m.get("billedDurationMs", r.billed_duration_ms), "memorySizeMB": m.get("memorySizeMB"),
+            "maxMemoryUsedMB": m.get("maxMemoryUsedMB", r.max_memory_used_mb),
+            "latencyMs": round(r.latency_ms, 3), "startedAt": r.started_at,
+        })
+    return rows
+
+
+def emf_digest(lines: Iterable[str]) -> Dict[str, Dict[str, Any]]:
+    """Metrics found in the EMF documents the sidecar printed: name -> unit, namespace, values, total."""
+    out: Dict[str, Dict[str, Any]] = OrderedDict()
+    for line in lines:
+        line = line.strip()
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        for directive in (doc.get("_aws") or {}).get("CloudWatchMetrics", []):
+            for metric in directive.get("Metrics", []):
+                name = metric.get("Name")
+                value = doc.get(name)
+                values = value if isinstance(value, list) else [value] if value is not None else []
+                entry = out.setdefault(name, {"unit": metric.get("Unit", "None"),
+                                              "namespace": directive.get("Namespace"), "values": [], "documents": 0})
+                entry["values"].extend(v for v in values if isinstance(v, (int, float)))
+                entry["documents"] += 1
+    for entry in out.values():
+        vals = entry["values"]
+        entry["count"] = len(vals)
+        entry["total"] = round(sum(vals), 9) if vals else 0
+        entry["max"] = max(vals) if vals else None
+    return out
+
+
+def otlp_digest(spans: List[Dict], metrics: List[Dict], logs: List[Dict]) -> Dict[str, Any]:
+    """What the OTLP backend received: spans by name, invocation spans, metric instruments, log records."""
+    invocation_spans = [s for s in spans if s.get("kind") in ("SERVER", "SPAN_KIND_SERVER")
+                        or "faas.invocation_id" in (s.get("attributes") or {})]
+    instruments: Dict[str, Dict[str, Any]] = OrderedDict()
+    for p in metrics:
+        entry = instruments.setdefault(p["name"], {"unit": p.get("unit"), "type": p.get("type"),
+                                                   "temporality": p.get("temporality"), "points": 0, "sum": 0.0})
+        entry["points"] += 1
+        entry["sum"] += float(p.get("value") if p.get("value") is not None else p.get("sum") or 0)
+    return {
+        "spans": len(spans),
+        "spansByName": dict(Counter(s["name"] for s in spans).most_common()),
+        "invocationSpans": [{
+            "name": s["name"], "traceId": s["trace_id"], "status": (s.get("status") or {}).get("code"),
+            "durationMs": round((s["end_ns"] - s["start_ns"]) / 1e6, 3),
+            "attributes": {k: v for k, v in (s.get("attributes") or {}).items()
+                           if k.startswith(("faas.", "error.", "aws.", "cloud."))},
+        } for s in sorted(invocation_spans, key=lambda s: s["start_ns"])],
+        "metricPoints": len(metrics),
+        "instruments": instruments,
+        "logRecords": len(logs),
+        "logsWithTrace": sum(1 for rec in logs if rec.get("trace_id")),
+        "logSamples": [str(rec.get("body"))[:160] for rec in logs[:5]],
+    }
+
+
+def timeline(envelopes: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Bars for the init/invoke timeline: kind, label, start (s from the first event), runtime and total ms."""
+    evs = platform_events(envelopes)
+    if not evs:
+        return []
+    t0 = min(_epoch(e["time"]) for e in evs)
+    bars: List[Dict[str, Any]] = []
+    starts: Dict[str, float] = {}
+    runtime: Dict[str, float] = {}
+    init_start: Optional[float] = None
+    for e in evs:
+        rec, t = e.get("record") or {}, _epoch(e["time"]) - t0
+        if e["type"] == "platform.initStart":
+            init_start = t
+        elif e["type"] == "platform.initReport":
+            ms = float((rec.get("metrics") or {}).get("durationMs") or 0)
+            bars.append({"kind": "init", "label": f"init ({rec.get('phase')})",
+                         "start": init_start if init_start is not None else t - ms / 1000,
+                         "runtimeMs": ms, "totalMs": ms, "status": rec.get("status")})
+            init_start = None
+        elif e["type"] == "platform.start":
+            starts[rec.get("requestId")] = t
+        elif e["type"] == "platform.runtimeDone":
+            runtime[rec.get("requestId")] = float((rec.get("metrics") or {}).get("durationMs") or 0)
+        elif e["type"] == "platform.report":
+            rid = rec.get("requestId")
+            total = float((rec.get("metrics") or {}).get("durationMs") or 0)
+            bars.append({"kind": "invoke", "label": str(rid)[:8], "requestId": rid,
+                         "start": starts.get(rid, t - total / 1000), "runtimeMs": runtime.get(rid, total),
+                         "totalMs": total, "status": rec.get("status")})
+    return sorted(bars, key=lambda b: b["start"])
+
+
+# ---- printing ---------------------------------------------------------------------------------------------
+def _f(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def print_summary(report: Dict[str, Any], out: TextIO) -> None:
+    w = out.write
+    w("\nInvocations (platform view from platform.report, latency as the caller saw it)\n")
+    w(f"{'#':>3} {'step':<24} {'cold':<5} {'init ms':>8} {'dur ms':>8} {'post ms':>8} {'billed':>7} "
+      f"{'mem MB':>9} {'latency':>9}  outcome\n")
+    for r in report["invocations"]:
+        cold = "yes" if r["coldStart"] else "no"
+        if r["coldStart"] and r["initPhase"] == "invoke":
+            cold = "re"
+        mem = f"{_f(r['maxMemoryUsedMB'])}/{_f(r['memorySizeMB'])}"
+        status = r["outcome"] + (f" ({r['errorType']})" if r["errorType"] else "")
+        w(f"{r['n']:>3} {r['label']:<24} {cold:<5} {_f(r['initMs']):>8} {_f(r['durationMs']):>8} "
+          f"{_f(r['postRuntimeMs']):>8} {_f(r['billedMs']):>7} {mem:>9} {_f(r['latencyMs']):>9}  {status}\n")
+    emf = report["emf"]
+    w(f"\nEMF metrics the sidecar wrote to stdout ({sum(e['documents'] for e in emf.values()) and len(emf)} "
+      f"metrics, namespace {next(iter(emf.values()))['namespace'] if emf else '-'})\n")
+    for name, e in emf.items():
+        w(f"  {name:<28} {e['unit']:<13} values {e['count']:>3}  total {_f(e['total'], 3):>12}  max {_f(e['max'], 3)}\n")
+    if not emf:
+        w("  (none: is the layer built and did the sidecar start? see the extension lines in report.json)\n")
+    o = report["otlp"]
+    w(f"\nOTLP received by the embedded backend at {report['otlpEndpoint']}\n")
+    w(f"  spans {o['spans']}: " + ", ".join(f"{k} x{v}" for k, v in o["spansByName"].items()) + "\n")
+    for s in o["invocationSpans"]:
+        a = s["attributes"]
+        w(f"    {s['name']:<16} trace {s['traceId'][:12]}  coldstart={a.get('faas.coldstart')!s:<5} "
+          f"status={s['status']:<18} {_f(s['durationMs'])} ms {a.get('error.type') or ''}\n")
+    w(f"  metric points {o['metricPoints']} in {len(o['instruments'])} instruments: "
+      + ", ".join(sorted(o["instruments"])) + "\n")
+    w(f"  log records {o['logRecords']} ({o['logsWithTrace']} carry the invocation's trace id)\n")
+    shut = report.get("shutdown") or {}
+    w(f"\nShutdown: {shut.get('reason')} in {_f(shut.get('durationMs'))} ms; extensions {shut.get('extensions')}\n")
+    w(f"Caller-observed latency of warm invokes: median {_f(report['warmLatencyMedianMs'], 2)} ms\n")
+
+
+def _median(values: List[float]) -> Optional[float]:
+    vals = sorted(values)
+    if not vals:
+        return None
+    mid = len(vals) // 2
+    return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+
+
+# ---- the run ----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lambda-sandbox demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--layer", default=str(DEFAULT_LAYER), help="the layer zip (default dist/otel-sidecar-layer.zip)")
+    p.add_argument("--code", default=str(DEFAULT_CODE), help="function code directory (default examples/orders)")
+    p.add_argument("--handler", default="app.handler")
+    p.add_argument("--warm", type=int, default=6, help="warm invokes after the cold start (default 6)")
+    p.add_argument("--memory", type=int, default=256, help="memory size in MB (default 256)")
+    p.add_argument("--timeout", type=float, default=1.5, help="function timeout in seconds (default 1.5)")
+    p.add_argument("--out", default="demo-output", help="directory for report.json and report.html")
+    p.add_argument("--isolation", choices=["auto", "namespace", "dirs"], default="auto")
+    p.add_argument("--freeze", choices=["auto", "cgroup", "signal", "none"], default="auto")
+    p.add_argument("--verbose", action="store_true", help="also print every log line of the environment")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
+    args = build_parser().parse_args(list(argv or []))
+    layer, code = Path(args.layer), Path(args.code)
+    if not layer.is_file():
+        print(f"lambda-sandbox demo: the layer {layer} does not exist; build it first with ./build.sh "
+              "(or run ./dev demo, which does both)", file=sys.stderr)
+        return 2
+    if not (code / "app.py").is_file() and args.code == str(DEFAULT_CODE):
+        print(f"lambda-sandbox demo: the example function {code} is missing (run from a clone of the repository "
+              "or pass --code)", file=sys.stderr)
+        return 2
+    from . import OtlpReceiver, Sandbox, SandboxConfig
+    from .report import console_line
+
+    steps = script(args.warm, args.timeout)
+    receiver = OtlpReceiver().start()
+    print(f"demo: function {code} ({args.handler}), layer {layer}, {args.memory} MB, timeout {args.timeout} s; "
+          f"OTLP receiver at {receiver.endpoint}", file=out, flush=True)
+
+    def show(line: Any) -> None:
+        if args.verbose:
+            print("    " + console_line(line), file=out, flush=True)
+
+    cfg = SandboxConfig(code_dir=str(code), handler=args.handler, layers=[str(layer)], memory_mb=args.memory,
+                        timeout_s=args.timeout, function_name="orders",
+                        env={"OTEL_SERVICE_NAME": "orders", "SIDECAR_EMF_NAMESPACE": "OtelSidecarDemo"},
+                        isolation=args.isolation, freeze=args.freeze, otlp_receiver=receiver)
+    results = []
+    try:
+        with Sandbox(cfg, on_log=show) as sb:
+            for n, step in enumerate(steps, 1):
+                r = sb.invoke(step.payload)
+                results.append(r)
+                print(f"  [{n:>2}/{len(steps)}] {step.label:<24} {r.outcome:<8} {r.latency_ms:9.1f} ms"
+                      + (f"  {r.error_type}" if r.error_type else ""), file=out, flush=True)
+            print("  shutting down (the sidecar flushes what is left) ...", file=out, flush=True)
+            shut = sb.shutdown()
+            # The final export is sent before the sidecar exits; wait (bounded) for the receiver to store it.
+            receiver.wait_for(lambda rcv: rcv.spans() and rcv.metrics(), timeout=3.0)
+            envelopes = [ev.event for ev in sb.events]
+            sidecar_lines = sb.extension_lines(EXTENSION)
+            sandbox_report = sb.report()
+        otlp = otlp_digest(receiver.spans(), receiver.metrics(), receiver.logs())
+        endpoint = receiver.endpoint
+    finally:
+        receiver.stop()
+    rows = invocation_rows(steps, results, envelopes)
+    report = {
+        "function": {"code": str(code), "handler": args.handler, "memoryMB": args.memory, "timeoutS": args.timeout,
+                     "layer": str(layer)},
+        "invocations": rows,
+        "warmLatencyMedianMs": _median([r["latencyMs"] for r in rows if r["label"] == "warm"]),
+        "emf": emf_digest(sidecar_lines),
+        "otlp": otlp,
+        "otlpEndpoint": endpoint,
+        "timeline": timeline(envelopes),
+        "shutdown": {"reason": getattr(shut, "reason", None), "durationMs": getattr(shut, "duration_ms", None),
+                     "extensions": getattr(shut, "extensions", None)},
+        "sidecarLog": [ln for ln in sidecar_lines if not ln.lstrip().startswith("{")],
+        "environment": sandbox_report.get("environment"),
+        "sandboxReport": sandbox_report,
+    }
+    print_summary(report, out)
+    from .html_report import render
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out_dir / "report.html").write_text(render(report))
+    print(f"\nWrote {out_dir / 'report.json'} and {out_dir / 'report.html'} (open it in a browser)", file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
