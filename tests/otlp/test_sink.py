@@ -309,3 +309,12 @@ def test_create_sink_honours_sdk_disabled_and_bad_config(receiver, caplog):
         assert by_name(receiver.spans(), "fn")
     finally:
         sink.shutdown(soon())
+
+
+def test_busy_buffers_past_high_water_are_sent_from_the_background(make_sink, receiver):
+    sink = make_sink(SIDECAR_OTLP_MAX_QUEUE="20")
+    sink.accept([invocation("r1")])                           # 5 of 20: waits for a flush
+    assert not receiver.wait_for(lambda r: r.spans(), timeout=0.2)
+    sink.accept([invocation("r2"), invocation("r3")])         # 15 of 20: past the high-water mark
+    assert receiver.wait_for(lambda r: len(r.spans()) == 15, timeout=5)
+    assert sink.health()["otlp_background_sends"] >= 1 and "otlp_dropped_spans_buffer_full" not in sink.health()

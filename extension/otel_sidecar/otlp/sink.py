@@ -55,7 +55,9 @@ SEVERITY = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR
             "CRITICAL": 21}
 MAX_TRACKED_IDS = 4096          # request id -> span ids, so logs and the later span agree
 MAX_PENDING_INITS = 16
-CPU_SHARE = 0.1                 # continuous mode: the sender works at most this share of wall time
+CPU_SHARE = 0.25                # the background sender works at most this share of wall time...
+HIGH_WATER = 0.5                # ...and, outside continuous mode, only once a buffer is this full
+URGENT = 0.9                    # a buffer this full cuts the sender's rest short (a drop is imminent)
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
 
 
@@ -283,10 +285,11 @@ class OtlpSink:
         self.flush_mode = flush_mode
         self._wake = threading.Event()
         self._sender: Optional[threading.Thread] = None
-        if flush_mode == "continuous":
-            self._interval = max(0.1, flush_interval_ms / 1000.0)
-            self._sender = threading.Thread(target=self._send_loop, name="otel-sidecar-otlp-sender", daemon=True)
-            self._sender.start()
+        self._sender_lock = threading.Lock()
+        self._continuous = flush_mode == "continuous"
+        self._interval = max(0.1, flush_interval_ms / 1000.0)
+        if self._continuous:
+            self._start_sender()
 
     # ---- Sink protocol ---------------------------------------------------------------------------------
     def accept(self, outputs: Sequence[Any]) -> None:
@@ -305,7 +308,11 @@ class OtlpSink:
                     self.report_health(dict(getattr(out, "counters", ()) or ()))
             except Exception as exc:  # noqa: BLE001 - one bad signal must not stop the others
                 self._error("accept", exc)
-        if self._sender is not None:
+        if self._continuous:
+            self._wake.set()
+        elif self._fill() >= HIGH_WATER:
+            # busy traffic: do not wait for the next flush window, send from the background (paced)
+            self._start_sender()
             self._wake.set()
 
     def flush(self, deadline: float) -> None:
@@ -660,25 +667,49 @@ class OtlpSink:
         merged = [rm for data in items for rm in data.resource_metrics]
         return encode_metrics(MetricsData(resource_metrics=merged))
 
+    def _fill(self) -> float:
+        return max(len(b) / max(1, b.limit) for b in self._buffers.values())
+
+    def _start_sender(self) -> None:
+        with self._sender_lock:
+            if self._sender is None and not self._closed:
+                self._sender = threading.Thread(target=self._send_loop, name="otel-sidecar-otlp-sender",
+                                                daemon=True)
+                self._sender.start()
+
     def _send_loop(self) -> None:
-        """continuous mode: send what is buffered, pacing itself to CPU_SHARE of wall time."""
+        """Background sending (continuous mode, or buffers past HIGH_WATER), paced to CPU_SHARE of wall time.
+
+        Timers do not fire while the environment is frozen; this thread simply resumes at the next thaw.
+        """
         while not self._closed:
-            self._wake.wait(self._interval)
+            self._wake.wait(self._interval if self._continuous else None)
             self._wake.clear()
             if self._closed:
                 return
+            if not self._continuous and self._fill() < HIGH_WATER:
+                continue
             t0 = time.monotonic()
+            before = self._exported()
             try:
-                self._collect_metrics()
+                self._count("background_sends", 1)
+                if self._continuous:
+                    self._collect_metrics()
                 self._export_all(t0 + min(2.0, self._interval), final=False)
             except Exception as exc:  # noqa: BLE001
                 self._error("sender", exc)
-            spent = time.monotonic() - t0
-            rest = spent * (1.0 / CPU_SHARE - 1.0)
-            if rest > 0 and not self._closed:
-                self._wake.wait(min(rest, 30.0))
-                # the wake-up that arrived while resting is kept for the next round
+            rest_until = time.monotonic() + (time.monotonic() - t0) * (1.0 / CPU_SHARE - 1.0)
+            while not self._closed and time.monotonic() < rest_until and self._fill() < URGENT:
+                self._wake.wait(min(0.05, max(0.0, rest_until - time.monotonic())))
+            self._wake.clear()
+            # go again at once only when still past the high-water mark and the last round got data out
+            # (a backend that is backing us off is not hammered)
+            if self._fill() >= HIGH_WATER and self._exported() > before:
                 self._wake.set()
+
+    def _exported(self) -> int:
+        with self._clock_lock:
+            return sum(v for k, v in self._counters.items() if k.startswith("exported_"))
 
     # ---- bookkeeping ---------------------------------------------------------------------------------
     def _dropper(self, sig: str) -> Any:
