@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from tests.e2e.conftest import wait_for
@@ -21,6 +23,7 @@ from tests.helpers import (
 pytestmark = pytest.mark.sandbox
 
 FN = "sidecar-e2e"
+EMF_SCHEMA = Path(__file__).resolve().parents[1] / "unit" / "emf_schema.json"
 
 
 def total(docs, metric: str) -> float:
@@ -58,7 +61,7 @@ def test_cold_start_then_warm_invokes(sidecar_sandbox):
     assert total(docs, "ColdStart") == 1
     assert total(docs, "Errors") == 0
     assert emf_values(docs, "InitDuration", FunctionName=FN) == pytest.approx([sb.inits[0].duration_ms], abs=0.01)
-    assert emf_values(docs, "Duration", FunctionName=FN) == approx_list(r.duration_ms for r in results)
+    assert sorted(emf_values(docs, "Duration", FunctionName=FN)) == approx_list(r.duration_ms for r in results)
     assert sorted(emf_values(docs, "BilledDuration", FunctionName=FN)) == sorted(r.billed_duration_ms for r in results)
     assert sorted(emf_values(docs, "MaxMemoryUsed", FunctionName=FN)) == sorted(r.max_memory_used_mb for r in results)
     assert sorted(emf_values(docs, "ProducedBytes", FunctionName=FN)) == sorted(len(r.response_bytes) for r in results)
@@ -202,12 +205,20 @@ def test_listener_port_taken(sidecar_sandbox):
     assert total(sidecar_emf(sb), "Invocations") == 2
 
 
-def test_emf_lines_are_single_compact_json_lines(sidecar_sandbox):
+def test_every_emf_line_is_one_compact_valid_document(sidecar_sandbox):
     sb = sidecar_sandbox()
-    sb.invoke({})
+    for action in ("ok", "error", "throttle"):
+        sb.invoke({"action": action})
     sb.shutdown()
+    schema = json.loads(EMF_SCHEMA.read_text())
     lines = [ln for ln in sb.extension_lines(SIDECAR_NAME) if '"_aws"' in ln]
     assert lines
     for ln in lines:
         doc = json.loads(ln)
+        jsonschema.validate(doc, schema)
         assert ln in (json.dumps(doc, separators=(",", ":")), json.dumps(doc, separators=(",", ":"), ensure_ascii=False))
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            assert len(directive["Metrics"]) <= 100
+            for m in directive["Metrics"]:
+                values = doc[m["Name"]]
+                assert not isinstance(values, list) or len(values) <= 100
