@@ -1,0 +1,174 @@
+"""Targets (issue 6) evaluated against the measured figures, and the results.json / results.md writers (pure
+apart from the final file writes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+SIDECAR_KEYS = ("b", "e", "f")
+
+
+def _target(name: str, goal: str, measured: Any, met: Optional[bool], where: str = "") -> Dict[str, Any]:
+    return {"target": name, "goal": goal, "where": where, "measured": measured,
+            "met": met, "status": "n/a" if met is None else ("met" if met else "MISSED")}
+
+
+def evaluate(results: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Every target of issue 6 against the figures, one row per (target, variant, memory size)."""
+    rows: List[Dict[str, Any]] = []
+    for mem, run in sorted(results.get("runs", {}).items(), key=lambda kv: int(kv[0])):
+        lat = run.get("latency", {}).get("variants", {})
+        for key in SIDECAR_KEYS:
+            v = lat.get(key)
+            if not v:
+                continue
+            where = f"{mem} MB, ({key}) {v['name']}"
+            s = v["latency_ms"]
+            r = s.get("ratio_p50_to_bare")
+            rows.append(_target("caller p50 within 1 % of bare", "ratio <= 1.01",
+                                r, None if r is None else r <= 1.01, where))
+            d = s.get("delta_p99_ms")
+            rows.append(_target("caller p99 within 1 ms of bare", "p99 - bare p99 <= 1 ms",
+                                d, None if d is None else d <= 1.0, where))
+            p = v["post_runtime_ms"].get("p50")
+            rows.append(_target("post-runtime duration p50 under 1 ms", "< 1 ms", p, None if p is None else p < 1.0,
+                                where))
+            for sd in v.get("shutdown", []):
+                ok = (sd.get("budgetMs") is not None and sd["durationMs"] < sd["budgetMs"]
+                      and all(state == "Exited" for state in sd.get("extensions", {}).values()))
+                rows.append(_target("shutdown ends before its deadline", f"< {sd.get('budgetMs')} ms, extension Exited",
+                                    {"durationMs": sd["durationMs"], "extensions": sd.get("extensions")}, ok, where))
+        init = run.get("init", {}).get("trivial")
+        if init:
+            a = init.get("added_p50_ms")
+            rows.append(_target("init added for a trivial handler under 10 ms", "< 10 ms", a,
+                                None if a is None else a < 10.0, f"{mem} MB"))
+    res = results.get("resources", {})
+    if res:
+        where = f"{res.get('memory_mb')} MB, {res.get('invocations')} invocations"
+        rss = res.get("rss_end_mb") or res.get("rss_after_warmup_mb")
+        rows.append(_target("sidecar RSS under 30 MB", "< 30 MB", rss, None if rss is None else rss < 30, where))
+        g = res.get("rss_growth_per_10k_mb")
+        rows.append(_target("RSS growth under 1 MB per 10,000 invocations", "< 1 MB", g,
+                            None if g is None else g < 1.0, where + " (extrapolated to 10,000)"))
+    logs = results.get("log_ingest", {})
+    if logs:
+        m = logs.get("max_rate_without_drops")
+        rows.append(_target(">= 100,000 log records/s with no logsDropped", ">= 100000 /s", m,
+                            None if m is None else m >= 100000, f"{logs.get('memory_mb')} MB"))
+    return rows
+
+
+# ---- writers ---------------------------------------------------------------------------------------------
+def write_json(results: Dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+
+
+def _f(v: Any, nd: int = 2) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def markdown(results: Dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        "# otel-sidecar benchmark results",
+        "",
+        f"Measured {results['date']} with `python -m bench{' --quick' if results['mode'] == 'quick' else ''}` "
+        f"(commit {results.get('commit') or '?'}) on {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, "
+        f"Python {m['python']}, cgroup {m['cgroup']}.",
+        "",
+    ]
+    if results["mode"] == "quick":
+        lines += ["**This is a quick run** (few repetitions, short soak, short log ladder): figures are indicative; "
+                  "`./dev bench` (full run) gives tighter percentiles.", ""]
+    lines += [f"Variants were run interleaved in one process: for every step the variants were invoked in a "
+              f"shuffled order, {results['plan']['rounds']} rounds x {results['plan']['invokes']} invocations per "
+              f"variant after {results['plan']['warmup']} warm-up invocations. Memory-proportional CPU quota "
+              f"requested: {results['plan']['cpu_quota']} (applied: "
+              + ", ".join(f"{k} MB -> {v.get('cpu_quota_vcpus')} vCPU" if v.get("cpu_quota") else f"{k} MB -> no"
+                          for k, v in results.get("applied", {}).items()) + ").", ""]
+    lines += ["Variants: " + "; ".join(f"({k}) **{v['name']}**: {v['description']}"
+                                       for k, v in results.get("variants", {}).items()), ""]
+    for mem, run in sorted(results.get("runs", {}).items(), key=lambda kv: int(kv[0])):
+        lat = run.get("latency", {}).get("variants", {})
+        if lat:
+            lines += [f"## {mem} MB: caller-observed latency and post-runtime duration", "",
+                      "| variant | n | p50 ms | p99 ms | max ms | p50 / bare | p99 − bare ms | post-runtime p50 ms "
+                      "| post-runtime p99 ms | failures |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
+            for key, v in lat.items():
+                s, p = v["latency_ms"], v["post_runtime_ms"]
+                fails = ", ".join(f"{k}: {n}" for k, n in v["failures"].items()) or "0"
+                lines.append(f"| ({key}) {v['name']} | {s['n']} | {_f(s['p50'], 3)} | {_f(s['p99'], 3)} | "
+                             f"{_f(s['max'], 3)} | {_f(s['ratio_p50_to_bare'], 3)} | {_f(s['delta_p99_ms'], 3)} | "
+                             f"{_f(p['p50'], 3)} | {_f(p['p99'], 3)} | {fails} |")
+            lines.append("")
+            sd = [(k, s) for k, v in lat.items() for s in v.get("shutdown", []) if s.get("budgetMs")]
+            if sd:
+                lines += ["Shutdown with the sidecar (duration / budget): " + "; ".join(
+                    f"({k}) {s['durationMs']:.0f}/{s['budgetMs']} ms {','.join(s['extensions'].values())}"
+                    for k, s in sd), ""]
+            vol = [(k, v["otlp_per_100"]) for k, v in lat.items() if v.get("otlp_per_100")]
+            if vol:
+                lines += ["OTLP per 100 invocations (whole run incl. init/shutdown): " + "; ".join(
+                    f"({k}) {o['requests']} requests, {o['bytes']} bytes" for k, o in vol), ""]
+        init = run.get("init")
+        if init:
+            lines += [f"## {mem} MB: init duration (platform initReport), {results['plan']['init_reps']} "
+                      "fresh environments each", "",
+                      "| handler | bare p50 ms | with sidecar p50 ms | added p50 ms |", "|---|---|---|---|"]
+            for fn in ("trivial", "init300"):
+                i = init.get(fn)
+                if i:
+                    lines.append(f"| {fn} | {_f(i['bare_ms']['p50'], 1)} | {_f(i['sidecar_ms']['p50'], 1)} | "
+                                 f"{_f(i['added_p50_ms'], 1)} |")
+            lines.append("")
+    res = results.get("resources")
+    if res:
+        lines += [f"## Sidecar resources ({res.get('memory_mb')} MB, {res.get('invocations')} invocations after "
+                  "warm-up, read from /proc)", "",
+                  f"- RSS after warm-up: {_f(res.get('rss_after_warmup_mb'))} MB; at the end: "
+                  f"{_f(res.get('rss_end_mb'))} MB; growth {_f(res.get('rss_growth_mb'), 3)} MB "
+                  f"({_f(res.get('rss_growth_per_10k_mb'), 3)} MB per 10,000 invocations, extrapolated)",
+                  f"- CPU: {_f(res.get('cpu_s_per_1000'), 3)} s per 1,000 invocations "
+                  f"(user {_f(res.get('cpu_user_s'), 2)} s, system {_f(res.get('cpu_sys_s'), 2)} s in total)",
+                  f"- OTLP at steady state: {res.get('otlp_per_100', {}).get('requests')} requests and "
+                  f"{res.get('otlp_per_100', {}).get('bytes')} bytes per 100 invocations",
+                  f"- post-runtime p50 {_f(res.get('post_runtime_ms', {}).get('p50'), 3)} ms, "
+                  f"p99 {_f(res.get('post_runtime_ms', {}).get('p99'), 3)} ms", ""]
+        if res.get("error"):
+            lines += [f"- error: {res['error']}", ""]
+    logs = results.get("log_ingest")
+    if logs:
+        lines += [f"## Function log ingest ({logs.get('memory_mb')} MB)", "",
+                  "| lines per invoke | records/s (function runtime) | delivered to sidecar | logsDropped |",
+                  "|---|---|---|---|"]
+        for s in logs.get("steps", []):
+            lines.append(f"| {s['lines']} | {_f(s['records_per_s'])} | {s['delivered_to_sidecar']} | "
+                         f"{s['logs_dropped']} |")
+        lines += ["", f"Highest rate with no logsDropped: {_f(logs.get('max_rate_without_drops'))} records/s"
+                  + ("" if logs.get("drops_seen") else " (no step produced drops: this is the rate the function "
+                     "itself could print, a lower bound of what the sidecar ingests)"), ""]
+    layer = results.get("layer")
+    if layer:
+        lines += ["## Layer", "",
+                  f"- {layer['path']}: {_f(layer.get('zip_bytes'))} bytes zipped, "
+                  f"{_f(layer.get('unpacked_bytes'))} bytes unpacked", ""]
+    rows = results.get("targets", [])
+    lines += ["## Targets (issue 6)", "", "| target | where | goal | measured | status |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['target']} | {r['where']} | {r['goal']} | {_f(r['measured'], 3)} | {r['status']} |")
+    missed = [r for r in rows if r["met"] is False]
+    lines += ["", f"**Targets missed: {len(missed)} of {len([r for r in rows if r['met'] is not None])}.**"]
+    for r in missed:
+        lines.append(f"- {r['target']} ({r['where']}): measured {_f(r['measured'], 3)}, goal {r['goal']}")
+    plots = results.get("plots") or []
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
+    return "\n".join(lines) + "\n"
