@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from lambda_sandbox import OtlpReceiver
 
 from tests.e2e.conftest import wait_for
 from tests.helpers import (
@@ -222,3 +223,41 @@ def test_every_emf_line_is_one_compact_valid_document(sidecar_sandbox):
             for m in directive["Metrics"]:
                 values = doc[m["Name"]]
                 assert not isinstance(values, list) or len(values) <= 100
+
+
+def test_otlp_sink_is_loaded_off_the_init_path_and_exports(sidecar_sandbox):
+    with OtlpReceiver() as rx:
+        sb = sidecar_sandbox(otlp_receiver=rx)
+        results = [sb.invoke({"echo": i}) for i in range(2)]
+        assert [r.response["echo"] for r in results] == [0, 1]
+        shut = sb.shutdown()
+        assert shut.extensions[SIDECAR_NAME] == "Exited"
+        ids = {r.request_id for r in results}
+        spans = rx.wait_for(lambda r: [s for s in r.spans() if s["attributes"].get("faas.invocation_id") in ids])
+        assert {s["attributes"]["faas.invocation_id"] for s in spans if s["kind"] == "SERVER"} == ids
+    assert_healthy(sb)
+    assert total(sidecar_emf(sb), "Invocations") == 2      # EMF keeps working next to OTLP
+
+
+def test_stalled_otlp_backend_does_not_hold_the_function(sidecar_sandbox):
+    with OtlpReceiver(fault="stall") as rx:
+        sb = sidecar_sandbox(otlp_receiver=rx)
+        results = [sb.invoke({"echo": i}) for i in range(3)]
+        assert [r.response["echo"] for r in results] == [0, 1, 2]
+        for r in results[1:]:
+            assert_not_held(sb, r)
+        shut = sb.shutdown()
+    assert shut.extensions[SIDECAR_NAME] == "Exited"        # it left before the SHUTDOWN deadline
+    assert total(sidecar_emf(sb), "Invocations") == 3
+
+
+def test_extension_records_on_request_without_feedback_loop(sidecar_sandbox):
+    sb = sidecar_sandbox(env={"SIDECAR_TELEMETRY_TYPES": "platform,function,extension"})
+    for i in range(3):
+        assert sb.invoke({"echo": i}).outcome == "success"
+    sb.shutdown()
+    subs = [ev.event["record"] for ev in sb.events if ev.event["type"] == "platform.telemetrySubscription"]
+    assert subs and "extension" in subs[0]["types"]
+    docs = sidecar_emf(sb)
+    assert total(docs, "Invocations") == 3
+    assert len(docs) <= 10, "the sidecar's own lines fed back into its output"

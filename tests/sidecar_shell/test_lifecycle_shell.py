@@ -160,3 +160,13 @@ def test_bad_telemetry_bodies_are_counted_not_fatal(fake):
     api.wait_next_calls(2)
     api.shutdown_event()
     assert proc.wait_exit() == 0
+
+
+def test_periodic_flush_returns_to_next_without_waiting(fake):
+    api, proc = fake(env={"SIDECAR_FLUSH": "periodic"})
+    api.wait_next_calls(1)
+    for i in range(3):
+        api.invoke(f"periodic-{i}", timeout_s=60)     # no runtimeDone is ever delivered
+        api.wait_next_calls(2 + i, timeout=5)
+    api.shutdown_event()
+    assert proc.wait_exit() == 0
