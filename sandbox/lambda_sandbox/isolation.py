@@ -10,6 +10,7 @@ private /tmp so they stay reachable.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -37,8 +38,9 @@ def default_run_root() -> Path:
     return Path(os.path.expanduser("~")) / ".cache" / "lambda-sandbox" / "runs"
 
 
+@functools.lru_cache(maxsize=1)
 def namespace_possible() -> Optional[str]:
-    """None when namespace mode can work here, else the reason why not."""
+    """None when namespace mode can work here, else the reason why not (probed once per process)."""
     if os.geteuid() != 0:
         return "not running as root"
     for tool in ("unshare", "nsenter", "mount"):
@@ -171,7 +173,14 @@ def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str
                           opt_host, code, runtime_host, tmp_host, False, used, None, notes, keep_run_dir)
         layout = Layout("namespace", run_dir, NS_OPT, NS_TASK, NS_RUNTIME, "/tmp", opt_host, code,
                         runtime_host, tmp_host, True, used, None, notes, keep_run_dir)
-        _start_holder(layout, keep_paths)
+        try:
+            _start_holder(layout, keep_paths)
+        except (IsolationError, OSError) as exc:
+            if isolation == "namespace":
+                raise
+            notes.append(f"namespace isolation failed ({exc}); using per-run directories")
+            return Layout("dirs", run_dir, str(opt_host), str(code), str(runtime_host), str(tmp_host),
+                          opt_host, code, runtime_host, tmp_host, False, used, None, notes, keep_run_dir)
         return layout
     except BaseException:
         if not keep_run_dir:
