@@ -12,7 +12,7 @@ DEFAULT_THROTTLE_PATTERNS: Tuple[str, ...] = (
     r"Rate exceeded",
     r"ProvisionedThroughputExceededException",
     r"RequestLimitExceeded",
-    r"\bSlowDown\b",
+    r"(?-i:\bSlowDown\b)",  # S3's error code; case-sensitive so "slowdown" in prose does not count
     r"\b429 Too Many Requests\b",
     r"\bToo Many Requests\b",
     # "HTTP 429", "HTTP/1.1 429", "status 429", "status code: 429", "StatusCode=429", '"statusCode": 429'
