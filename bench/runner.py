@@ -33,14 +33,14 @@ class Plan:
     init_reps: int = 3
     soak: int = 1000              # invocations for RSS growth / CPU
     soak_memory: int = 1024
-    log_steps: Sequence[int] = (100, 1000, 5000, 20000)
+    log_steps: Sequence[int] = (1000, 2000, 5000, 10000, 20000, 50000, 100000)
     variants: Sequence[str] = ("a", "b", "c", "d", "e", "f")
     seed: int = 7
 
 
 QUICK = Plan()
 FULL = Plan(rounds=5, invokes=500, warmup=50, init_reps=7, soak=5000,
-            log_steps=(100, 1000, 5000, 20000, 50000, 100000, 200000))
+            log_steps=(1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 400000))
 
 
 # ---- telemetry helpers (pure over sb.events) ---------------------------------------------------------
@@ -216,7 +216,7 @@ class Bench:
         try:
             with self._start(v, mem, rx) as sb:
                 sb.init()
-                for i in range(max(100, plan.warmup)):
+                for i in range(max(200, plan.warmup)):
                     sb.invoke({"n": i})
                 pid = procstat.find_sidecar()
                 if pid is None:
