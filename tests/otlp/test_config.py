@@ -69,12 +69,16 @@ def test_timeout_is_milliseconds_per_spec_with_a_hint_for_seconds():
 
 @pytest.mark.parametrize("var, value, fallback", [
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "localhost:4318"),
-    ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "the default"),
-    ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift", "the default"),
-    ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "10s"),
-    ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes", "the default"),
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "'gzip'"),
+    ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "brotli", "'gzip'"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift", "'http/protobuf'"),
+    ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "thrift", "'http/protobuf'"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "'10000ms'"),
+    ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "-5", "'10000ms'"),
+    ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes", "'delta'"),
     ("OTEL_SDK_DISABLED", "maybe", "False"),
     ("OTEL_TRACES_EXPORTER", "zipkin", "otlp"),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x", "localhost:4318"),
     ("SIDECAR_OTLP_MAX_QUEUE", "-3", "2048"),
     ("OTEL_RESOURCE_ATTRIBUTES", "team", "the other attributes"),
 ])
@@ -195,3 +199,12 @@ def test_named_config_file_missing_or_remote_uri_is_reported():
     assert len(warnings) == 1 and "SIDECAR_COLLECTOR_CONFIG" in warnings[0] and "no such file" in warnings[0]
     _, warnings = load({"OPENTELEMETRY_COLLECTOR_CONFIG_URI": "s3://bucket/config.yaml"})
     assert len(warnings) == 1 and "s3://bucket/config.yaml" in warnings[0]
+
+
+def test_fallback_named_in_a_warning_is_the_value_really_used():
+    env = {"SIDECAR_COLLECTOR_CONFIG": "/cfg.yaml", "BACKEND_URL": "http://backend:4318",
+           "OTEL_EXPORTER_OTLP_TIMEOUT": "soon", "OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"}
+    cfg, warnings = load(env, {"/cfg.yaml": YAML})
+    assert cfg.traces.timeout_s == 2.0 and cfg.traces.compression == "none"
+    assert any("'soon'" in w and "'2000ms'" in w for w in warnings)
+    assert any("'zstd'" in w and "'none'" in w for w in warnings)

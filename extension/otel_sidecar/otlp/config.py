@@ -115,12 +115,19 @@ def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str],
         headers.update(_headers(env, f"OTEL_EXPORTER_OTLP_{up}_HEADERS", w))
         exports[sig] = SignalExport(bool(enabled), endpoint, protocol, compression, float(timeout),
                                     tuple(sorted(headers.items())))
+        w.resolve(f"OTEL_EXPORTER_OTLP_{up}_PROTOCOL", protocol)
+        w.resolve(f"OTEL_EXPORTER_OTLP_{up}_COMPRESSION", compression)
+        w.resolve(f"OTEL_EXPORTER_OTLP_{up}_TIMEOUT", f"{float(timeout) * 1000:g}ms")
+    w.resolve("OTEL_EXPORTER_OTLP_PROTOCOL", exports["traces"].protocol)
+    w.resolve("OTEL_EXPORTER_OTLP_COMPRESSION", exports["traces"].compression)
+    w.resolve("OTEL_EXPORTER_OTLP_TIMEOUT", f"{exports['traces'].timeout_s * 1000:g}ms")
     temporality = _choice(env, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", None, TEMPORALITIES, w,
                           lower=True)
     # Delta by default: an execution environment lives minutes to hours and each one is its own stream
     # (its own faas.instance); cumulative sums would restart from zero at every cold start and make the
     # backend stitch thousands of short resets. Delta points from many environments simply add up.
     temporality = temporality or "delta"
+    w.resolve("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", temporality)
     cfg = OtlpConfig(
         disabled=_flag(env, "OTEL_SDK_DISABLED", False, w),
         traces=exports["traces"], metrics=exports["metrics"], logs=exports["logs"],
@@ -131,12 +138,23 @@ def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str],
         batch_size=_int(env, "SIDECAR_OTLP_BATCH_SIZE", yaml_cfg.get("_batch", DEFAULT_BATCH), 1, 100_000, w),
         config_file=config_file,
     )
-    return cfg, w.items
+    return cfg, [text for text in w.items if text]
 
 
 class _Warn:
     def __init__(self) -> None:
         self.items: List[str] = []
+        self.pending: Dict[str, Tuple[str, str, int]] = {}   # name -> (value, why, position)
+
+    def later(self, name: str, value: str, why: str) -> None:
+        """A bad value whose replacement is only known once everything is resolved."""
+        self.pending[name] = (value, why, len(self.items))
+        self.items.append("")
+
+    def resolve(self, name: str, used: Any) -> None:
+        if name in self.pending:
+            value, why, pos = self.pending.pop(name)
+            self.items[pos] = f"{name}={value!r} is invalid ({why}); using {used!r} instead"
 
     def add(self, text: str) -> None:
         if text not in self.items:
@@ -162,7 +180,10 @@ def _choice(env: Mapping[str, str], name: str, default: Optional[str], allowed: 
     low = v.lower() if lower else v
     if low in allowed:
         return low
-    w.bad(name, v, default if default is not None else "the default", f"expected one of {', '.join(allowed)}")
+    if default is None:
+        w.later(name, v, f"expected one of {', '.join(allowed)}")
+    else:
+        w.bad(name, v, default, f"expected one of {', '.join(allowed)}")
     return default
 
 
@@ -202,8 +223,7 @@ def _timeout(env: Mapping[str, str], name: str, default: Optional[float], w: _Wa
         if not (0 < ms <= 3_600_000):
             raise ValueError
     except ValueError:
-        w.bad(name, v, f"{DEFAULT_TIMEOUT_S:g}s" if default is None else f"{default:g}s",
-              "expected a positive number of milliseconds")
+        w.later(name, v, "expected a positive number of milliseconds")
         return default
     if ms < 100:
         # Most likely seconds written for the Python SDK, which reads this variable in seconds.

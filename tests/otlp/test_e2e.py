@@ -1,0 +1,177 @@
+"""End to end: the sidecar (dev layer) in the sandbox exporting to the embedded OTLP receiver."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from lambda_sandbox import OtlpReceiver, Sandbox, SandboxConfig
+
+from tests.helpers import dev_layer
+
+pytestmark = pytest.mark.sandbox
+
+FUNCTIONS = Path(__file__).resolve().parents[1] / "fixtures" / "functions"
+PHASES = {"responseLatency", "responseDuration", "runtimeOverhead", "extensionOverhead"}
+SIDECAR = "otel-sidecar"
+
+
+@pytest.fixture
+def receiver():
+    with OtlpReceiver() as rx:
+        yield rx
+
+
+@pytest.fixture
+def otlp_sandbox(tmp_path, receiver):
+    made = []
+
+    def factory(**kwargs) -> Sandbox:
+        kwargs.setdefault("code_dir", FUNCTIONS)
+        kwargs.setdefault("handler", "sidecar_app.handler")
+        kwargs.setdefault("function_name", "otlp-e2e")
+        kwargs["layers"] = [dev_layer(tmp_path / f"layer{len(made)}")]
+        sb = Sandbox(SandboxConfig(otlp_receiver=receiver, **kwargs)).start()
+        made.append(sb)
+        return sb
+
+    yield factory
+    for sb in made:
+        sb.close()
+
+
+def server_spans(rx: OtlpReceiver) -> dict:
+    out: dict = {}
+    for s in rx.spans():
+        if s["kind"] == "SERVER":
+            out.setdefault(s["attributes"]["faas.invocation_id"], []).append(s)
+    return out
+
+
+def metric_sum(rx: OtlpReceiver, name: str) -> float:
+    return sum(p.get("value") or 0 for p in rx.metrics() if p["name"] == name)
+
+
+def xray(value: str) -> dict:
+    return dict(part.split("=", 1) for part in value.split(";") if "=" in part)
+
+
+def test_mix_of_invocations_spans_metrics_and_logs(otlp_sandbox, receiver):
+    sb = otlp_sandbox(tracing="Active", timeout_s=1.0, memory_mb=128, enforce_memory=True)
+    results = [sb.invoke({}), sb.invoke({}), sb.invoke({"action": "error"}),
+               sb.invoke({"action": "sleep", "sleep_s": 5}), sb.invoke({})]
+    oom = sb.invoke({"action": "oom", "mb": 400}) if sb.applied.get("memory_limit") else None
+    if oom is not None:
+        results += [oom, sb.invoke({})]
+    assert [r.outcome for r in results[:5]] == ["success", "success", "error", "timeout", "success"]
+    sb.shutdown()
+    rid = [r.request_id for r in results]
+    spans = receiver.wait_for(lambda r: len(server_spans(r)) >= len(rid) and server_spans(r), timeout=5)
+    assert {k: len(v) for k, v in spans.items()} == {r: 1 for r in rid}      # exactly one span each
+    by = {r: spans[r][0] for r in rid}
+
+    expect_error = {results[2].request_id: None, results[3].request_id: "timeout"}
+    if oom is not None:
+        expect_error[oom.request_id] = "Runtime.OutOfMemory"
+    for r in rid:
+        span = by[r]
+        assert span["name"] == "otlp-e2e"
+        a = span["attributes"]
+        assert (a["faas.name"], a["cloud.provider"], a["cloud.platform"], a["cloud.region"]) == \
+            ("otlp-e2e", "aws", "aws_lambda", "us-east-1")
+        assert a["faas.max_memory"] == 128 * 1024 * 1024 and a["cloud.account.id"] == "123456789012"
+        if r in expect_error:
+            assert span["status"]["code"] == "ERROR", r
+            if expect_error[r]:
+                assert a["error.type"] == expect_error[r]
+        else:
+            assert span["status"]["code"] == "UNSET"
+    assert by[rid[0]]["attributes"]["faas.coldstart"] is True
+    assert by[rid[1]]["attributes"]["faas.coldstart"] is False
+
+    # phase child spans with real times inside the invocation's trace
+    children = [s for s in receiver.spans() if s["parent_span_id"] == by[rid[1]]["span_id"]]
+    assert {c["name"] for c in children} == PHASES
+    for c in children:
+        assert c["trace_id"] == by[rid[1]]["trace_id"] and c["end_ns"] >= c["start_ns"] > 0
+
+    # one init span per init, each a child of the first invocation it served
+    inits = [s for s in receiver.spans() if s["name"] == "init otlp-e2e"]
+    n_inits = sum(1 for ev in sb.events if ev.event["type"] == "platform.initStart")
+    assert len(inits) == n_inits >= 2
+    parents = {s["span_id"]: rq for rq, s in by.items()}
+    assert parents[inits[0]["parent_span_id"]] == rid[0]
+    assert results[4].request_id in {parents.get(i["parent_span_id"]) for i in inits}    # re-init after timeout
+
+    # Active tracing: the span joins the X-Ray trace, parented on Lambda's segment, id = the function's Parent
+    for ev in sb.events:
+        if ev.event["type"] == "platform.start" and ev.event["record"].get("tracing"):
+            rec = ev.event["record"]
+            header = xray(rec["tracing"]["value"])
+            span = by[rec["requestId"]]
+            assert span["trace_id"] == header["Root"][2:].replace("-", "")
+            assert span["parent_span_id"] == header["Parent"]
+            assert span["span_id"] == rec["tracing"]["spanId"]
+
+    # metrics
+    assert receiver.wait_for(lambda r: metric_sum(r, "faas.invocations") == len(rid), timeout=5)
+    assert metric_sum(receiver, "faas.timeouts") == 1
+    assert metric_sum(receiver, "faas.errors") == len(expect_error)
+    assert metric_sum(receiver, "faas.coldstarts") >= 1
+    units = {p["name"]: (p["unit"], p["temporality"]) for p in receiver.metrics()}
+    assert units["faas.invoke_duration"] == ("s", "delta") and units["faas.mem_usage"] == ("By", "delta")
+
+    # logs: the error's traceback lines carry the error invocation's trace and span ids
+    err = by[results[2].request_id]
+    err_logs = [rec for rec in receiver.logs() if "PaymentDeclined" in str(rec["body"])]
+    assert err_logs and all((rec["trace_id"], rec["span_id"]) == (err["trace_id"], err["span_id"])
+                            for rec in err_logs)
+
+
+@pytest.mark.slow
+def test_soak_1000_invocations_with_shutdown_loses_nothing(otlp_sandbox, receiver):
+    sb = otlp_sandbox()
+    rids = set()
+    t0 = time.monotonic()
+    for i in range(1000):
+        r = sb.invoke({"echo": i})
+        assert r.outcome == "success"
+        rids.add(r.request_id)
+    sb.shutdown()
+    spans = receiver.wait_for(lambda r: len(server_spans(r)) >= 1000 and server_spans(r), timeout=10)
+    assert set(spans) == rids and all(len(v) == 1 for v in spans.values())
+    assert receiver.wait_for(lambda r: metric_sum(r, "faas.invocations") == 1000, timeout=5)
+    drops = [p for p in receiver.metrics() if p["name"] == "otel_sidecar.dropped" and p.get("value")]
+    assert drops == []
+    assert time.monotonic() - t0 < 120
+
+
+@pytest.mark.parametrize("fault", ["refuse", "stall", "status:500", "status:429:1"])
+def test_backend_outage_does_not_touch_the_function(otlp_sandbox, receiver, fault):
+    receiver.set_fault(fault)
+    sb = otlp_sandbox(timeout_s=3.0)
+    results = [sb.invoke({"echo": i}) for i in range(8)]
+    assert [r.outcome for r in results] == ["success"] * 8
+    assert [r.response["echo"] for r in results] == list(range(8))
+    for r in results[1:]:
+        assert r.latency_ms < 1000                   # the caller never waits for an export
+    shut = sb.shutdown()
+    assert shut.extensions[SIDECAR] == "Exited"      # finished before the shutdown deadline
+    # the sidecar says, once, that export failed, and accounts for what it could not send
+    lines = [getattr(line, "text", str(line)) for line in sb.extension_lines(SIDECAR)]
+    assert sum("OTLP: export of traces" in line for line in lines) <= 1
+    reports = [ev.event["record"] for ev in sb.events if ev.event["type"] == "platform.report"]
+    post = [rec["metrics"]["durationMs"] for rec in reports]
+    assert max(post[1:]) < 1000
+
+
+def test_invalid_configuration_gives_one_clear_message_and_a_working_function(otlp_sandbox, receiver):
+    sb = otlp_sandbox(env={"OTEL_EXPORTER_OTLP_COMPRESSION": "brotli", "OTEL_EXPORTER_OTLP_TIMEOUT": "soon"})
+    r = sb.invoke({"echo": "x"})
+    assert r.outcome == "success" and r.response["echo"] == "x"
+    sb.shutdown()
+    lines = [getattr(line, "text", str(line)) for line in sb.extension_lines(SIDECAR)]
+    assert sum("OTEL_EXPORTER_OTLP_COMPRESSION='brotli'" in line and "'gzip'" in line for line in lines) == 1
+    assert sum("OTEL_EXPORTER_OTLP_TIMEOUT='soon'" in line for line in lines) == 1
+    assert receiver.wait_for(lambda rx: server_spans(rx).get(r.request_id), timeout=5)
