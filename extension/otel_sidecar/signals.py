@@ -246,13 +246,12 @@ class SignalEngine:
         self._init: Optional[_Init] = None
         self._stream_current: Optional[str] = None   # last platform.start in stream order (log attribution)
         self._invoke_current: Optional[str] = None   # last INVOKE from the Extensions API
-        self._last_trace: Dict[str, Tuple[Optional[TraceContext], Optional[str]]] = {}
         self._counters: Dict[str, int] = {k: 0 for k in (
             "records_received", "batches", "malformed", "unknown_types", "unknown_fields", "invalid_fields",
             "logs_dropped_events", "logs_dropped_records", "logs_dropped_bytes", "invocations",
             "incomplete_invocations", "inits", "duplicate_reports", "duplicate_runtime_done", "late_logs",
-            "unattributed_throttles", "pending_evicted", "snapshot_inits_discarded", "function_log_lines",
-            "extension_log_lines")}
+            "unattributed_throttles", "pending_evicted", "snapshot_inits_discarded", "late_init_records",
+            "function_log_lines", "extension_log_lines")}
 
     # ---- public API ---------------------------------------------------------------------------------------
     @property
@@ -473,13 +472,21 @@ class SignalEngine:
             shutdown_reason=inv.shutdown_reason, init=init)
 
     # ---- inits --------------------------------------------------------------------------------------------
-    def _current_init(self, init_type: str, phase: str, restore: bool, time: float) -> _Init:
-        """The init a runtimeDone/report record belongs to (a new one when the current is done)."""
+    def _current_init(self, init_type: str, phase: str, restore: bool, time: float,
+                      out: List[Output]) -> Optional[_Init]:
+        """The init a runtimeDone/report record belongs to (a new one when the current is done).
+
+        None when the record is a late copy for an init already emitted from report.initDurationMs.
+        """
         cur = self._init
+        if (cur is not None and cur.emitted and cur.report is None and cur.restore == restore
+                and cur.first_time is not None and time <= cur.first_time):
+            self._counters["late_init_records"] += 1
+            return None
         if (cur is None or cur.restore != restore or cur.report is not None
                 or (cur.emitted and cur.first_rid is not None)):
             if cur is not None and not cur.emitted and cur.evidence:
-                self._emit_init(cur, [])  # pragma: no cover - defensive: an unterminated init
+                self._emit_init(cur, out)
             cur = self._init = _Init(init_type, phase, restore)
         return cur
 
@@ -497,11 +504,14 @@ class SignalEngine:
         self._init.start = ev
 
     def _on_init_runtime_done(self, ev: InitRuntimeDone, out: List[Output]) -> None:
-        cur = self._current_init(ev.initialization_type, ev.phase, False, ev.time)
-        cur.rt_done = ev
+        cur = self._current_init(ev.initialization_type, ev.phase, False, ev.time, out)
+        if cur is not None:
+            cur.rt_done = ev
 
     def _on_init_report(self, ev: InitReport, out: List[Output]) -> None:
-        cur = self._current_init(ev.initialization_type, ev.phase, False, ev.time)
+        cur = self._current_init(ev.initialization_type, ev.phase, False, ev.time, out)
+        if cur is None:
+            return
         cur.report = ev
         cur.init_type, cur.phase = ev.initialization_type, ev.phase
         self._try_emit_init(cur, out)
@@ -518,10 +528,14 @@ class SignalEngine:
         self._init.start = ev
 
     def _on_restore_runtime_done(self, ev: RestoreRuntimeDone, out: List[Output]) -> None:
-        self._current_init("snap-start", "restore", True, ev.time).rt_done = ev
+        cur = self._current_init("snap-start", "restore", True, ev.time, out)
+        if cur is not None:
+            cur.rt_done = ev
 
     def _on_restore_report(self, ev: RestoreReport, out: List[Output]) -> None:
-        cur = self._current_init("snap-start", "restore", True, ev.time)
+        cur = self._current_init("snap-start", "restore", True, ev.time, out)
+        if cur is None:
+            return
         cur.report = ev
         self._try_emit_init(cur, out)
 
@@ -572,6 +586,8 @@ class SignalEngine:
         itype = cur.init_type or "on-demand"
         if cur.restore or itype == "snap-start":
             kind = SNAP_START
+        elif cur.phase == "invoke":  # a re-init inside an invoke: the caller waited for it, whatever the type
+            kind = COLD_START
         elif itype == "provisioned-concurrency":
             kind = PROVISIONED
         elif itype == "lambda-managed-instances":

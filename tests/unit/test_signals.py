@@ -453,3 +453,18 @@ def test_shutdown_reason_is_lowercased():
     e = engine()
     [sig] = e.on_shutdown(Shutdown("SPINDOWN", 1), T0)
     assert sig.reason == "spindown"
+
+
+def test_late_init_report_after_the_fallback_is_not_a_second_init():
+    e = engine()
+    out = s.run(e, [s.invoke(R1, T0 + 1), s.batch(s.start(T0 + 1, R1), s.report(T0 + 1.1, R1, 100.0, init_ms=200.0)),
+                    s.batch(s.init_runtime_done(T0 + 0.2), s.init_report(T0 + 0.2, 200.0))])
+    assert len(of(out, sg.InitSignal)) == 1 and e.health["late_init_records"] == 2
+
+
+def test_reinit_inside_an_invoke_is_a_cold_start_even_with_provisioned_concurrency():
+    out = s.run(engine(), [s.batch(s.init_start(T0, "provisioned-concurrency", "invoke"),
+                                   s.init_report(T0 + 0.3, 300.0, "provisioned-concurrency", "invoke")),
+                           s.invoke(R1, T0 + 0.31), s.batch(s.start(T0 + 0.31, R1), s.report(T0 + 0.4, R1, 390.0))])
+    [init] = of(out, sg.InitSignal)
+    assert init.kind == sg.COLD_START and init.cold_start and init.initialization_type == "provisioned-concurrency"
