@@ -337,7 +337,7 @@ class OtlpSink:
             if n:
                 self._count(f"dropped_{_unit(sig)}_shutdown", n)
         if any(lost.values()):
-            log.warning("OTLP: shutdown deadline reached with data unsent (%s); counted as dropped",
+            log.warning("OTLP: at shutdown %s could not be sent in time; counted as dropped",
                         ", ".join(f"{n} {_unit(s)}" for s, n in lost.items() if n))
         for dest in self._dest.values():
             dest.sender.close()
@@ -633,7 +633,10 @@ class OtlpSink:
                 self._error("encode", exc)
                 self._count(f"dropped_{_unit(sig)}_unencodable", weight)
                 continue
-            res: SendResult = send_with_retry(lambda d, b=body, c=ctype: dest.sender.post_once(b, c, d), deadline)
+            # a backend already known to be failing gets one attempt, not a retry loop that eats the budget
+            attempts = 1 if dest.backoff.failures else 6
+            res: SendResult = send_with_retry(lambda d, b=body, c=ctype: dest.sender.post_once(b, c, d), deadline,
+                                              max_attempts=attempts)
             self._count("export_requests", res.attempts)
             if res.attempts > 1:
                 self._count("export_retries", res.attempts - 1)
@@ -731,9 +734,9 @@ class OtlpSink:
 
     def _first_failure(self, sig: str, res: SendResult) -> None:
         with self._clock_lock:
-            first = sig not in self._failure_logged
+            first = not self._failure_logged
             self._failure_logged.add(sig)
-        if first:
+        if first:  # one line per sidecar; the rest is counted (health) and summed up at shutdown
             log.warning("OTLP: export of %s to %s failed (%s); data is %s, further failures are only counted",
                         sig, self._dest[sig].export.endpoint, res.error or f"HTTP {res.status}",
                         "kept for retry" if res.retryable else "dropped")

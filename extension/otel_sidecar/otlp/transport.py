@@ -161,7 +161,8 @@ class HttpSender:
 
 
 def send_with_retry(post: Callable[[float], SendResult], deadline: float,
-                    sleep: Callable[[float], None] = time.sleep, base_backoff: float = 0.05) -> SendResult:
+                    sleep: Callable[[float], None] = time.sleep, base_backoff: float = 0.05,
+                    max_attempts: int = 6) -> SendResult:
     """Retry retryable failures while the deadline allows (Retry-After honoured, else backoff with jitter)."""
     attempt = 0
     while True:
@@ -171,7 +172,7 @@ def send_with_retry(post: Callable[[float], SendResult], deadline: float,
             return _with_attempts(res, attempt)
         wait = res.retry_after if res.retry_after is not None else base_backoff * (2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
         # a retry needs the wait plus a little time for the request itself
-        if time.monotonic() + wait + 0.005 >= deadline or attempt >= 6:
+        if time.monotonic() + wait + 0.005 >= deadline or attempt >= max_attempts:
             return _with_attempts(res, attempt)
         sleep(wait)
 
