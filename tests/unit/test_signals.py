@@ -6,6 +6,8 @@ import itertools
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from otel_sidecar import signals as sg
 from otel_sidecar.config import load_settings
 from otel_sidecar.events import Invoke, Shutdown, parse_batch
@@ -468,3 +470,59 @@ def test_reinit_inside_an_invoke_is_a_cold_start_even_with_provisioned_concurren
                            s.invoke(R1, T0 + 0.31), s.batch(s.start(T0 + 0.31, R1), s.report(T0 + 0.4, R1, 390.0))])
     [init] = of(out, sg.InitSignal)
     assert init.kind == sg.COLD_START and init.cold_start and init.initialization_type == "provisioned-concurrency"
+
+
+# ---- property: whatever the order, duplication or loss, one InvocationSignal per request id ------------------
+
+RIDS = [R1, R2, R3]
+_records = st.one_of(
+    st.tuples(st.just("start"), st.sampled_from(RIDS)),
+    st.tuples(st.just("runtimeDone"), st.sampled_from(RIDS), st.sampled_from(["success", "error", "timeout"])),
+    st.tuples(st.just("report"), st.sampled_from(RIDS), st.sampled_from(["success", "error", "timeout", "failure"]),
+              st.integers(1, 200)),
+    st.tuples(st.just("log"), st.sampled_from(RIDS + [None]), st.sampled_from(["ok", "Rate exceeded", "MemoryError"])),
+    st.tuples(st.just("initStart"), st.sampled_from(["on-demand", "provisioned-concurrency"]),
+              st.sampled_from(["init", "invoke"])),
+    st.tuples(st.just("initReport"), st.sampled_from(["success", "error"])),
+    st.tuples(st.just("restore")),
+    st.tuples(st.just("invoke"), st.sampled_from(RIDS)),
+    st.tuples(st.just("shutdown"), st.sampled_from(["spindown", "timeout", "failure"])),
+)
+
+
+def _step(kind, args, t):
+    if kind == "start":
+        return s.batch(s.start(t, args[0]))
+    if kind == "runtimeDone":
+        return s.batch(s.runtime_done(t, args[0], 10.0, status=args[1]))
+    if kind == "report":
+        return s.batch(s.report(t, args[0], 20.0, status=args[1], max_used_mb=args[2]))
+    if kind == "log":
+        return s.batch(s.flog(t, args[1], args[0]))
+    if kind == "initStart":
+        return s.batch(s.init_start(t, args[0], args[1]))
+    if kind == "initReport":
+        return s.batch(s.init_report(t, 100.0, status=args[0]))
+    if kind == "restore":
+        return s.batch(s.env("platform.restoreReport", {"status": "success", "metrics": {"durationMs": 5.0}}, t))
+    if kind == "invoke":
+        return s.invoke(args[0], t)
+    return s.shutdown(args[0], t)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_records, st.floats(0, 100)), max_size=25))
+def test_exactly_one_invocation_signal_per_request_id_whatever_arrives(steps):
+    e = engine()
+    seq = [_step(rec[0], rec[1:], T0 + dt) for rec, dt in steps]
+    out = s.run(e, seq)
+    seen = {rec[1] for rec, _ in steps if rec[0] in ("start", "runtimeDone", "report", "invoke")}
+    rids = [o.request_id for o in of(out, sg.InvocationSignal)]
+    assert sorted(rids) == sorted(seen)
+    for o in of(out, sg.InvocationSignal):
+        assert o.timeout or o.status != "timeout"
+        assert o.error or o.status not in ("error", "failure", "timeout")
+        assert not (o.cold_start and o.init is None)
+    inits = of(out, sg.InitSignal)
+    assert sum(i.cold_start for i in inits) <= max(1, sum(1 for rec, _ in steps if rec[0] in ("initStart",
+                                                                                            "initReport")))
