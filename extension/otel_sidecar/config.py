@@ -27,6 +27,34 @@ DEFAULT_FLUSH_BUDGET_MS = 30
 DEFAULT_FLUSH_MARGIN_MS = 100
 
 
+# (variable, default, meaning): the README's configuration table is written from this list.
+VARIABLES: Tuple[Tuple[str, str, str], ...] = (
+    ("SIDECAR_LOG_LEVEL", "INFO", "The sidecar's own log level: DEBUG, INFO, WARN, ERROR or OFF."),
+    ("SIDECAR_EMF", "on", "Print CloudWatch EMF metric lines on stdout (on/off)."),
+    ("SIDECAR_EMF_NAMESPACE", "POWERTOOLS_METRICS_NAMESPACE, else OtelSidecar", "CloudWatch namespace of the metrics."),
+    ("SIDECAR_EMF_DIMENSIONS", "(none)", "Extra EMF dimensions besides FunctionName, comma-separated: "
+     + ", ".join(EMF_DIMENSIONS) + "."),
+    ("SIDECAR_COLDSTART_IDLE_MS", "10000", "An init followed by a longer idle gap before the first invoke is a "
+     "proactive init, not a cold start."),
+    ("SIDECAR_ARCHITECTURE", "the machine's", "x86_64 or arm64; picks the price per GB-second."),
+    ("SIDECAR_PRICE_PER_GB_S", "0.0000166667 (x86_64) / 0.0000133334 (arm64)", "USD per GB-second for EstimatedCost."),
+    ("SIDECAR_PRICE_PER_REQUEST", "0.0000002", "USD per request for EstimatedCost."),
+    ("SIDECAR_THROTTLE_PATTERNS", "(built-in list)", "Comma-separated regular expressions (case-insensitive) for "
+     "downstream throttle log lines; a leading + adds to the built-in list; off disables."),
+    ("SIDECAR_TELEMETRY_TYPES", "platform,function", "Telemetry API types to subscribe to (extension is opt-in)."),
+    ("SIDECAR_LISTENER_PORT", "0", "Telemetry listener port; 0 picks a free ephemeral port."),
+    ("SIDECAR_BUFFER_TIMEOUT_MS", "25", "Telemetry API buffering timeoutMs (25-30000)."),
+    ("SIDECAR_BUFFER_MAX_ITEMS", "1000", "Telemetry API buffering maxItems (1000-10000)."),
+    ("SIDECAR_BUFFER_MAX_BYTES", "262144", "Telemetry API buffering maxBytes (262144-1048576)."),
+    ("SIDECAR_QUEUE_MAX", "10000", "Bound of the sidecar's internal buffers (items); overflow is dropped and counted."),
+    ("SIDECAR_FLUSH", "adaptive", "adaptive, end, periodic[:ms] or continuous[:ms]."),
+    ("SIDECAR_FLUSH_BUDGET_MS", "30", "Longest post-runtime flush (bounded by the invoke deadline minus the margin)."),
+    ("SIDECAR_FLUSH_MARGIN_MS", "100", "Safety margin kept before an invoke's deadline."),
+    ("SIDECAR_SHUTDOWN_DRAIN_MS", "300", "How long to wait for late telemetry at SHUTDOWN before the final flush."),
+    ("SIDECAR_OTLP_LOGS", "on", "Export function log lines as OTLP logs (when OTLP is configured)."),
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     log_level: str = "INFO"

@@ -130,3 +130,14 @@ def test_flush_interval_explicit_flag():
 def test_throttle_patterns_off():
     s, w = load_settings({"SIDECAR_THROTTLE_PATTERNS": "off"})
     assert w == [] and s.throttle_patterns == ("(?!)",)
+
+
+def test_every_sidecar_variable_read_is_documented_in_the_table():
+    import pathlib
+    import re
+
+    from otel_sidecar import config
+    source = pathlib.Path(config.__file__).read_text()
+    read = set(re.findall(r'"(SIDECAR_[A-Z_]+)"', source))
+    documented = {name for name, _, _ in config.VARIABLES}
+    assert read == documented
