@@ -1,26 +1,25 @@
 """Extensions API client and the /next loop: register, listen, subscribe, then serve INVOKE and SHUTDOWN.
 
-Only the standard library is imported here, because everything on this module's path runs before the
-first /next. The pure core and the sinks are imported by the worker thread, off that path.
+The path to `register` is on every cold start's critical path (Lambda starts the runtime only once every
+extension has registered), so this module imports only small standard-library modules: json, socket,
+threading. http.client (with email and ssl) and logging together cost ~50-60 ms of imports on a small
+Lambda, which is why the client below speaks HTTP/1.1 itself and the main thread logs through `_Log`.
+The listener (http.server) is imported after registering; the pure core, the sinks and `logging` are
+imported by the worker thread after the first /next.
 Fail open: after a successful registration nothing here ends the process except SHUTDOWN (or SIGTERM).
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import logging
 import os
-import signal
 import socket
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .listener import BatchQueue, TelemetryListener
-
-log = logging.getLogger("otel_sidecar")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~10 ms to import; annotations are never evaluated at run time
+    from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 LOG_PREFIX = "[otel-sidecar]"
 DEFAULT_NAME = "otel-sidecar"
@@ -46,25 +45,141 @@ class ApiError(Exception):
         self.body = text
 
 
-class _Connection(http.client.HTTPConnection):
-    """http.client sends headers and body in two writes; without TCP_NODELAY, Nagle's algorithm and the
-    peer's delayed ACK can hold the body for ~40 ms on every register/subscribe call."""
+class _Log:
+    """Prefixed one-line messages on stderr for the main thread (the `logging` module loads later)."""
 
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    LEVELS = {"DEBUG": 10, "INFO": 20, "WARN": 30, "WARNING": 30, "ERROR": 40, "OFF": 100}
+
+    def __init__(self) -> None:
+        self.level = 20
+
+    def set_level(self, name: str) -> None:
+        self.level = self.LEVELS.get(str(name).upper(), 20)
+
+    def _write(self, level: int, label: str, msg: str, args: Tuple[Any, ...]) -> None:
+        if level < self.level:
+            return
+        try:
+            text = msg % args if args else msg
+            sys.stderr.write(f"{LOG_PREFIX} {label} {text}\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging must never break the loop
+            pass
+
+    def info(self, msg: str, *args: Any) -> None:
+        self._write(20, "INFO", msg, args)
+
+    def warning(self, msg: str, *args: Any) -> None:
+        self._write(30, "WARNING", msg, args)
+
+    def error(self, msg: str, *args: Any) -> None:
+        self._write(40, "ERROR", msg, args)
+
+
+log = _Log()
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Route the `otel_sidecar` logger (used by the core and the sinks) to stderr with our prefix."""
+    import logging
+
+    logger = logging.getLogger("otel_sidecar")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_PREFIX + " %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False
+    name = str(level).upper()
+    logger.setLevel({"WARN": logging.WARNING, "OFF": logging.CRITICAL + 1}.get(name, getattr(logging, name, 20)))
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection (just what the Lambda APIs need: Content-Length or chunked bodies).
+
+    Request line, headers and body go out in one write with TCP_NODELAY: split writes can meet the peer's
+    delayed ACK and stall ~40 ms per call.
+    """
+
+    def __init__(self, host: str, port: int, timeout: Optional[float]) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self.sock: Optional[socket.socket] = None
+        self.rfile: Any = None
+
+    def close(self) -> None:
+        for obj in (self.rfile, self.sock):
+            try:
+                if obj is not None:
+                    obj.close()
+            except OSError:
+                pass
+        self.sock = self.rfile = None
+
+    def request(self, method: str, path: str, body: Optional[bytes],
+                headers: Mapping[str, str]) -> Tuple[int, Dict[str, str], bytes]:
+        if self.sock is None:
+            self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.rfile = self.sock.makefile("rb")
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        if body is not None or method in ("POST", "PUT"):
+            lines.append(f"Content-Length: {len(body or b'')}")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+        status_line = self.rfile.readline(65537)
+        if not status_line:
+            raise ConnectionResetError("the API closed the connection")
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise ConnectionError(f"not an HTTP response: {status_line[:80]!r}")
+        status = int(parts[1])
+        resp_headers: Dict[str, str] = {}
+        while True:
+            line = self.rfile.readline(65537)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            key, _, value = line.decode("latin-1").partition(":")
+            resp_headers[key.strip().lower()] = value.strip()
+        if "chunked" in resp_headers.get("transfer-encoding", "").lower():
+            data = self._read_chunked()
+        elif "content-length" in resp_headers:
+            data = self._read_exact(int(resp_headers["content-length"]))
+        elif status in (204, 304) or 100 <= status < 200:
+            data = b""
+        else:
+            data = self.rfile.read()
+            resp_headers["connection"] = "close"
+        if resp_headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, resp_headers, data
+
+    def _read_exact(self, n: int) -> bytes:
+        data = self.rfile.read(n)
+        if len(data) < n:
+            raise ConnectionResetError("the API closed the connection mid-body")
+        return data
+
+    def _read_chunked(self) -> bytes:
+        parts: List[bytes] = []
+        while True:
+            size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(parts)
+            parts.append(self._read_exact(size))
+            self.rfile.readline(16)
 
 
 class ExtensionsClient:
-    """Extensions + Telemetry API client over keep-alive http.client connections (stdlib only)."""
+    """Extensions + Telemetry API client over two keep-alive connections (stdlib only)."""
 
     def __init__(self, address: str) -> None:
         host, _, port = address.rpartition(":")
         self.host = host or "127.0.0.1"
         self.port = int(port)
         self.extension_id = ""
-        self._next_conn: Optional[http.client.HTTPConnection] = None   # /next blocks: no timeout
-        self._ctl_conn: Optional[http.client.HTTPConnection] = None    # register, subscribe, errors
+        self._next_conn: Optional[_Connection] = None   # /next blocks: no timeout
+        self._ctl_conn: Optional[_Connection] = None    # register, subscribe
 
     def _call(self, which: str, method: str, path: str, body: Optional[bytes], headers: Dict[str, str],
               timeout: Optional[float]) -> Tuple[int, Dict[str, str], bytes]:
@@ -75,12 +190,8 @@ class ExtensionsClient:
                 conn = _Connection(self.host, self.port, timeout=timeout)
                 setattr(self, which, conn)
             try:
-                conn.request(method, path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
-                    http.client.CannotSendRequest, http.client.ResponseNotReady):
+                return conn.request(method, path, body, headers)
+            except (BrokenPipeError, ConnectionResetError):
                 # a keep-alive connection the server closed while idle: reconnect once
                 conn.close()
                 setattr(self, which, None)
@@ -98,7 +209,7 @@ class ExtensionsClient:
     def register(self, name: str, events: Sequence[str]) -> Dict[str, Any]:
         path = "/2020-01-01/extension/register"
         status, headers, data = self._call(
-            "_ctl_conn", "POST", path, json.dumps({"events": list(events)}).encode(),
+            "_ctl_conn", "POST", path, _events_body(events),
             {"Lambda-Extension-Name": name, "Lambda-Extension-Accept-Feature": "accountId",
              "Content-Type": "application/json"}, CONTROL_TIMEOUT_S)
         if status != 200:
@@ -106,6 +217,8 @@ class ExtensionsClient:
         self.extension_id = headers.get("lambda-extension-identifier", "")
         if not self.extension_id:
             raise ApiError(path, status, b"no Lambda-Extension-Identifier header in the answer")
+        import json  # after registering: json pulls in `re`
+
         try:
             info = json.loads(data.decode("utf-8") or "{}")
         except ValueError:
@@ -114,6 +227,8 @@ class ExtensionsClient:
 
     def subscribe(self, body: Mapping[str, Any]) -> Tuple[int, str]:
         """PUT /2022-07-01/telemetry; returns (status, body text) whatever the status."""
+        import json
+
         headers = dict(self._ids(), **{"Content-Type": "application/json"})
         status, _, data = self._call("_ctl_conn", "PUT", "/2022-07-01/telemetry", json.dumps(body).encode(),
                                      headers, CONTROL_TIMEOUT_S)
@@ -124,6 +239,8 @@ class ExtensionsClient:
         status, _, data = self._call("_next_conn", "GET", path, None, self._ids(), None)
         if status != 200:
             raise ApiError(path, status, data)
+        import json
+
         event = json.loads(data.decode("utf-8"))
         if not isinstance(event, dict):
             raise ApiError(path, status, b"event is not a JSON object: " + data[:200])
@@ -131,6 +248,11 @@ class ExtensionsClient:
 
 
 # ---- small helpers ---------------------------------------------------------------------------------
+
+def _events_body(events: Sequence[str]) -> bytes:
+    """{"events": [...]} without importing json (event names are plain upper-case words)."""
+    return ('{"events":[' + ",".join(f'"{e}"' for e in events if e.isalnum()) + "]}").encode()
+
 
 def extension_name(argv: Sequence[str]) -> str:
     """`--name NAME` from the launcher, else the executable's base name (it must equal the file name)."""
@@ -210,8 +332,8 @@ class Sidecar:
         self.settings: Any = None
         self.degraded: List[str] = []
         self.cond = threading.Condition()
-        self.queue = BatchQueue(cond=self.cond)
-        self.listener: Optional[TelemetryListener] = None
+        self.queue: Any = None                 # listener.BatchQueue, made after registering
+        self.listener: Any = None
         self.subscribed_types: List[str] = []
         self.worker: Any = None
         self.time_to_first_next_ms: Optional[float] = None
@@ -251,14 +373,15 @@ class Sidecar:
 
     def apply_log_level(self) -> None:
         level = str(_setting(self.settings, "log_level", "INFO")).upper()
-        log.setLevel({"WARN": logging.WARNING, "OFF": logging.CRITICAL + 1}.get(level, getattr(logging, level, logging.INFO)))
+        log.set_level(level)
 
     def start_listener(self) -> Optional[int]:
+        from .listener import TelemetryListener
+
         host = _setting(self.settings, "listener_host", None) or resolve_listener_host()
         port = _setting(self.settings, "listener_port", None)
         if port is None:
             port = _port_from_env(self.env)
-        self.queue.max_batches = max(1, int(_setting(self.settings, "queue_max", self.queue.max_batches)))
         listener = TelemetryListener(self.queue)
         try:
             bound = listener.bind(host, int(port))
@@ -307,6 +430,8 @@ class Sidecar:
             self.worker = None
 
     def install_signal_handlers(self) -> None:
+        import signal
+
         try:
             signal.signal(signal.SIGTERM, self._on_sigterm)
         except (ValueError, OSError):  # not the main thread (tests)
@@ -323,6 +448,10 @@ class Sidecar:
         self.install_signal_handlers()
         self.load_settings()
         self.apply_log_level()
+        from .listener import DEFAULT_MAX_BATCHES, BatchQueue
+
+        self.queue = BatchQueue(max_batches=int(_setting(self.settings, "queue_max", DEFAULT_MAX_BATCHES)),
+                                cond=self.cond)
         port = self.start_listener()
         if port is not None:
             self.subscribe(port)
@@ -332,6 +461,8 @@ class Sidecar:
     def loop(self) -> int:
         failures = 0
         while True:
+            if self.time_to_first_next_ms is None:   # init is over for us once the first /next goes out
+                self.time_to_first_next_ms = (time.monotonic() - self.started_m) * 1000.0
             try:
                 event = self.client.next_event()
                 failures = 0
@@ -341,8 +472,6 @@ class Sidecar:
                     log.error("/next failed (%s: %s); retrying", type(exc).__name__, exc)
                 time.sleep(min(NEXT_RETRY_MAX_S, 0.01 * 2 ** min(failures, 7)))  # backoff, not a wait for a condition
                 continue
-            if self.time_to_first_next_ms is None:
-                self.time_to_first_next_ms = (time.monotonic() - self.started_m) * 1000.0
             kind = event.get("eventType")
             try:
                 if kind == "INVOKE":

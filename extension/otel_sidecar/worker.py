@@ -8,13 +8,11 @@ The lifecycle thread talks to the worker only through the shared condition varia
 from __future__ import annotations
 
 import collections
-import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Mapping, Optional, Set, Tuple
 
-log = logging.getLogger("otel_sidecar")
+from .lifecycle import log, setup_logging
 
 OWN_LINE_PREFIX = "[otel-sidecar]"
 MAX_PENDING_INVOKES = 64          # INVOKE events not yet seen by the engine (one per invoke in practice)
@@ -26,12 +24,14 @@ OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_
                       "OPENTELEMETRY_COLLECTOR_CONFIG_URI", "SIDECAR_COLLECTOR_CONFIG")
 
 
-@dataclass(frozen=True)
 class Plan:
     """Fallback plan when flush.py is unavailable: wait for runtimeDone, then flush within 30 ms."""
 
-    wait_runtime_done: bool = True
-    budget_s: float = 0.03
+    __slots__ = ("wait_runtime_done", "budget_s")
+
+    def __init__(self, wait_runtime_done: bool = True, budget_s: float = 0.03) -> None:
+        self.wait_runtime_done = wait_runtime_done
+        self.budget_s = budget_s
 
 
 def otlp_configured(settings: Any, env: Mapping[str, str]) -> bool:
@@ -196,6 +196,10 @@ class Worker:
 
     def _setup(self) -> None:
         """Import the core and build the engine and sinks (off the path to the first /next)."""
+        try:
+            setup_logging(str(getattr(self.settings, "log_level", "INFO") or "INFO"))
+        except Exception as exc:  # noqa: BLE001
+            self._fail("logging", exc)
         try:
             from . import events as events_mod
             from .signals import SignalEngine
