@@ -246,6 +246,7 @@ class SignalEngine:
         self._init: Optional[_Init] = None
         self._stream_current: Optional[str] = None   # last platform.start in stream order (log attribution)
         self._invoke_current: Optional[str] = None   # last INVOKE from the Extensions API
+        self._latest = 0.0                           # the latest time seen (for signals forced out early)
         self._counters: Dict[str, int] = {k: 0 for k in (
             "records_received", "batches", "malformed", "unknown_types", "unknown_fields", "invalid_fields",
             "logs_dropped_events", "logs_dropped_records", "logs_dropped_bytes", "invocations",
@@ -278,12 +279,14 @@ class SignalEngine:
             return out
         inv.invoke = invoke
         inv.invoke_time = now if inv.invoke_time is None else inv.invoke_time
+        self._latest = max(self._latest, now)
         self._invoke_current = invoke.request_id
         self._bind_first(invoke.request_id, now, out)
         return out
 
     def on_events(self, events: Sequence[Event], now: float) -> List[Output]:
         out: List[Output] = []
+        self._latest = max(self._latest, now)
         for ev in events:
             self._counters["records_received"] += 1
             handler = self._handlers.get(type(ev))
@@ -325,7 +328,7 @@ class SignalEngine:
             old_rid = next(iter(self._pending))
             old = self._pending.pop(old_rid)
             self._counters["pending_evicted"] += 1
-            out.append(self._invocation(old, old.invoke_time or 0.0))
+            out.append(self._invocation(old, self._latest))
         return inv
 
     def _in_flight(self) -> Optional[_Inv]:

@@ -198,6 +198,7 @@ def test_pending_invocations_are_bounded():
     for i in range(sg.MAX_PENDING + 5):
         out += e.on_invoke(Invoke(f"r-{i}", 0, None), T0 + i)
     assert len(of(out, sg.InvocationSignal)) == 5 and e.health["pending_evicted"] == 5
+    assert all(not o.complete and o.time >= T0 for o in of(out, sg.InvocationSignal))
     out += e.finish(T0 + 10_000)
     assert len(of(out, sg.InvocationSignal)) == sg.MAX_PENDING + 5
     assert len({o.request_id for o in of(out, sg.InvocationSignal)}) == sg.MAX_PENDING + 5
