@@ -59,7 +59,7 @@ METRICS: Tuple[Metric, ...] = (
            "request_id", "platform.report (or finish() for an invocation whose report never came)",
            "Invocations seen by the sidecar (every outcome)."),
     Metric("errors", "Errors", "Count", "faas.errors", "{error}", COUNTER, INVOCATION, "error",
-           "report/runtimeDone status error|failure|timeout, handled function errors, OOM",
+           "report/runtimeDone status error|failure|timeout, handled function errors",
            "Invocations that did not succeed."),
     Metric("function_errors", "FunctionErrors", "Count", "aws.lambda.function_errors", "{error}", COUNTER,
            INVOCATION, "function_error", "runtimeDone success with no response (the runtime posted /error)",

@@ -84,7 +84,8 @@ class InvocationSignal:
     complete: bool                      # False: no platform.report ever came
     status: str                         # success | error | failure | timeout
     error_type: Optional[str]
-    error: bool                         # any failure: status error/failure/timeout, OOM, handled function error
+    error: bool                         # status error/failure/timeout or a handled function error (an OOM that
+    #                                     did not fail the invocation, e.g. a caught MemoryError, is not one)
     function_error: bool                # handled error: the runtime posted /error (status success, no response)
     timeout: bool
     oom: bool
@@ -455,7 +456,7 @@ class SignalEngine:
         return InvocationSignal(
             request_id=inv.rid, time=end_time, start=start_time, complete=rep is not None, status=status,
             error_type=error_type,
-            error=status in ("error", "failure", "timeout") or timeout or function_error or oom,
+            error=status in ("error", "failure", "timeout") or timeout or function_error,
             function_error=function_error, timeout=timeout, oom=oom, oom_sources=tuple(oom_sources),
             cold_start=bool(init is not None and init.cold_start),
             start_kind=init.kind if init is not None else "warm",
