@@ -1,0 +1,1 @@
+MARK = "fnlib from the customer PYTHONPATH"
