@@ -245,7 +245,7 @@ envelopes = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(st.one_of(envelopes, json_values), max_size=6))
 def test_parse_batch_never_raises_on_arbitrary_json(items):
     p = ev.parse_batch(json.dumps(items).encode())
