@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from lambda_sandbox import OtlpReceiver, Sandbox, SandboxConfig
 
-from tests.helpers import dev_layer
+from tests.helpers import dev_layer, emf_values, sidecar_emf
 
 pytestmark = pytest.mark.sandbox
 
@@ -154,16 +154,23 @@ def test_backend_outage_does_not_touch_the_function(otlp_sandbox, receiver, faul
     results = [sb.invoke({"echo": i}) for i in range(8)]
     assert [r.outcome for r in results] == ["success"] * 8
     assert [r.response["echo"] for r in results] == list(range(8))
-    for r in results[1:]:
-        assert r.latency_ms < 1000                   # the caller never waits for an export
-    shut = sb.shutdown()
-    assert shut.extensions[SIDECAR] == "Exited"      # finished before the shutdown deadline
-    # the sidecar says, once, that export failed, and accounts for what it could not send
-    lines = [getattr(line, "text", str(line)) for line in sb.extension_lines(SIDECAR)]
-    assert sum("OTLP: export of traces" in line for line in lines) <= 1
+    # never held until the function timeout by a stalled export (a sanity bound, not a speed claim)
+    assert max(r.latency_ms for r in results[1:]) < 1500
     reports = [ev.event["record"] for ev in sb.events if ev.event["type"] == "platform.report"]
-    post = [rec["metrics"]["durationMs"] for rec in reports]
-    assert max(post[1:]) < 1000
+    assert max(rec["metrics"]["durationMs"] for rec in reports[1:]) < 1500
+    shut = sb.shutdown()
+    assert shut.extensions[SIDECAR] == "Exited"      # finished before the shutdown deadline, not killed
+    # what could not be sent is accounted for: export failures in the sidecar's own metrics, and one
+    # line for the failure plus one for what was still unsent at shutdown
+    docs = sidecar_emf(sb)
+    assert sum(emf_values(docs, "SidecarExportFailures")) >= 1
+    lines = [getattr(line, "text", str(line)) for line in sb.extension_lines(SIDECAR)]
+    assert sum("OTLP: export of" in line for line in lines) == 1
+    unsent_at_shutdown = sum("OTLP: at shutdown" in line and "counted as dropped" in line for line in lines)
+    if fault == "status:500":                        # not retryable: dropped (and counted) at once
+        assert sum(emf_values(docs, "SidecarDropped")) >= 1
+    else:                                            # retryable: kept, and what never got out is counted
+        assert unsent_at_shutdown == 1
 
 
 def test_invalid_configuration_gives_one_clear_message_and_a_working_function(otlp_sandbox, receiver):

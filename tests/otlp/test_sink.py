@@ -195,6 +195,24 @@ def test_health_metrics_report_drops_by_reason(make_sink, receiver):
     assert dropped == {"listener_dropped_batches": 2, "dropped_invoke_events": 1}
 
 
+def test_health_signal_total_is_split_into_own_reasons_and_the_rest(make_sink, receiver):
+    from otel_sidecar.signals import HealthSignal
+
+    sink = make_sink(SIDECAR_OTLP_MAX_QUEUE="5")
+    sink.accept([invocation("r1"), invocation("r2")])           # 10 spans into 5 places: 5 dropped
+    sink.flush(soon())
+    own = {k[len("otlp_"):]: v for k, v in sink.health().items() if k.startswith("otlp_dropped_")}
+    assert own["dropped_spans_buffer_full"] == 5
+    total = sum(own.values()) + 3                              # + 3 dropped by the listener
+    sink.accept([HealthSignal(time=time.time(), counters=(("dropped", total), ("logs_dropped_records", 7),
+                                                          ("records_received", 4)))])
+    sink.flush(soon())
+    points = receiver.metrics()
+    dropped = {p["attributes"]["reason"]: p["value"] for p in points if p["name"] == "otel_sidecar.dropped"}
+    assert dropped == dict(own, other=3)
+    assert [p["value"] for p in points if p["name"] == "otel_sidecar.platform_logs_dropped"] == [7]
+
+
 def test_buffer_is_bounded_drop_oldest_and_counted(make_sink, receiver):
     sink = make_sink(SIDECAR_OTLP_MAX_QUEUE="10")
     sink.accept([invocation(f"r{i}") for i in range(4)])       # 4 x (1 + 4 phases) = 20 spans

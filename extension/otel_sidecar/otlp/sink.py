@@ -331,7 +331,9 @@ class OtlpSink:
         except Exception as exc:  # noqa: BLE001
             self._error("shutdown", exc)
         self._collect_metrics()
-        self._export_all(deadline, final=True)
+        # keep a sliver of the budget to count and report what could not be sent
+        now = time.monotonic()
+        self._export_all(deadline - min(0.05, max(0.0, deadline - now) / 10), final=True)
         lost = {sig: buf.clear() for sig, buf in self._buffers.items()}
         for sig, n in lost.items():
             if n:
@@ -350,22 +352,28 @@ class OtlpSink:
         return out
 
     def report_health(self, counts: Mapping[str, Any]) -> None:
-        """The sidecar's own counters (cumulative) -> the catalog's health metrics (deltas recorded)."""
-        merged = dict(counts)
-        for k, v in self.health().items():
-            merged.setdefault(k, v)
+        """The sidecar's own counters (cumulative) -> the catalog's health metrics (deltas recorded).
+
+        `dropped` is broken down by reason: this sink's own reasons (dropped_spans_buffer_full, ...), the
+        detailed keys of the shell when given, and `other` for the rest of the shell's total.
+        """
+        counts = {k: v for k, v in counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        own = {k[len("otlp_"):]: v for k, v in self.health().items() if k.startswith("otlp_dropped_")}
         for m in self._catalog_rows("health"):
             if m.field == "dropped":
-                parts = {k: v for k, v in merged.items() if "dropped" in k and k != "dropped"
-                         and not k.startswith("engine_") and isinstance(v, (int, float))}
-                if not parts and isinstance(merged.get("dropped"), (int, float)):
-                    parts = {"total": merged["dropped"]}
+                parts = {k: v for k, v in counts.items()
+                         if ("dropped_" in k or k.endswith("_dropped")) and "logs_dropped" not in k
+                         and not k.startswith(("engine_", "otlp_"))}
+                parts.update(own)
+                total = counts.get("dropped")
+                if total is not None and total > sum(parts.values()):
+                    parts["other"] = total - sum(parts.values())
                 for reason, value in parts.items():
                     self._record_health(m, float(value), {"reason": reason})
                 continue
-            value = _first_number(merged, (m.field, f"engine_{m.field}", f"worker_{m.field}", f"otlp_{m.field}"))
+            value = _first_number(counts, (m.field, f"engine_{m.field}", f"worker_{m.field}"))
             if m.field == "export_failures":
-                value = float(merged.get("otlp_export_failures", value or 0))
+                value = max(value or 0.0, float(self._counters.get("export_failures", 0)))
             if value is not None:
                 self._record_health(m, value, {})
 
