@@ -49,15 +49,21 @@ class Metric:
     source: str              # the platform event / lifecycle input it comes from
     description: str
     otlp_scale: float = 1.0  # signal value * otlp_scale = OTLP value
-    when: Optional[str] = None  # only for signals whose field `when` is truthy (e.g. status filter)
-    equals: Optional[str] = None  # only when the signal's `when` field equals this value
+    when: Optional[str] = None  # with `equals`: count only signals whose `when` attribute equals `equals`
+    equals: Optional[str] = None
+    otlp_field: Optional[str] = None  # the OTLP instrument reads this field instead of `field` when set
+
+    @property
+    def otlp_source_field(self) -> str:
+        return self.otlp_field or self.field
 
 
 METRICS: Tuple[Metric, ...] = (
     # ---- invocations (InvocationSignal, one per request id) ------------------------------------------------
     Metric("invocations", "Invocations", "Count", "faas.invocations", "{invocation}", COUNTER, INVOCATION,
            "request_id", "platform.report (or finish() for an invocation whose report never came)",
-           "Invocations seen by the sidecar (every outcome)."),
+           "EMF: every invocation (as AWS/Lambda Invocations). OTLP faas.invocations: successful invocations, "
+           "as the semantic conventions define it (field `succeeded`).", otlp_field="succeeded"),
     Metric("errors", "Errors", "Count", "faas.errors", "{error}", COUNTER, INVOCATION, "error",
            "report/runtimeDone status error|failure|timeout, handled function errors",
            "Invocations that did not succeed."),

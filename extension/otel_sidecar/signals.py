@@ -118,6 +118,11 @@ class InvocationSignal:
     shutdown_reason: Optional[str] = None  # timeout | failure when a SHUTDOWN ended this invocation
     init: Optional[InitSignal] = None   # the init this invocation was the first for
 
+    @property
+    def succeeded(self) -> bool:
+        """Answered without any error (faas.invocations counts these)."""
+        return not self.error and self.status in ("success", "unknown")
+
 
 @dataclass(frozen=True)
 class ShutdownSignal:

@@ -44,6 +44,7 @@ def test_every_field_exists_on_its_signal():
         cls = SIGNAL_CLASSES[m.signal]
         names = {f.name for f in dataclasses.fields(cls)} | {n for n in dir(cls) if not n.startswith("_")}
         assert m.field in names, (m.key, m.field)
+        assert m.otlp_source_field in names, (m.key, m.otlp_source_field)
         if m.when:
             assert m.when in names
 
@@ -52,3 +53,12 @@ def test_health_keys():
     assert set(catalog.HEALTH_KEYS) == {"records_received", "malformed", "unknown_types", "unknown_fields",
                                         "logs_dropped_records", "dropped", "export_failures",
                                         "time_to_first_next_ms"}
+
+
+def test_faas_invocations_counts_successful_invocations_as_semconv_defines():
+    from tests.unit import sequences as s
+    m = catalog.BY_KEY["invocations"]
+    out = s.run(sg.SignalEngine(), s.seq_c_crash()) + s.run(sg.SignalEngine(), s.seq_a_cold_then_warm(s.T0 + 99))
+    invs = [o for o in out if isinstance(o, sg.InvocationSignal)]
+    assert sum(bool(getattr(o, m.otlp_source_field)) for o in invs) == 3
+    assert sum(bool(getattr(o, m.field)) for o in invs) == 4
