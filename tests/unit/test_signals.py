@@ -527,3 +527,20 @@ def test_exactly_one_invocation_signal_per_request_id_whatever_arrives(steps):
     inits = of(out, sg.InitSignal)
     assert sum(i.cold_start for i in inits) <= max(1, sum(1 for rec, _ in steps if rec[0] in ("initStart",
                                                                                             "initReport")))
+
+
+def test_every_example_record_through_the_engine():
+    e = engine()
+    out = feed(e, *s.EXAMPLES.values()) + e.finish(T0)
+    by_rid = {o.request_id: o for o in of(out, sg.InvocationSignal)}
+    traced = by_rid["459921b5-681c-4a96-beb0-81e0aa586026"]
+    assert traced.post_runtime_ms == 0.38 and traced.trace.span_id == "24cd7d670fa455f0" and traced.complete
+    assert traced.duration_ms == 2599.4 and traced.billed_duration_ms == 2600
+    timeout = by_rid["527cb862-4f5e-49a9-9ae4-a7edc90f0fda"]
+    assert timeout.timeout and timeout.status == "timeout" and timeout.init_duration_ms == 84.0
+    crash = by_rid["5b866fb1-7154-4af6-8078-6ef6ca4c2ddd"]
+    assert crash.error and crash.error_type == "Runtime.ExitError" and crash.billed_duration_ms == 214
+    handled = by_rid["777ff55f-e84c-41f8-ae9f-53f541f01a60"]
+    assert handled.function_error and not handled.complete
+    assert len(by_rid) == 5
+    assert e.health["logs_dropped_records"] == 123 and e.health["extension_log_lines"] == 2
