@@ -1,0 +1,102 @@
+"""The OTLP backend misbehaves (refuses, stalls, 500, 429 with Retry-After, slow): the function's answers are
+unaffected, the invoke is never held to its deadline, EMF still counts every invocation, the shutdown ends
+before its deadline, and whatever OTLP could not deliver is counted, never duplicated."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.faults.conftest import (
+    assert_deadline_respected,
+    assert_no_traceback,
+    invocation_spans,
+    sidecar_text,
+    total,
+)
+from tests.helpers import SIDECAR_NAME
+
+pytestmark = pytest.mark.sandbox
+
+N = 6
+
+
+def _run(sb, n: int = N):
+    results = [sb.invoke({"echo": i}) for i in range(n)]
+    assert [r.outcome for r in results] == ["success"] * n
+    assert [r.response["echo"] for r in results] == list(range(n))
+    for r in results[1:]:
+        assert_deadline_respected(sb, r)
+    shut = sb.shutdown()
+    assert shut.extensions[SIDECAR_NAME] == "Exited", sidecar_text(sb)[-2000:]
+    assert shut.duration_ms < sb.cfg.shutdown_budget_ms
+    assert total(sb, "Invocations") == n          # EMF goes to stdout: a dead backend costs it nothing
+    assert_no_traceback(sb)
+    return results
+
+
+@pytest.mark.parametrize("fault", ["refuse", "stall", "status:500", "status:503:1"])
+def test_backend_down_for_good(sidecar_env, fault):
+    sb, rx = sidecar_env(fault=fault)
+    results = _run(sb)
+    exported = invocation_spans(rx)
+    assert exported == {}
+    assert total(sb, "SidecarExportFailures") >= 1
+    # nothing left the process, so the spans of the N invocations must have been counted as dropped: at once
+    # (a 500 is final, in the SidecarDropped metric) or at shutdown (the sidecar's last line)
+    assert counted_drops(sb) >= len(results)
+
+
+def counted_drops(sb) -> float:
+    return total(sb, "SidecarDropped") + shutdown_drops(sb, 1.0 if total(sb, "SidecarDropped") else 3.0).get("spans", 0)
+
+
+def shutdown_drops(sb, timeout: float = 3.0) -> dict:
+    """{unit: n} from the sidecar's line 'at shutdown 31 spans, 73 metric_points could not be sent ...'
+    (waits, bounded, for the log pump to deliver the sidecar's last lines)."""
+    pattern = re.compile(r"at shutdown (.*?) could not be sent in time; counted as dropped")
+    deadline = time.monotonic() + timeout
+    while True:
+        m = pattern.search(sidecar_text(sb))
+        if m or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    return {unit: int(n) for n, unit in re.findall(r"(\d+) (\w+)", m.group(1))} if m else {}
+
+
+@pytest.mark.xfail(reason="worker.py reports its health (EMF SidecarDropped) before the OTLP sink's final "
+                          "shutdown, so data dropped at shutdown is only logged, not in the sidecar's metric",
+                   strict=False)
+def test_drops_at_shutdown_reach_the_sidecar_metric(sidecar_env):
+    sb, rx = sidecar_env(fault="refuse")
+    _run(sb, 3)
+    dropped = shutdown_drops(sb)
+    assert dropped
+    assert total(sb, "SidecarDropped") >= sum(dropped.values())
+
+
+@pytest.mark.parametrize("fault, kwargs", [
+    ("status", {"status": 429, "retry_after": 1, "times": 2}),
+    pytest.param("status", {"status": 503, "times": 2}, marks=pytest.mark.xfail(
+        reason="OTLP sink: after a retryable 503 the shared backoff makes the final shutdown flush give up at "
+               "once (31 spans 'could not be sent in time' with a healthy backend and ~1.9 s of budget left)",
+        strict=False)),
+    ("status", {"status": 500, "times": 1}),
+    ("slow", {"delay_ms": 300}),
+])
+def test_backend_recovers_and_everything_arrives_once(sidecar_env, fault, kwargs):
+    sb, rx = sidecar_env()
+    rx.set_fault(fault, **kwargs)
+    results = _run(sb)
+    exported = invocation_spans(rx)
+    assert all(count == 1 for count in exported.values()), exported        # retries never duplicate
+    missing = {r.request_id for r in results} - set(exported)
+    # a 500 is final, a Retry-After may outlast the shutdown, a slow backend may leave data behind at the
+    # end: whatever did not arrive is counted, never silent
+    assert not missing or counted_drops(sb) >= len(missing), missing
+    if fault == "status":
+        assert any(e["status"] == kwargs["status"] for e in rx.request_log)
+    if kwargs.get("status") == 503:
+        assert not missing, "503 is retryable and the backend recovered long before the shutdown"
