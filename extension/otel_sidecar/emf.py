@@ -11,7 +11,9 @@ against the published EMF JSON schema, so a dedicated serializer here is the lig
 Aggregation: within a flush window, signals are grouped by minute (so CloudWatch sees each value at the
 right time); counters become one summed number per metric, distributions become arrays holding every
 per-invocation value (full precision; each array element is one sample), split into several documents when
-a metric has more than 100 values. Dimensions: one set, [FunctionName] + the optional SIDECAR_EMF_DIMENSIONS;
+a metric has more than 100 values. (The `{Values, Counts}` distribution object some AWS exporters print would
+be shorter for repeated values, but it is not in the published specification, which says a metric target is a
+number or an array of numbers - conventions.md 1.6 - so we keep to arrays.) Dimensions: one set, [FunctionName] + the optional SIDECAR_EMF_DIMENSIONS;
 request ids are never dimensions.
 """
 
