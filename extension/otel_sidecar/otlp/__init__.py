@@ -34,7 +34,7 @@ def _read_file(path: str) -> Optional[str]:
 
 def _grpc_available() -> bool:
     try:
-        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is not None
+        return importlib.util.find_spec("grpc") is not None
     except (ImportError, ValueError):
         return False
 
@@ -59,9 +59,6 @@ def create_sink(settings: Any, env: Mapping[str, str]) -> Any:
     if not (cfg.traces.enabled or cfg.metrics.enabled or (cfg.logs.enabled and logs_on)):
         log.info("OTLP export is off (every signal's exporter is none)")
         return None
-    if cfg.traces.protocol == "grpc" or cfg.metrics.protocol == "grpc" or cfg.logs.protocol == "grpc":
-        log.warning("OTLP configuration: gRPC export is not implemented by this sidecar; "
-                    "using http/protobuf on the same endpoint")
     from .sink import OtlpSink
 
     mode = getattr(settings, "flush_mode", "adaptive") if settings is not None else "adaptive"

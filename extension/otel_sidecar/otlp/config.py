@@ -90,8 +90,9 @@ def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str],
                     or y.get("protocol") or "http/protobuf")
         if protocol == "grpc" and not grpc_available:
             if not grpc_warned:
-                w.add("OTEL_EXPORTER_OTLP_PROTOCOL='grpc' is unavailable (opentelemetry-exporter-otlp-proto-grpc "
-                      "is not installed in the layer); using 'http/protobuf' instead")
+                w.add("OTLP protocol 'grpc' (OTEL_EXPORTER_OTLP[_<SIGNAL>]_PROTOCOL or an `otlp` exporter in the "
+                      "config file) is unavailable: grpcio is not installed with the sidecar; using "
+                      "'http/protobuf' instead")
                 grpc_warned = True
             protocol = "http/protobuf"
         enabled = _enabled(env, sig, w) and y.get("enabled", True)

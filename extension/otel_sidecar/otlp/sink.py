@@ -15,6 +15,7 @@ refused part of a 2xx), shutdown (still buffered when the shutdown deadline came
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import random
 import threading
@@ -45,7 +46,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 
 from .config import OtlpConfig, SignalExport
 from .traceids import parse_xray, valid_span_id
-from .transport import HttpSender, SendResult, encode_body, send_with_retry
+from .transport import GrpcSender, HttpSender, SendResult, encode_body, send_with_retry
 
 log = logging.getLogger("otel_sidecar")
 
@@ -212,7 +213,11 @@ class _Destination:
                 "logs": logs_service_pb2.ExportLogsServiceResponse}[signal]
         self.signal = signal
         self.export = export
-        self.sender = HttpSender(export.endpoint, dict(export.headers), export.compression, export.timeout_s, resp)
+        self.grpc = export.protocol == "grpc"
+        self.sender: Any = (GrpcSender(signal, export.endpoint, dict(export.headers), export.compression,
+                                       export.timeout_s) if self.grpc else
+                            HttpSender(export.endpoint, dict(export.headers), export.compression, export.timeout_s,
+                                       resp))
         self.backoff = backoff
 
 
@@ -636,15 +641,19 @@ class OtlpSink:
             batch = buf.take(self.cfg.batch_size)
             weight = sum(w for _, w in batch)
             try:
-                body, ctype = encode_body(self._encode(sig, [item for item, _ in batch]), dest.export.protocol)
+                message = self._encode(sig, [item for item, _ in batch])
+                if dest.grpc:
+                    post = functools.partial(dest.sender.post_once, message)
+                else:
+                    body, ctype = encode_body(message, dest.export.protocol)
+                    post = functools.partial(_post_http, dest.sender, body, ctype)
             except Exception as exc:  # noqa: BLE001 - unencodable data is dropped, counted
                 self._error("encode", exc)
                 self._count(f"dropped_{_unit(sig)}_unencodable", weight)
                 continue
             # a backend already known to be failing gets one attempt, not a retry loop that eats the budget
             attempts = 1 if dest.backoff.failures else 6
-            res: SendResult = send_with_retry(lambda d, b=body, c=ctype: dest.sender.post_once(b, c, d), deadline,
-                                              max_attempts=attempts)
+            res: SendResult = send_with_retry(post, deadline, max_attempts=attempts)
             self._count("export_requests", res.attempts)
             if res.attempts > 1:
                 self._count("export_retries", res.attempts - 1)
@@ -771,6 +780,10 @@ class OtlpSink:
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------
+def _post_http(sender: HttpSender, body: bytes, ctype: str, deadline: float) -> SendResult:
+    return sender.post_once(body, ctype, deadline)
+
+
 def _ns(t: float) -> int:
     return int(round(float(t) * 1e9))
 

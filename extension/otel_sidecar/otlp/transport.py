@@ -179,3 +179,53 @@ def send_with_retry(post: Callable[[float], SendResult], deadline: float,
 
 def _with_attempts(res: SendResult, attempts: int) -> SendResult:
     return SendResult(res.ok, res.status, res.retryable, res.retry_after, res.rejected, res.error, attempts)
+
+
+class GrpcSender:
+    """OTLP/gRPC (only when grpcio is installed): one unary Export call per batch, deadline = time left."""
+
+    def __init__(self, signal: str, endpoint: str, headers: Mapping[str, str], compression: str,
+                 timeout_s: float) -> None:
+        import grpc
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        self._grpc = grpc
+        parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+        target = f"{parts.hostname or 'localhost'}:{parts.port or 4317}"
+        self.channel = (grpc.secure_channel(target, grpc.ssl_channel_credentials()) if parts.scheme == "https"
+                        else grpc.insecure_channel(target))
+        stub = {"traces": trace_service_pb2_grpc.TraceServiceStub,
+                "metrics": metrics_service_pb2_grpc.MetricsServiceStub,
+                "logs": logs_service_pb2_grpc.LogsServiceStub}[signal]
+        self.stub = stub(self.channel)
+        self.metadata = tuple((k.lower(), v) for k, v in headers.items())
+        self.compression = grpc.Compression.Gzip if compression == "gzip" else grpc.Compression.NoCompression
+        self.timeout_s = timeout_s
+        # OTLP/gRPC: these codes are transient and may be retried
+        self.retryable = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED,
+                          grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.DATA_LOSS}
+
+    def post_once(self, message: Any, deadline: float) -> SendResult:
+        left = min(deadline - time.monotonic(), self.timeout_s)
+        if left <= 0.001:
+            return SendResult(False, None, True, error="no time left")
+        try:
+            resp = self.stub.Export(message, timeout=left, metadata=self.metadata, compression=self.compression)
+        except self._grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            return SendResult(False, None, code in self.retryable, error=f"gRPC {getattr(code, 'name', exc)}")
+        ps = resp.partial_success
+        rejected = 0
+        for name in ("rejected_spans", "rejected_data_points", "rejected_log_records"):
+            if hasattr(ps, name):
+                rejected = int(getattr(ps, name))
+        return SendResult(True, 200, rejected=rejected)
+
+    def close(self) -> None:
+        try:
+            self.channel.close()
+        except Exception:  # noqa: BLE001
+            pass
