@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from otel_sidecar.config import PRICE_PER_GB_S, Settings, load_settings, parse_flush
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from otel_sidecar.config import PRICE_PER_GB_S, VARIABLES, Settings, load_settings, parse_flush
 
 
 def test_defaults_from_an_empty_environment():
@@ -141,3 +143,17 @@ def test_every_sidecar_variable_read_is_documented_in_the_table():
     read = set(re.findall(r'"(SIDECAR_[A-Z_]+)"', source))
     documented = {name for name, _, _ in config.VARIABLES}
     assert read == documented
+
+
+
+_NAMES = [n for n, _, _ in VARIABLES] + ["POWERTOOLS_METRICS_NAMESPACE", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(_NAMES), st.text(max_size=20), max_size=8))
+def test_load_settings_never_raises_and_warns_at_most_once_per_variable(env):
+    s, warnings = load_settings(env)
+    assert isinstance(s, Settings)
+    assert len(warnings) <= len(env)
+    for w in warnings:
+        assert w.split("=", 1)[0] in env and " instead" in w
