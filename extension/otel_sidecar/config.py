@@ -6,8 +6,7 @@ Every invalid value yields ONE warning naming the variable, the bad value and th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Callable, List, Mapping, Optional, Tuple, TypeVar
+from typing import Callable, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
 
 T = TypeVar("T")
 
@@ -55,8 +54,11 @@ VARIABLES: Tuple[Tuple[str, str, str], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
+    """Immutable settings. A NamedTuple rather than a frozen dataclass: this module is imported on the path
+    to the first /next, and `dataclasses` pulls in `inspect` (~10 ms on a small Lambda); `typing` is loaded
+    already."""
+
     log_level: str = "INFO"
     # function identity (from the Lambda environment)
     function_name: str = "unknown"
