@@ -22,7 +22,7 @@ def make_sink(receiver):
     made = []
 
     def factory(flush_mode: str = "adaptive", logs: bool = True, **env_overrides: str) -> OtlpSink:
-        env = dict(ENV, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
+        env = dict(ENV, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, SIDECAR_OTLP_SPOOL_DIR="off")
         env.update(env_overrides)
         cfg, warnings = load_otlp_config(env)
         sink = OtlpSink(cfg, None, env, logs_enabled=logs, flush_mode=flush_mode, flush_interval_ms=200)

@@ -166,7 +166,8 @@ def test_backend_outage_does_not_touch_the_function(otlp_sandbox, receiver, faul
     assert sum(emf_values(docs, "SidecarExportFailures")) >= 1
     lines = [getattr(line, "text", str(line)) for line in sb.extension_lines(SIDECAR)]
     assert sum("OTLP: export of" in line for line in lines) == 1
-    unsent_at_shutdown = sum("OTLP: at shutdown" in line and "counted as dropped" in line for line in lines)
+    unsent_at_shutdown = sum("OTLP: at shutdown" in line and ("counted as dropped" in line or "kept in" in line)
+                             for line in lines)
     if fault == "status:500":                        # not retryable: dropped (and counted) at once
         assert sum(emf_values(docs, "SidecarDropped")) >= 1
     else:                                            # retryable: kept, and what never got out is counted
@@ -182,3 +183,19 @@ def test_invalid_configuration_gives_one_clear_message_and_a_working_function(ot
     assert sum("OTEL_EXPORTER_OTLP_COMPRESSION='brotli'" in line and "'gzip'" in line for line in lines) == 1
     assert sum("OTEL_EXPORTER_OTLP_TIMEOUT='soon'" in line for line in lines) == 1
     assert receiver.wait_for(lambda rx: server_spans(rx).get(r.request_id), timeout=5)
+
+
+def test_data_unsent_at_a_timeout_reset_leaves_with_the_next_init(otlp_sandbox, receiver):
+    receiver.set_fault("refuse")
+    sb = otlp_sandbox(timeout_s=1.0)
+    first = sb.invoke({})
+    timed_out = sb.invoke({"action": "sleep", "sleep_s": 5})
+    assert timed_out.outcome == "timeout"            # reset: this sidecar instance is shut down
+    receiver.clear_fault()
+    after = sb.invoke({})
+    sb.shutdown()
+    spans = receiver.wait_for(lambda r: len(server_spans(r)) >= 3 and server_spans(r), timeout=5)
+    assert set(spans) == {first.request_id, timed_out.request_id, after.request_id}
+    assert spans[timed_out.request_id][0]["status"]["code"] == "ERROR"
+    lines = [getattr(line, "text", str(line)) for line in sb.extension_lines(SIDECAR)]
+    assert any("kept in" in line for line in lines)

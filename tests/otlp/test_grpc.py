@@ -44,7 +44,7 @@ def grpc_backend():
 
 def make(endpoint: str) -> OtlpSink:
     env = dict(ENV, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
-               OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+               OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none", SIDECAR_OTLP_SPOOL_DIR="off")
     cfg, warnings = load_otlp_config(env, grpc_available=True)
     assert warnings == [] and cfg.traces.protocol == "grpc"
     return OtlpSink(cfg, None, env)

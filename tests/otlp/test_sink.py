@@ -336,3 +336,34 @@ def test_busy_buffers_past_high_water_are_sent_from_the_background(make_sink, re
     sink.accept([invocation("r2"), invocation("r3")])         # 15 of 20: past the high-water mark
     assert receiver.wait_for(lambda r: len(r.spans()) == 15, timeout=5)
     assert sink.health()["otlp_background_sends"] >= 1 and "otlp_dropped_spans_buffer_full" not in sink.health()
+
+
+def test_unsent_data_is_spooled_at_shutdown_and_sent_by_the_next_instance(make_sink, receiver, tmp_path):
+    spool = tmp_path / "spool"
+    first = make_sink(SIDECAR_OTLP_SPOOL_DIR=str(spool))
+    receiver.set_fault("refuse")
+    first.accept([invocation("r1"), log_line("before the reset")])
+    first.flush(soon(0.2))
+    first.shutdown(soon(1.0))
+    h = first.health()
+    assert h["otlp_spooled_spans"] == 5 and h["otlp_spooled_logs"] == 1 and h["otlp_spooled_metric_points"] > 0
+    assert not any(k.startswith("otlp_dropped_") for k in h)
+    assert len(list(spool.glob("*.pb"))) == 3
+    receiver.clear_fault()
+    second = make_sink(SIDECAR_OTLP_SPOOL_DIR=str(spool))
+    second.accept([invocation("r2")])
+    second.flush(soon())
+    ids = {s["attributes"]["faas.invocation_id"] for s in receiver.spans() if s["kind"] == "SERVER"}
+    assert ids == {"r1", "r2"}
+    assert [r["body"] for r in receiver.logs()] == ["before the reset"]
+    assert list(spool.glob("*.pb")) == [] and second.health()["otlp_unspooled_spans"] == 5
+
+
+def test_spool_is_bounded_in_bytes_and_the_rest_is_counted(make_sink, receiver, tmp_path):
+    sink = make_sink(SIDECAR_OTLP_SPOOL_DIR=str(tmp_path / "spool"), SIDECAR_OTLP_SPOOL_MAX_BYTES="1",
+                     OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    receiver.set_fault("refuse")
+    sink.accept([invocation("r1")])
+    sink.shutdown(soon(1.0))
+    h = sink.health()
+    assert h["otlp_dropped_spans_shutdown"] == 5 and "otlp_spooled_spans" not in h

@@ -34,6 +34,7 @@ COMPRESSIONS = ("gzip", "none")
 TEMPORALITIES = ("delta", "cumulative", "lowmemory")
 DEFAULT_MAX_QUEUE = 2048
 DEFAULT_BATCH = 512
+DEFAULT_SPOOL_MAX_BYTES = 4 * 1024 * 1024
 CONFIG_VARS = ("SIDECAR_COLLECTOR_CONFIG", "OPENTELEMETRY_COLLECTOR_CONFIG_URI",
                "OPENTELEMETRY_COLLECTOR_CONFIG_FILE")
 
@@ -65,6 +66,8 @@ class OtlpConfig:
     max_queue: int                                  # per-signal bounded buffer (items; metric points)
     batch_size: int                                 # items per export request
     config_file: Optional[str]                      # the YAML read, if any
+    spool_dir: Optional[str] = None                 # unsent data kept across resets (None: off)
+    spool_max_bytes: int = 0
 
     def signal(self, name: str) -> SignalExport:
         return getattr(self, name)
@@ -138,8 +141,18 @@ def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str],
         max_queue=_int(env, "SIDECAR_OTLP_MAX_QUEUE", yaml_cfg.get("_max_queue", DEFAULT_MAX_QUEUE), 1, 1_000_000, w),
         batch_size=_int(env, "SIDECAR_OTLP_BATCH_SIZE", yaml_cfg.get("_batch", DEFAULT_BATCH), 1, 100_000, w),
         config_file=config_file,
+        spool_dir=_spool_dir(env),
+        spool_max_bytes=_int(env, "SIDECAR_OTLP_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, 0, 512 * 1024 * 1024, w),
     )
     return cfg, [text for text in w.items if text]
+
+
+def _spool_dir(env: Mapping[str, str]) -> Optional[str]:
+    """SIDECAR_OTLP_SPOOL_DIR, `off` to disable; default <TMPDIR or /tmp>/otel-sidecar-spool (kept by resets)."""
+    v = _raw(env, "SIDECAR_OTLP_SPOOL_DIR")
+    if v is not None and v.lower() in ("off", "none", "false", "0"):
+        return None
+    return v or ((env.get("TMPDIR") or "/tmp").rstrip("/") + "/otel-sidecar-spool")
 
 
 class _Warn:

@@ -45,6 +45,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from .config import OtlpConfig, SignalExport
+from .spool import spool_from
 from .traceids import parse_xray, valid_span_id
 from .transport import GrpcSender, HttpSender, SendResult, encode_body, send_with_retry
 
@@ -211,6 +212,9 @@ class _Destination:
         resp = {"traces": trace_service_pb2.ExportTraceServiceResponse,
                 "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
                 "logs": logs_service_pb2.ExportLogsServiceResponse}[signal]
+        self.request_cls = {"traces": trace_service_pb2.ExportTraceServiceRequest,
+                            "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
+                            "logs": logs_service_pb2.ExportLogsServiceRequest}[signal]
         self.signal = signal
         self.export = export
         self.grpc = export.protocol == "grpc"
@@ -263,6 +267,9 @@ class OtlpSink:
             key = (parts.hostname or "", parts.port or 0)
             self._dest[sig] = _Destination(sig, export, backoffs.setdefault(key, _Backoff()))
         self._failure_logged: set = set()
+        self._spool = spool_from(cfg.spool_dir, cfg.spool_max_bytes)
+        self._spool_loaded = False
+        self._raw: Dict[str, Deque[Tuple[str, int, bytes]]] = {sig: collections.deque() for sig in self._dest}
 
         self._ids = _PresetIds()
         self._tracer_provider = TracerProvider(resource=self.resource, sampler=ALWAYS_ON, id_generator=self._ids,
@@ -336,18 +343,46 @@ class OtlpSink:
         except Exception as exc:  # noqa: BLE001
             self._error("shutdown", exc)
         self._collect_metrics()
-        # keep a sliver of the budget to count and report what could not be sent
+        # keep part of the budget to spool, count and report what could not be sent
         now = time.monotonic()
-        self._export_all(deadline - min(0.05, max(0.0, deadline - now) / 10), final=True)
+        reserve = min(0.15 if self._spool is not None else 0.05, max(0.0, deadline - now) / 5)
+        self._export_all(deadline - reserve, final=True)
+        spooled = {sig: self._spool_out(sig, deadline - 0.01) for sig in self._buffers}
         lost = {sig: buf.clear() for sig, buf in self._buffers.items()}
         for sig, n in lost.items():
             if n:
                 self._count(f"dropped_{_unit(sig)}_shutdown", n)
+        if any(spooled.values()):
+            log.warning("OTLP: at shutdown %s could not be sent; kept in %s for the next start",
+                        ", ".join(f"{n} {_unit(s)}" for s, n in spooled.items() if n), self.cfg.spool_dir)
         if any(lost.values()):
             log.warning("OTLP: at shutdown %s could not be sent in time; counted as dropped",
                         ", ".join(f"{n} {_unit(s)}" for s, n in lost.items() if n))
         for dest in self._dest.values():
             dest.sender.close()
+
+    def _spool_out(self, sig: str, deadline: float) -> int:
+        """Encode what is still buffered into the spool (as far as time and the byte bound allow)."""
+        buf = self._buffers[sig]
+        if self._spool is None or not len(buf) or not self._dest[sig].export.enabled:
+            return 0
+        saved = 0
+        while len(buf) and time.monotonic() < deadline:
+            batch = buf.take(self.cfg.batch_size)
+            weight = sum(w for _, w in batch)
+            try:
+                body = self._encode(sig, [item for item, _ in batch]).SerializeToString()
+            except Exception as exc:  # noqa: BLE001
+                self._error("encode", exc)
+                self._count(f"dropped_{_unit(sig)}_unencodable", weight)
+                continue
+            if not self._spool.save(sig, body, weight):
+                buf.put_back(batch)
+                break
+            saved += weight
+        if saved:
+            self._count(f"spooled_{_unit(sig)}", saved)
+        return saved
 
     def health(self) -> Dict[str, int]:
         with self._clock_lock:
@@ -621,10 +656,73 @@ class OtlpSink:
             self._count("flush_busy", 1)
             return
         try:
+            self._load_spool()
             for sig in ("traces", "logs", "metrics"):
-                self._export_signal(sig, deadline, final)
+                if self._export_raw(sig, deadline, final):
+                    self._export_signal(sig, deadline, final)
         finally:
             self._export_lock.release()
+
+    def _load_spool(self) -> None:
+        if self._spool_loaded or self._spool is None:
+            return
+        self._spool_loaded = True
+        try:
+            for path, sig, items, body in self._spool.load():
+                self._raw[sig].append((path, items, body))
+                self._count(f"unspooled_{_unit(sig)}", items)
+        except Exception as exc:  # noqa: BLE001
+            self._error("spool", exc)
+
+    def _export_raw(self, sig: str, deadline: float, final: bool) -> bool:
+        """Send what an earlier instance spooled (oldest first); False when the backend is not taking data."""
+        q, dest = self._raw[sig], self._dest[sig]
+        while q:
+            path, items, body = q[0]
+            if not dest.export.enabled:
+                q.popleft()
+                self._spool.remove(path)  # type: ignore[union-attr]
+                self._count(f"disabled_{_unit(sig)}", items)
+                continue
+            if time.monotonic() >= deadline:
+                return False
+            if not final and time.monotonic() < dest.backoff.next_attempt:
+                self._count("export_skipped_backoff", 1)
+                return False
+            try:
+                if dest.grpc or dest.export.protocol != "http/protobuf":
+                    message = dest.request_cls.FromString(body)
+                    if dest.grpc:
+                        post = functools.partial(dest.sender.post_once, message)
+                    else:
+                        raw, ctype = encode_body(message, dest.export.protocol)
+                        post = functools.partial(_post_http, dest.sender, raw, ctype)
+                else:
+                    post = functools.partial(_post_http, dest.sender, body, "application/x-protobuf")
+            except Exception as exc:  # noqa: BLE001 - a damaged file is dropped, counted
+                self._error("spool", exc)
+                q.popleft()
+                self._spool.remove(path)  # type: ignore[union-attr]
+                self._count(f"dropped_{_unit(sig)}_unencodable", items)
+                continue
+            res = send_with_retry(post, deadline, max_attempts=1 if dest.backoff.failures else 6)
+            self._count("export_requests", res.attempts)
+            if res.ok or not res.retryable:
+                q.popleft()
+                self._spool.remove(path)  # type: ignore[union-attr]
+            if res.ok:
+                dest.backoff.ok()
+                self._count(f"exported_{_unit(sig)}", items - min(res.rejected, items))
+                if res.rejected:
+                    self._count(f"dropped_{_unit(sig)}_partial", min(res.rejected, items))
+                continue
+            self._count("export_failures", 1)
+            self._first_failure(sig, res)
+            if res.retryable:
+                dest.backoff.failed(time.monotonic(), res.retry_after)
+                return False
+            self._count(f"dropped_{_unit(sig)}_rejected", items)
+        return True
 
     def _export_signal(self, sig: str, deadline: float, final: bool) -> None:
         buf, dest = self._buffers[sig], self._dest[sig]
