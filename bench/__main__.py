@@ -70,7 +70,10 @@ def main(argv: List[str]) -> int:
         results["runs"][str(mem)] = run
     if "resources" in phases:
         log(f"sidecar resources: soak of {plan.soak} invocations at {plan.soak_memory} MB")
-        results["resources"] = bench.resources()
+        results["resources"] = bench.resources("b")
+        if "e" in plan.variants:
+            log(f"sidecar resources with a stalled endpoint: soak of {plan.soak} invocations")
+            results["resources_stalled"] = bench.resources("e")
     if "logs" in phases:
         log(f"log ingest ladder at {plan.soak_memory} MB: {list(plan.log_steps)} lines per invoke")
         results["log_ingest"] = bench.log_ingest()
@@ -83,8 +86,9 @@ def main(argv: List[str]) -> int:
         for mem, run in results["runs"].items():
             if run.get("latency"):
                 made.append(str(plots.latency_plot(run, mem, out_dir / f"latency_{mem}mb.png")))
-        if results.get("resources", {}).get("rss_series_kb"):
-            made.append(str(plots.rss_plot(results["resources"], out_dir / "sidecar_rss.png")))
+        soaks = [results[k] for k in ("resources", "resources_stalled") if results.get(k, {}).get("rss_series_kb")]
+        if soaks:
+            made.append(str(plots.rss_plot(soaks, out_dir / "sidecar_rss.png")))
     else:
         log("matplotlib is not installed (pip install -e '.[bench]'): no plots")
     results["plots"] = [str(Path(p).relative_to(REPO)) if Path(p).is_relative_to(REPO) else p for p in made]

@@ -42,15 +42,19 @@ def latency_plot(run: Dict[str, Any], memory_mb: str, path: Path) -> Path:
     return path
 
 
-def rss_plot(res: Dict[str, Any], path: Path) -> Path:
+def rss_plot(runs: List[Dict[str, Any]], path: Path) -> Path:
+    """Sidecar RSS against invocations, one line per soak (healthy and stalled endpoint)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series: List = [p for p in res.get("rss_series_kb", []) if p[1] is not None]
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
-    ax.plot([p[0] for p in series], [p[1] / 1024 for p in series], marker=".")
+    for res in runs:
+        series: List = [p for p in res.get("rss_series_kb", []) if p[1] is not None]
+        ax.plot([p[0] for p in series], [p[1] / 1024 for p in series], marker=".",
+                label=f"({res.get('variant')}) {res.get('name')}")
+    ax.legend(fontsize=8)
     ax.set_xlabel("invocations after warm-up")
     ax.set_ylabel("sidecar RSS (MB)")
     ax.set_title("otel-sidecar resident memory over the soak")

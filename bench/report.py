@@ -45,14 +45,15 @@ def evaluate(results: Dict[str, Any]) -> List[Dict[str, Any]]:
             a = init.get("added_p50_ms")
             rows.append(_target("init added for a trivial handler under 10 ms", "< 10 ms", a,
                                 None if a is None else a < 10.0, f"{mem} MB"))
-    res = results.get("resources", {})
-    if res:
-        where = f"{res.get('memory_mb')} MB, {res.get('invocations')} invocations"
+    for res in (results.get("resources", {}), results.get("resources_stalled", {})):
+        if not res:
+            continue
+        where = f"{res.get('memory_mb')} MB, ({res.get('variant')}) {res.get('name')}, {res.get('invocations')} invocations"
         rss = res.get("rss_end_mb") or res.get("rss_after_warmup_mb")
         rows.append(_target("sidecar RSS under 30 MB", "< 30 MB", rss, None if rss is None else rss < 30, where))
-        g = res.get("rss_growth_per_10k_mb")
+        g = res.get("rss_slope_per_10k_mb")
         rows.append(_target("RSS growth under 1 MB per 10,000 invocations", "< 1 MB", g,
-                            None if g is None else g < 1.0, where + " (extrapolated to 10,000)"))
+                            None if g is None else g < 1.0, where + " (slope over the second half, per 10,000)"))
     logs = results.get("log_ingest", {})
     if logs:
         m = logs.get("max_rate_without_drops")
@@ -129,17 +130,20 @@ def markdown(results: Dict[str, Any]) -> str:
                     lines.append(f"| {fn} | {_f(i['bare_ms']['p50'], 1)} | {_f(i['sidecar_ms']['p50'], 1)} | "
                                  f"{_f(i['added_p50_ms'], 1)} |")
             lines.append("")
-    res = results.get("resources")
-    if res:
-        lines += [f"## Sidecar resources ({res.get('memory_mb')} MB, {res.get('invocations')} invocations after "
-                  "warm-up, read from /proc)", "",
+    for res in (results.get("resources"), results.get("resources_stalled")):
+        if not res:
+            continue
+        lines += [f"## Sidecar resources, ({res.get('variant')}) {res.get('name')} ({res.get('memory_mb')} MB, "
+                  f"{res.get('invocations')} invocations after warm-up, read from /proc)", "",
                   f"- RSS after warm-up: {_f(res.get('rss_after_warmup_mb'))} MB; at the end: "
                   f"{_f(res.get('rss_end_mb'))} MB; growth {_f(res.get('rss_growth_mb'), 3)} MB "
-                  f"({_f(res.get('rss_growth_per_10k_mb'), 3)} MB per 10,000 invocations, extrapolated)",
+                  f"({_f(res.get('rss_growth_per_10k_mb'), 3)} MB per 10,000 invocations, extrapolated); over the "
+                  f"second half of the soak {_f(res.get('rss_growth_second_half_mb'), 3)} MB "
+                  f"(slope {_f(res.get('rss_slope_per_10k_mb'), 3)} MB per 10,000 invocations)",
                   f"- CPU: {_f(res.get('cpu_s_per_1000'), 3)} s per 1,000 invocations "
                   f"(user {_f(res.get('cpu_user_s'), 2)} s, system {_f(res.get('cpu_sys_s'), 2)} s in total)",
-                  f"- OTLP at steady state: {res.get('otlp_per_100', {}).get('requests')} requests and "
-                  f"{res.get('otlp_per_100', {}).get('bytes')} bytes per 100 invocations",
+                  f"- OTLP at steady state: {(res.get('otlp_per_100') or {}).get('requests')} requests and "
+                  f"{(res.get('otlp_per_100') or {}).get('bytes')} bytes per 100 invocations",
                   f"- post-runtime p50 {_f(res.get('post_runtime_ms', {}).get('p50'), 3)} ms, "
                   f"p99 {_f(res.get('post_runtime_ms', {}).get('p99'), 3)} ms", ""]
         if res.get("error"):

@@ -208,11 +208,11 @@ class Bench:
         return out
 
     # -- sidecar memory and CPU over a long run; OTLP volume at steady state --
-    def resources(self) -> Dict[str, Any]:
+    def resources(self, key: str = "b") -> Dict[str, Any]:
         plan, mem = self.plan, self.plan.soak_memory
-        v = BY_KEY["b"]
-        rx = self._receiver("ok")
-        out: Dict[str, Any] = {"memory_mb": mem, "invocations": plan.soak}
+        v = BY_KEY[key]
+        rx = self._receiver(v.receiver)
+        out: Dict[str, Any] = {"memory_mb": mem, "invocations": plan.soak, "variant": key, "name": v.name}
         try:
             with self._start(v, mem, rx) as sb:
                 sb.init()
@@ -235,7 +235,7 @@ class Bench:
                     if (i + 1) % step == 0:
                         series.append((i + 1, procstat.rss_kb(pid)))
                     if (i + 1) % max(1, plan.soak // 5) == 0:
-                        self.say(f"  soak {i + 1}/{plan.soak} ({time.monotonic() - t0:.0f} s), sidecar RSS "
+                        self.say(f"  soak ({key}) {i + 1}/{plan.soak} ({time.monotonic() - t0:.0f} s), sidecar RSS "
                                  f"{series[-1][1]} kB")
                 rss1 = procstat.rss_kb(pid)
                 cpu1 = procstat.cpu_seconds(pid)
@@ -251,12 +251,15 @@ class Bench:
                     "rss_growth_per_10k_mb": (round((rss1 - rss0) / 1024 * 10000 / plan.soak, 3)
                                               if rss0 and rss1 else None),
                     "rss_series_kb": series,
+                    # leak rate: the slope over the second half of the soak (after one-off steps such as the
+                    # sender thread starting when traffic turns busy)
+                    **_second_half_growth(series, plan.soak),
                     "cpu_s_per_1000": (round((sum(cpu1) - sum(cpu0)) * 1000 / plan.soak, 3) if cpu0 and cpu1 else None),
                     "cpu_user_s": round(cpu1[0] - cpu0[0], 3) if cpu0 and cpu1 else None,
                     "cpu_sys_s": round(cpu1[1] - cpu0[1], 3) if cpu0 and cpu1 else None,
                     "wall_s": round(time.monotonic() - t0, 2),
-                    "otlp_per_100": {"requests": round(100 * n_req / plan.soak, 2),
-                                     "bytes": round(100 * n_bytes / plan.soak)},
+                    "otlp_per_100": ({"requests": round(100 * n_req / plan.soak, 2),
+                                      "bytes": round(100 * n_bytes / plan.soak)} if v.receiver == "ok" else None),
                     "post_runtime_ms": summarize(list(post_runtime_ms(sb.events).values())),
                     "shutdown_ms": round(res.duration_ms, 3),
                 })
@@ -297,6 +300,16 @@ class Bench:
                  and s["records_per_s"]]
         return {"memory_mb": mem, "steps": steps, "max_rate_without_drops": max(clean) if clean else None,
                 "drops_seen": any(s["logs_dropped"] for s in steps)}
+
+
+def _second_half_growth(series: List[Any], soak: int) -> Dict[str, Optional[float]]:
+    pts = [(i, kb) for i, kb in series if kb is not None]
+    half = [(i, kb) for i, kb in pts if i >= soak // 2]
+    if len(half) < 2 or half[-1][0] == half[0][0]:
+        return {"rss_growth_second_half_mb": None, "rss_slope_per_10k_mb": None}
+    grow_kb = half[-1][1] - half[0][1]
+    return {"rss_growth_second_half_mb": round(grow_kb / 1024, 3),
+            "rss_slope_per_10k_mb": round(grow_kb / 1024 * 10000 / (half[-1][0] - half[0][0]), 3)}
 
 
 def layer_size(path: Path) -> Dict[str, Any]:
