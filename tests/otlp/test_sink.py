@@ -367,3 +367,15 @@ def test_spool_is_bounded_in_bytes_and_the_rest_is_counted(make_sink, receiver, 
     sink.shutdown(soon(1.0))
     h = sink.health()
     assert h["otlp_dropped_spans_shutdown"] == 5 and "otlp_spooled_spans" not in h
+
+
+def test_a_batch_stuck_on_the_wire_at_shutdown_is_counted(make_sink, receiver):
+    sink = make_sink(flush_mode="continuous")                 # the background sender owns the export
+    receiver.set_fault("stall")
+    sink.accept([invocation("r1")])
+    assert receiver.wait_for(lambda r: sink._inflight["traces"] == 5, timeout=5)
+    deadline = soon(0.3)
+    sink.shutdown(deadline)
+    assert time.monotonic() <= deadline + 0.05
+    h = sink.health()
+    assert h["otlp_dropped_spans_shutdown"] == 5 and h.get("otlp_exported_spans", 0) == 0

@@ -267,6 +267,7 @@ class OtlpSink:
             key = (parts.hostname or "", parts.port or 0)
             self._dest[sig] = _Destination(sig, export, backoffs.setdefault(key, _Backoff()))
         self._failure_logged: set = set()
+        self._inflight: Dict[str, int] = {sig: 0 for sig in self._dest}
         self._spool = spool_from(cfg.spool_dir, cfg.spool_max_bytes)
         self._spool_loaded = False
         self._raw: Dict[str, Deque[Tuple[str, int, bytes]]] = {sig: collections.deque() for sig in self._dest}
@@ -349,6 +350,10 @@ class OtlpSink:
         self._export_all(deadline - reserve, final=True)
         spooled = {sig: self._spool_out(sig, deadline - 0.01) for sig in self._buffers}
         lost = {sig: buf.clear() for sig, buf in self._buffers.items()}
+        with self._clock_lock:
+            # a batch the background sender still has on the wire when we give up: its fate is unknown
+            for sig, n in self._inflight.items():
+                lost[sig] += n
         for sig, n in lost.items():
             if n:
                 self._count(f"dropped_{_unit(sig)}_shutdown", n)
@@ -751,7 +756,13 @@ class OtlpSink:
                 continue
             # a backend already known to be failing gets one attempt, not a retry loop that eats the budget
             attempts = 1 if dest.backoff.failures else 6
-            res: SendResult = send_with_retry(post, deadline, max_attempts=attempts)
+            with self._clock_lock:
+                self._inflight[sig] = weight
+            try:
+                res: SendResult = send_with_retry(post, deadline, max_attempts=attempts)
+            finally:
+                with self._clock_lock:
+                    self._inflight[sig] = 0
             self._count("export_requests", res.attempts)
             if res.attempts > 1:
                 self._count("export_retries", res.attempts - 1)
