@@ -229,11 +229,11 @@ class Worker:
                                      f"({type(exc).__name__}: {exc})")
 
     def _run(self) -> None:
-        _lower_priority()
         try:
-            self._setup()
+            self._setup()   # at normal priority: the first invoke's runtimeDone waits for it
         except Exception as exc:  # noqa: BLE001
             self._fail("setup", exc)
+        _lower_priority()
         with self.cond:
             self._ready = True
         while True:
