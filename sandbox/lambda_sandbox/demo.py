@@ -121,10 +121,17 @@ def emf_digest(lines: Iterable[str]) -> Dict[str, Dict[str, Any]]:
     return out
 
 
+def _span_row(s: Dict[str, Any]) -> Dict[str, Any]:
+    return {"name": s["name"], "traceId": s["trace_id"], "status": (s.get("status") or {}).get("code"),
+            "durationMs": round((s["end_ns"] - s["start_ns"]) / 1e6, 3), "startNs": s["start_ns"],
+            "attributes": {k: v for k, v in (s.get("attributes") or {}).items()
+                           if k.startswith(("faas.", "error.", "aws.", "cloud."))}}
+
+
 def otlp_digest(spans: List[Dict], metrics: List[Dict], logs: List[Dict]) -> Dict[str, Any]:
     """What the OTLP backend received: spans by name, invocation spans, metric instruments, log records."""
-    invocation_spans = [s for s in spans if s.get("kind") in ("SERVER", "SPAN_KIND_SERVER")
-                        or "faas.invocation_id" in (s.get("attributes") or {})]
+    invocation_spans = [s for s in spans if s.get("kind") == "SERVER"]
+    init_spans = [s for s in spans if "aws.lambda.init.phase" in (s.get("attributes") or {})]
     instruments: Dict[str, Dict[str, Any]] = OrderedDict()
     for p in metrics:
         entry = instruments.setdefault(p["name"], {"unit": p.get("unit"), "type": p.get("type"),
@@ -134,12 +141,8 @@ def otlp_digest(spans: List[Dict], metrics: List[Dict], logs: List[Dict]) -> Dic
     return {
         "spans": len(spans),
         "spansByName": dict(Counter(s["name"] for s in spans).most_common()),
-        "invocationSpans": [{
-            "name": s["name"], "traceId": s["trace_id"], "status": (s.get("status") or {}).get("code"),
-            "durationMs": round((s["end_ns"] - s["start_ns"]) / 1e6, 3),
-            "attributes": {k: v for k, v in (s.get("attributes") or {}).items()
-                           if k.startswith(("faas.", "error.", "aws.", "cloud."))},
-        } for s in sorted(invocation_spans, key=lambda s: s["start_ns"])],
+        "invocationSpans": [_span_row(s) for s in sorted(invocation_spans, key=lambda s: s["start_ns"])],
+        "initSpans": [_span_row(s) for s in sorted(init_spans, key=lambda s: s["start_ns"])],
         "metricPoints": len(metrics),
         "instruments": instruments,
         "logRecords": len(logs),
@@ -213,7 +216,7 @@ def print_summary(report: Dict[str, Any], out: TextIO) -> None:
     o = report["otlp"]
     w(f"\nOTLP received by the embedded backend at {report['otlpEndpoint']}\n")
     w(f"  spans {o['spans']}: " + ", ".join(f"{k} x{v}" for k, v in o["spansByName"].items()) + "\n")
-    for s in o["invocationSpans"]:
+    for s in sorted(o["invocationSpans"] + o["initSpans"], key=lambda s: s["startNs"]):
         a = s["attributes"]
         w(f"    {s['name']:<16} trace {s['traceId'][:12]}  coldstart={a.get('faas.coldstart')!s:<5} "
           f"status={s['status']:<18} {_f(s['durationMs'])} ms {a.get('error.type') or ''}\n")

@@ -117,7 +117,8 @@ def render(report: Dict[str, Any]) -> str:
     span_table = _table(["span", "trace", "faas.coldstart", "status", "duration ms", "error.type"],
                         [[s["name"], s["traceId"][:16], s["attributes"].get("faas.coldstart"), s["status"],
                           _num(s["durationMs"]), s["attributes"].get("error.type")]
-                         for s in o.get("invocationSpans", [])])
+                         for s in sorted(o.get("invocationSpans", []) + o.get("initSpans", []),
+                                         key=lambda s: s.get("startNs", 0))])
     inst_table = _table(["instrument", "unit", "type", "temporality", "points"],
                         [[k, v["unit"], v["type"], v["temporality"], v["points"]]
                          for k, v in sorted(o.get("instruments", {}).items())])
