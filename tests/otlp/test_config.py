@@ -208,3 +208,11 @@ def test_fallback_named_in_a_warning_is_the_value_really_used():
     assert cfg.traces.timeout_s == 2.0 and cfg.traces.compression == "none"
     assert any("'soon'" in w and "'2000ms'" in w for w in warnings)
     assert any("'zstd'" in w and "'none'" in w for w in warnings)
+
+
+def test_tls_files_per_signal_override_the_base():
+    cfg, warnings = load({"OTEL_EXPORTER_OTLP_CERTIFICATE": "/ca.pem", "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE": "/logs-ca.pem",
+                          "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": "/c.pem", "OTEL_EXPORTER_OTLP_CLIENT_KEY": "/k.pem"})
+    assert warnings == []
+    assert (cfg.traces.certificate, cfg.logs.certificate) == ("/ca.pem", "/logs-ca.pem")
+    assert (cfg.metrics.client_certificate, cfg.metrics.client_key) == ("/c.pem", "/k.pem")

@@ -379,3 +379,13 @@ def test_a_batch_stuck_on_the_wire_at_shutdown_is_counted(make_sink, receiver):
     assert time.monotonic() <= deadline + 0.05
     h = sink.health()
     assert h["otlp_dropped_spans_shutdown"] == 5 and h.get("otlp_exported_spans", 0) == 0
+
+
+def test_unusable_tls_files_give_one_warning_per_signal_and_a_working_sink(make_sink, caplog):
+    sink = make_sink(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="https://127.0.0.1:1/v1/traces",
+                     OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE="/nonexistent/ca.pem")
+    msgs = [r.getMessage() for r in caplog.records if "TLS files" in r.getMessage()]
+    assert len(msgs) == 1 and "/nonexistent/ca.pem" in msgs[0]
+    sink.accept([invocation("r1")])
+    sink.flush(soon(0.3))
+    assert sink.health()["otlp_export_failures"] >= 1

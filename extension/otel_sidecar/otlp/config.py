@@ -52,6 +52,9 @@ class SignalExport:
     compression: str                                # gzip | none
     timeout_s: float                                # per request; flush deadlines cut it shorter
     headers: Tuple[Tuple[str, str], ...] = field(default=(), repr=False)   # secrets: never in repr/logs
+    certificate: Optional[str] = None               # CA bundle (PEM) to trust for https
+    client_certificate: Optional[str] = None        # mTLS
+    client_key: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,11 @@ def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str],
         headers = dict(y.get("headers", {}))
         headers.update(base_headers)
         headers.update(_headers(env, f"OTEL_EXPORTER_OTLP_{up}_HEADERS", w))
+        tls = {key: _raw(env, f"OTEL_EXPORTER_OTLP_{up}_{var}") or _raw(env, f"OTEL_EXPORTER_OTLP_{var}")
+               for key, var in (("certificate", "CERTIFICATE"), ("client_certificate", "CLIENT_CERTIFICATE"),
+                                ("client_key", "CLIENT_KEY"))}
         exports[sig] = SignalExport(bool(enabled), endpoint, protocol, compression, float(timeout),
-                                    tuple(sorted(headers.items())))
+                                    tuple(sorted(headers.items())), **tls)
         w.resolve(f"OTEL_EXPORTER_OTLP_{up}_PROTOCOL", protocol)
         w.resolve(f"OTEL_EXPORTER_OTLP_{up}_COMPRESSION", compression)
         w.resolve(f"OTEL_EXPORTER_OTLP_{up}_TIMEOUT", f"{float(timeout) * 1000:g}ms")

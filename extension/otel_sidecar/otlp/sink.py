@@ -218,10 +218,20 @@ class _Destination:
         self.signal = signal
         self.export = export
         self.grpc = export.protocol == "grpc"
-        self.sender: Any = (GrpcSender(signal, export.endpoint, dict(export.headers), export.compression,
-                                       export.timeout_s) if self.grpc else
-                            HttpSender(export.endpoint, dict(export.headers), export.compression, export.timeout_s,
-                                       resp))
+        if self.grpc:
+            self.sender: Any = GrpcSender(signal, export.endpoint, dict(export.headers), export.compression,
+                                          export.timeout_s)
+        else:
+            try:
+                self.sender = HttpSender(export.endpoint, dict(export.headers), export.compression,
+                                         export.timeout_s, resp, export.certificate, export.client_certificate,
+                                         export.client_key)
+            except (OSError, ValueError) as exc:
+                log.warning("OTLP configuration: the TLS files for %s (certificate=%r, client certificate=%r) "
+                            "cannot be used (%s); using the system's trusted CAs without a client certificate",
+                            signal, export.certificate, export.client_certificate, exc)
+                self.sender = HttpSender(export.endpoint, dict(export.headers), export.compression,
+                                         export.timeout_s, resp)
         self.backoff = backoff
 
 

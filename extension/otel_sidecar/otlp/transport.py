@@ -78,7 +78,8 @@ class HttpSender:
     """One destination: POSTs an encoded body, bounded by a monotonic deadline."""
 
     def __init__(self, endpoint: str, headers: Mapping[str, str], compression: str, timeout_s: float,
-                 response_cls: Any = None) -> None:
+                 response_cls: Any = None, certificate: Optional[str] = None,
+                 client_certificate: Optional[str] = None, client_key: Optional[str] = None) -> None:
         parts = urlsplit(endpoint)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "localhost"
@@ -89,6 +90,12 @@ class HttpSender:
         self.timeout_s = timeout_s
         self.response_cls = response_cls
         self._conn: Optional[http.client.HTTPConnection] = None
+        self._ssl: Optional[ssl.SSLContext] = None
+        if self.https:
+            # raises (OSError/ssl.SSLError) on unreadable files: the caller reports it and falls back
+            self._ssl = ssl.create_default_context(cafile=certificate)
+            if client_certificate:
+                self._ssl.load_cert_chain(client_certificate, client_key)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -101,8 +108,7 @@ class HttpSender:
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if self._conn is None:
             if self.https:
-                self._conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
-                                                         context=ssl.create_default_context())
+                self._conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self._ssl)
             else:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         return self._conn
