@@ -261,3 +261,17 @@ def test_extension_records_on_request_without_feedback_loop(sidecar_sandbox):
     docs = sidecar_emf(sb)
     assert total(docs, "Invocations") == 3
     assert len(docs) <= 10, "the sidecar's own lines fed back into its output"
+
+
+def test_invalid_settings_are_named_once_and_the_sidecar_keeps_working(sidecar_sandbox):
+    sb = sidecar_sandbox(env={"SIDECAR_FLUSH": "sometimes", "SIDECAR_LISTENER_PORT": "http",
+                              "SIDECAR_COLDSTART_IDLE_MS": "-5"})
+    results = [sb.invoke({"echo": i}) for i in range(2)]
+    assert [r.response["echo"] for r in results] == [0, 1]
+    sb.shutdown()
+    lines = sidecar_log_lines(sb)
+    for var, value in (("SIDECAR_FLUSH", "sometimes"), ("SIDECAR_LISTENER_PORT", "http"),
+                       ("SIDECAR_COLDSTART_IDLE_MS", "-5")):
+        named = [ln for ln in lines if var in ln and value in ln]
+        assert len(named) == 1, (var, lines)
+    assert total(sidecar_emf(sb), "Invocations") == 2
