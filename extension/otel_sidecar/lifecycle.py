@@ -268,11 +268,9 @@ def extension_name(argv: Sequence[str]) -> str:
     return base
 
 
-def resolve_listener_host(hosts_file: str = "/etc/hosts") -> str:
-    """Address that sandbox.localdomain maps to in /etc/hosts, else 127.0.0.1.
-
-    /etc/hosts is read directly: a DNS lookup could stall the path to the first /next.
-    """
+def resolve_listener_host(hosts_file: str = "/etc/hosts", lookup_bound_s: float = 0.1) -> str:
+    """Address that sandbox.localdomain maps to: /etc/hosts first (no DNS on the path to the first /next),
+    then a name lookup bounded by lookup_bound_s, else 127.0.0.1."""
     try:
         with open(hosts_file, encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -281,7 +279,18 @@ def resolve_listener_host(hosts_file: str = "/etc/hosts") -> str:
                     return fields[0]
     except OSError:
         pass
-    return "127.0.0.1"
+    found: List[str] = []
+
+    def lookup() -> None:
+        try:
+            found.append(socket.gethostbyname(LISTENER_HOSTNAME))
+        except OSError:
+            pass
+
+    t = threading.Thread(target=lookup, name="otel-sidecar-resolve", daemon=True)
+    t.start()
+    t.join(lookup_bound_s)
+    return found[0] if found else "127.0.0.1"
 
 
 def _setting(settings: Any, name: str, default: Any) -> Any:
