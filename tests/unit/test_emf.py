@@ -237,3 +237,14 @@ def test_serialize_is_compact_and_rejects_nan():
     assert emf.serialize({"a": [1, 2]}) == '{"a":[1,2]}'
     with pytest.raises(ValueError):
         emf.serialize({"a": float("nan")})
+
+
+def test_every_optional_dimension_has_a_valid_value():
+    st = settings(SIDECAR_EMF_DIMENSIONS="FunctionVersion,Service,MemorySize,Architecture,Region,InitType")
+    dims = emf.dimensions(st)
+    assert list(dims) == ["FunctionName", "FunctionVersion", "Service", "MemorySize", "Architecture", "Region",
+                          "InitType"]
+    assert dims["Region"] == "unknown" and dims["InitType"] == "on-demand" and dims["Architecture"] in ("x86_64",
+                                                                                                         "arm64")
+    docs, _ = emit(many_invocations(1), st)
+    assert docs[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [list(dims)]
