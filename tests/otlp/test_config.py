@@ -80,6 +80,7 @@ def test_timeout_is_milliseconds_per_spec_with_a_hint_for_seconds():
     ("OTEL_TRACES_EXPORTER", "zipkin", "otlp"),
     ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x", "localhost:4318"),
     ("SIDECAR_OTLP_MAX_QUEUE", "-3", "2048"),
+    ("SIDECAR_OTLP_SAMPLING", "sometimes", "parent"),
     ("OTEL_RESOURCE_ATTRIBUTES", "team", "the other attributes"),
 ])
 def test_every_bad_value_gives_one_warning_naming_variable_value_and_fallback(var, value, fallback):

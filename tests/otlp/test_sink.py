@@ -389,3 +389,11 @@ def test_unusable_tls_files_give_one_warning_per_signal_and_a_working_sink(make_
     sink.accept([invocation("r1")])
     sink.flush(soon(0.3))
     assert sink.health()["otlp_export_failures"] >= 1
+
+
+def test_sampling_always_exports_unsampled_invocations_in_the_header_trace(make_sink, receiver):
+    sink = make_sink(SIDECAR_OTLP_SAMPLING="always")
+    sink.accept([invocation("r1", invoke_tracing_value=f"Root={ROOT};Parent=1234567890abcdef;Sampled=0")])
+    sink.flush(soon())
+    (inv,) = by_name(receiver.spans(), "my-function")
+    assert inv["trace_id"] == "5759e988bd862e3fe1be46a994272793" and inv["parent_span_id"] == "1234567890abcdef"

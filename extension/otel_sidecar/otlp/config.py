@@ -32,6 +32,7 @@ DEFAULT_TIMEOUT_S = 10.0
 PROTOCOLS = ("http/protobuf", "http/json", "grpc")
 COMPRESSIONS = ("gzip", "none")
 TEMPORALITIES = ("delta", "cumulative", "lowmemory")
+SAMPLINGS = ("parent", "always")
 DEFAULT_MAX_QUEUE = 2048
 DEFAULT_BATCH = 512
 DEFAULT_SPOOL_MAX_BYTES = 4 * 1024 * 1024
@@ -70,6 +71,7 @@ class OtlpConfig:
     batch_size: int                                 # items per export request
     config_file: Optional[str]                      # the YAML read, if any
     spool_dir: Optional[str] = None                 # unsent data kept across resets (None: off)
+    sampling: str = "parent"                        # parent: follow the X-Ray Sampled flag | always
     spool_max_bytes: int = 0
 
     def signal(self, name: str) -> SignalExport:
@@ -148,6 +150,10 @@ def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str],
         batch_size=_int(env, "SIDECAR_OTLP_BATCH_SIZE", yaml_cfg.get("_batch", DEFAULT_BATCH), 1, 100_000, w),
         config_file=config_file,
         spool_dir=_spool_dir(env),
+        # Lambda gives every invoke a header; without Active tracing or a sampled caller it says Sampled=0,
+        # and "parent" then exports no invocation spans (metrics and logs still go out). "always" exports
+        # them anyway, still joined to the header's trace.
+        sampling=_choice(env, "SIDECAR_OTLP_SAMPLING", "parent", SAMPLINGS, w) or "parent",
         spool_max_bytes=_int(env, "SIDECAR_OTLP_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, 0, 512 * 1024 * 1024, w),
     )
     return cfg, [text for text in w.items if text]

@@ -445,7 +445,7 @@ class OtlpSink:
                 parent = SpanContext(int(xr.trace_id, 16), int(xr.parent_id, 16), is_remote=True,
                                      trace_flags=TraceFlags(TraceFlags.SAMPLED))
             sid = int(span_id, 16) if span_id and span_id != xr.parent_id else self._ids._random.generate_span_id()
-            ids = _Ids(int(xr.trace_id, 16), sid, parent, xr.sampled is not False)
+            ids = _Ids(int(xr.trace_id, 16), sid, parent, xr.sampled is not False or self.cfg.sampling == "always")
         else:
             ids = _Ids(self._ids._random.generate_trace_id(), self._ids._random.generate_span_id(), None, True)
         if request_id:
