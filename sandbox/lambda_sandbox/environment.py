@@ -395,6 +395,15 @@ class Sandbox:
                 f.name, "extension", [inner], dict(env), self.layout.opt if self.layout.mode == "namespace"
                 else str(self.layout.opt_host), self._on_extension_line, self._on_exit)
 
+    def _drain_output(self, procs: List[Optional[EnvProcess]], deadline: float) -> bool:
+        """Wait (bounded) until everything these processes wrote so far has been captured and emitted."""
+        procs = [p for p in procs if p is not None]
+        while not all(p.output_drained() for p in procs):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
     def _wait(self, pred: Callable[[], bool], deadline: float) -> Optional[str]:
         """Wait until pred() (None), a fatal error (its type) or the monotonic deadline ("timeout")."""
         with self.control.cv:
@@ -485,6 +494,8 @@ class Sandbox:
             err = self._wait(lambda: self.control.runtime.first_next is not None, deadline)
         if err is None:
             err = self._wait(lambda: all(e.next_calls > 0 for e in self.control.registered()), deadline)
+        # static-init output belongs before initRuntimeDone in the stream (5.7 A)
+        self._drain_output([self._runtime, *self._ext_procs.values()], min(deadline, time.monotonic() + 0.5))
         with self.control.cv:
             self.control.registration_open = False
             exts = [e for e in self.control.extensions if e.external] + \
@@ -612,6 +623,8 @@ class Sandbox:
         if err is None:
             err = self._wait(lambda: inv.runtime_next is not None, deadline_m)
         if err is None:
+            # the function's output written before its /next precedes runtimeDone in the stream
+            self._drain_output([self._runtime], min(deadline_m, time.monotonic() + 1.0))
             self._emit_runtime_done(inv, "success", None, inv.runtime_next, trace.tracing)
             runtime_done_emitted = True
             err = self._wait(lambda: all(e.next_calls > marks[id(e)] for e in invoke_exts), deadline_m)
@@ -636,6 +649,7 @@ class Sandbox:
         billed = math.ceil(duration_ms + (init_ms if (init_ms is not None and cfg.bill_init) else 0.0))
         mem_mb = self._measure_memory_mb()
         if status == "success":
+            self._drain_output(list(self._ext_procs.values()), time.monotonic() + 0.5)
             self.hub.freeze()
         self.hub.emit("platform.report", records.report(
             request_id=request_id, status=status, error_type=error_type, duration_ms=duration_ms,
@@ -742,8 +756,13 @@ class Sandbox:
                     runtime.wait(1.0)
                     runtime_state = "Killed"
                     killed.append("runtime")
-            # deliver what is pending before SHUTDOWN is released (RIE-LMI does this with a 1 s budget)
-            self.hub.flush(min(1.0, max(0.0, (deadline_m - time.monotonic()) / 2)))
+            # the runtime's output streams closed: capture their last lines, then deliver what is pending
+            # before SHUTDOWN is released (RIE-LMI flushes here with a 1 s budget)
+            budget = min(1.0, max(0.0, (deadline_m - time.monotonic()) / 2))
+            flush_until = time.monotonic() + budget
+            if runtime is not None:
+                runtime.drain(budget / 2)
+            self.hub.flush(max(0.0, flush_until - time.monotonic()))
             waiting: List[EnvProcess] = []
             event = {"eventType": "SHUTDOWN", "deadlineMs": deadline_ms, "shutdownReason": reason}
             with self.control.cv:

@@ -7,9 +7,13 @@ so even its own children are frozen, measured and killed with it.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
+import select
 import signal
 import subprocess
+import termios
 import threading
 import time
 import uuid
@@ -270,6 +274,106 @@ def rss_bytes(pids: Iterable[int]) -> int:
     return total
 
 
+def _pipe_pending(fd: int) -> int:
+    """Bytes written to the pipe and not read yet (FIONREAD)."""
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, buf, True)
+    except OSError:
+        return 0
+    return buf[0]
+
+
+class PipeSource:
+    """A readline() view of a pipe that knows when everything written so far has been consumed.
+
+    `drained()` is true when the reader waits for more data, holds no unconsumed bytes and the pipe is
+    empty: every line written before that moment has been handed to the consumer. The environment uses
+    it so that a function's output reaches the telemetry stream before its platform.runtimeDone.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+        self.eof = False
+        self.idle = False
+
+    def readline(self, limit: int = -1) -> bytes:
+        while True:
+            nl = self.buf.find(b"\n")
+            if nl >= 0 and (limit < 0 or nl < limit):
+                return self._take(nl + 1)
+            if 0 <= limit <= len(self.buf):
+                return self._take(limit)
+            if self.eof:
+                return self._take(len(self.buf))
+            self.wait_readable()
+            try:
+                chunk = os.read(self.fd, 65536)
+            except InterruptedError:
+                continue
+            except OSError:
+                chunk = b""
+            if chunk:
+                self.buf += chunk
+            else:
+                self.eof = True
+
+    def wait_readable(self, holding: Optional[bool] = None) -> None:
+        """Block until the pipe has data or EOF. `holding`: the consumer still holds unprocessed bytes."""
+        # idle is set before waiting and cleared before reading, so drained() never misses bytes
+        self.idle = not (bool(self.buf) if holding is None else holding)
+        while True:
+            try:
+                ready, _, _ = select.select([self.fd], [], [], 0.5)
+            except (OSError, ValueError):
+                break
+            if ready:
+                break
+        self.idle = False
+
+    def _take(self, n: int) -> bytes:
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def drained(self) -> bool:
+        return self.eof or (self.idle and _pipe_pending(self.fd) == 0)
+
+
+def pump_source_frames(source: PipeSource, on_frame: Callable[[logs.LogFrame], None], name: str) -> threading.Thread:
+    """Daemon thread: framed telemetry log records from `source` (see logs.LogFrameReader)."""
+
+    def run() -> None:
+        reader = logs.LogFrameReader()
+        try:
+            while True:
+                source.wait_readable(holding=reader.pending_bytes > 0)
+                try:
+                    chunk = os.read(source.fd, 65536)
+                except InterruptedError:
+                    continue
+                if not chunk:
+                    break
+                for frame in reader.feed(chunk):
+                    try:
+                        on_frame(frame)
+                    except Exception:  # noqa: BLE001 - a consumer bug must not stop log capture
+                        pass
+        except OSError:
+            pass
+        finally:
+            source.eof = True
+            try:
+                os.close(source.fd)
+            except OSError:
+                pass
+
+    t = threading.Thread(target=run, name=name, daemon=True)
+    t.start()
+    return t
+
+
 class EnvProcess:
     """One launched process (runtime or extension) with its log pumps and exit watcher."""
 
@@ -282,7 +386,12 @@ class EnvProcess:
         self.exited = threading.Event()
         self.exit_time: Optional[float] = None
         self.pumps: List[threading.Thread] = []
+        self.sources: List[PipeSource] = []
         self.killed_by_us = False
+
+    def output_drained(self) -> bool:
+        """Everything it wrote to stdout, stderr and the telemetry log fd so far has been captured."""
+        return all(src.drained() for src in self.sources)
 
     def alive(self) -> bool:
         return not self.exited.is_set()
@@ -342,13 +451,15 @@ class Launcher:
         proc = EnvProcess(name, kind, popen)
         with self._lock:
             self.processes.append(proc)
-        proc.pumps.append(logs.pump_lines(popen.stdout, lambda text: on_line(proc, "stdout", text),
-                                          name=f"{name}-stdout"))
-        proc.pumps.append(logs.pump_lines(popen.stderr, lambda text: on_line(proc, "stderr", text),
-                                          name=f"{name}-stderr"))
+        for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
+            source = PipeSource(pipe.fileno())
+            proc.sources.append(source)
+            proc.pumps.append(logs.pump_lines(source, lambda text, st=stream: on_line(proc, st, text),
+                                              name=f"{name}-{stream}"))
         if on_frame_fd is not None and on_frame is not None:
-            proc.pumps.append(logs.pump_frames(on_frame_fd, lambda frame: on_frame(proc, frame),
-                                               name=f"{name}-frames"))
+            source = PipeSource(on_frame_fd)
+            proc.sources.append(source)
+            proc.pumps.append(pump_source_frames(source, lambda frame: on_frame(proc, frame), f"{name}-frames"))
 
         def watch() -> None:
             code = popen.wait()

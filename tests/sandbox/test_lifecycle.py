@@ -150,3 +150,14 @@ def test_function_log_records_by_line_and_by_frame(make_sandbox):
     framed = [t for t in texts if "logging line one" in t]
     assert len(framed) == 1 and "with a second line" in framed[0]     # one logging call = one record
     assert r.request_id in framed[0]
+
+
+def test_function_output_precedes_runtime_done_in_the_stream(make_sandbox):
+    sb = make_sandbox("logging_lines.handler")
+    r = sb.invoke({"lines": 500})
+    stream = [ev.event for ev in sb.events]
+    done_at = next(i for i, ev in enumerate(stream) if ev["type"] == "platform.runtimeDone")
+    printed = [i for i, ev in enumerate(stream) if ev["type"] == "function" and "print line" in ev["record"]]
+    assert len(printed) == 500 and max(printed) < done_at
+    assert "init line from print\n" in [ev["record"] for ev in stream[:done_at]]
+    assert r.outcome == "success"
