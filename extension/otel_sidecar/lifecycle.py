@@ -347,6 +347,7 @@ class Sidecar:
         self.worker: Any = None
         self.time_to_first_next_ms: Optional[float] = None
         self._exiting = threading.Lock()
+        self._warned_unknown = False
 
     # -- logging --
     def degrade(self, why: str) -> None:
@@ -488,8 +489,9 @@ class Sidecar:
                 elif kind == "SHUTDOWN":
                     self.on_shutdown(event)
                     return 0
-                else:
-                    log.warning("ignoring unknown event type %r", kind)
+                elif not self._warned_unknown:
+                    self._warned_unknown = True
+                    log.warning("ignoring events of unknown type (first: %r)", kind)
             except Exception as exc:  # noqa: BLE001 - fail open
                 log.error("error while handling %s (%s: %s); continuing", kind, type(exc).__name__, exc)
 
@@ -538,5 +540,10 @@ def _flush_std() -> None:
 
 def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] = None,
          started_m: Optional[float] = None, started_e: Optional[float] = None) -> int:
-    sidecar = Sidecar(os.environ if env is None else env, sys.argv if argv is None else argv, started_m, started_e)
+    try:
+        sidecar = Sidecar(os.environ if env is None else env, sys.argv if argv is None else argv,
+                          started_m, started_e)
+    except Exception as exc:  # noqa: BLE001 - e.g. a malformed AWS_LAMBDA_RUNTIME_API: not registered yet
+        log.error("cannot start (%s: %s); exiting", type(exc).__name__, exc)
+        return 1
     return sidecar.run()

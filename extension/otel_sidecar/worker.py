@@ -10,9 +10,12 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Deque, Dict, List, Mapping, Optional, Set, Tuple
 
 from .lifecycle import log, setup_logging
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # imported on the main thread before the first /next: keep typing off that path
+    from typing import Any, Deque, Dict, List, Mapping, Optional, Set, Tuple
 
 OWN_LINE_PREFIX = "[otel-sidecar]"
 MAX_PENDING_INVOKES = 64          # INVOKE events not yet seen by the engine (one per invoke in practice)
@@ -65,7 +68,6 @@ class Worker:
         self.engine: Any = None
         self.sinks: List[Any] = []
         self.events_mod: Any = None
-        self.flush_mod: Any = None
         self.policy: Any = None
         self._policy_failed = False
         self._requests: Deque[str] = collections.deque(maxlen=MAX_TRACKED_REQUESTS)
@@ -210,6 +212,8 @@ class Worker:
         except Exception as exc:  # noqa: BLE001
             self.sidecar.degrade(f"the signal engine is unavailable ({type(exc).__name__}: {exc}); "
                                  "telemetry is counted but not turned into metrics")
+        with self.cond:
+            self._get_policy()
         if _enabled(self.settings, "emf_enabled", True):
             try:
                 from .emf import EmfSink
@@ -508,7 +512,7 @@ def _make_emf_sink(cls: Any, settings: Any, env: Mapping[str, str]) -> Any:
 
 
 def _as_counts(value: Any, prefix: str) -> Dict[str, int]:
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         items = value.items()
     elif hasattr(value, "__dataclass_fields__"):
         items = ((k, getattr(value, k)) for k in value.__dataclass_fields__)
