@@ -183,7 +183,8 @@ class SidecarProcess:
         self.stdout: List[str] = []
         self.stderr: List[str] = []
         self.cond = threading.Condition()
-        self.proc = subprocess.Popen([sys.executable, "-s", "-m", "otel_sidecar", "--name", name],
+        python = os.environ.get("SIDECAR_TEST_PYTHON") or sys.executable   # e.g. a python3.9 to check support
+        self.proc = subprocess.Popen([python, "-s", "-m", "otel_sidecar", "--name", name],
                                      env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      cwd=str(EXTENSION_DIR))
         self.exited_at: Optional[float] = None

@@ -103,3 +103,19 @@ def test_deadline_conversion_subtracts_the_margin():
     deadline = epoch_to_monotonic((time.time() + 3.0) * 1000, 0.2)
     assert 2.5 < deadline - now_m <= 2.8 + 0.05
     assert epoch_to_monotonic(None, 0.2, fallback_s=1.0) - now_m == pytest.approx(1.0, abs=0.1)
+
+
+def test_no_listener_at_all_degrades_with_one_line(monkeypatch, capsys):
+    from otel_sidecar import listener as listener_mod
+    from otel_sidecar.lifecycle import Sidecar
+
+    def refuse(self, host, port=0):
+        raise OSError(99, "Cannot assign requested address")
+
+    monkeypatch.setattr(listener_mod.TelemetryListener, "bind", refuse)
+    sc = Sidecar({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9"}, ["otel-sidecar"])
+    sc.queue = listener_mod.BatchQueue(cond=sc.cond)
+    assert sc.start_listener() is None
+    assert sc.listener is None and len(sc.degraded) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("[otel-sidecar] ERROR degraded: cannot start the Telemetry API listener")
