@@ -3,7 +3,7 @@
 # pinned with hashes in layer/requirements.txt), and collector-config/config.yaml.
 # Reproducible: the same inputs give the same bytes. Needs python3 (3.9+); the pinned wheels are downloaded
 # once with pip into build/layer-cache (override with LAYER_CACHE_DIR), later builds need no network.
-#   ./build.sh [--out PATH] [--cache DIR]
+#   ./build.sh [--out PATH] [--cache DIR] [--pyc PYTHON]   (--pyc: also ship bytecode for that Python version)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-}

@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Dict, Iterator, List, NamedTuple, Tuple
@@ -151,6 +152,33 @@ def layer_entries(wheels: Dict[str, Path], pins: List[Pin]) -> Dict[str, Tuple[b
     return entries
 
 
+def add_bytecode(entries: Dict[str, Tuple[bytes, int]], pythons: List[str]) -> None:
+    """Precompile every module of otel-sidecar/ with each given interpreter (opt-in, see --pyc).
+
+    Unchecked-hash pycs hold no timestamp, so the bytes depend only on the sources and the interpreter
+    version; Python reads them with -B too (-B only stops writing). A pyc is used only by the exact minor
+    version that wrote it, so this suits a layer built for one runtime.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name, (data, _) in entries.items():
+            if name.startswith("otel-sidecar/") and name.endswith(".py"):
+                target = root / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        # ddir: the file names inside the bytecode are where Lambda puts the layer, not this temporary dir.
+        code = ("import compileall, py_compile, sys; ok = compileall.compile_dir(sys.argv[1], quiet=1, "
+                "ddir='/opt/otel-sidecar', invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH); "
+                "sys.exit(0 if ok else 1)")
+        # A fixed hash seed: set and frozenset constants are marshalled in hash order.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        env["PYTHONHASHSEED"] = "0"
+        for python in pythons:
+            subprocess.run([python, "-s", "-c", code, str(root / "otel-sidecar")], check=True, env=env, cwd=tmp)
+        for pyc in sorted(root.rglob("*.pyc")):
+            entries[pyc.relative_to(root).as_posix()] = (pyc.read_bytes(), 0o644)
+
+
 def write_zip(entries: Dict[str, Tuple[bytes, int]], out: Path) -> None:
     """Sorted entries, explicit directory entries, fixed times and modes, deflate level 9."""
     dirs = set()
@@ -182,10 +210,15 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--out", default=str(ROOT / "dist" / "otel-sidecar-layer.zip"))
     parser.add_argument("--cache", default=os.environ.get("LAYER_CACHE_DIR", str(ROOT / "build" / "layer-cache")))
     parser.add_argument("--python", default=sys.executable, help="interpreter whose pip downloads the wheels")
+    parser.add_argument("--pyc", action="append", default=[], metavar="PYTHON",
+                        help="also ship bytecode compiled by this interpreter (for a layer aimed at that Python "
+                             "version: saves compiling the OTLP stack at every cold start); repeatable")
     args = parser.parse_args(argv)
     pins = read_lock()
     wheels = fetch(pins, Path(args.cache), args.python)
     entries = layer_entries(wheels, pins)
+    if args.pyc:
+        add_bytecode(entries, args.pyc)
     out = Path(args.out)
     write_zip(entries, out)
     unzipped = sum(len(data) for data, _ in entries.values())

@@ -21,9 +21,9 @@ BUILDER = ROOT / "layer" / "build_layer.py"
 FUNCTION_OTEL_VERSION = "1.27.0"   # deliberately different from the layer's pinned opentelemetry-sdk
 
 
-def build_layer(out: Path) -> Path:
+def build_layer(out: Path, *extra: str) -> Path:
     """Build the layer zip at `out` with this interpreter's pip (only used when the cache lacks a wheel)."""
-    proc = subprocess.run([sys.executable, str(BUILDER), "--out", str(out)], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, str(BUILDER), "--out", str(out), *extra], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, f"layer build failed:\n{proc.stdout}\n{proc.stderr}"
     return out

@@ -30,6 +30,27 @@ def test_two_builds_are_byte_identical_and_within_budget(layer_zip, tmp_path):
     assert layer_zip.stat().st_size <= BUDGET
 
 
+def test_optional_bytecode_is_reproducible_and_used_without_writing(tmp_path):
+    """--pyc PYTHON: timestamp-free bytecode for that Python version, the same bytes on every build."""
+    exe = getattr(sys, "_base_executable", sys.executable)
+    first = build_layer(tmp_path / "a.zip", "--pyc", exe)
+    second = build_layer(tmp_path / "b.zip", "--pyc", exe)
+    assert first.read_bytes() == second.read_bytes() and first.stat().st_size <= BUDGET
+    tag = sys.implementation.cache_tag
+    names = _names(first)
+    assert f"otel-sidecar/otel_sidecar/__pycache__/__main__.{tag}.pyc" in names
+    with zipfile.ZipFile(first) as zf:
+        zf.extractall(tmp_path / "opt")
+    home = tmp_path / "opt" / "otel-sidecar"
+    # the shipped bytecode is used as is (unchecked hash): an edit of the source does not run
+    source = home / "otel_sidecar" / "otlp" / "config.py"
+    source.write_text(source.read_text() + "\nprint('SOURCE WAS COMPILED')\n")
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import otel_sidecar.otlp.config; print('imported')"
+    proc = subprocess.run([exe, "-I", "-S", "-B", "-c", code, str(home)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["imported"]
+
+
 def test_layout_and_what_is_left_out(layer_zip):
     entries = _names(layer_zip)
     names = set(entries)
