@@ -30,6 +30,12 @@ def test_two_builds_are_byte_identical_and_within_budget(layer_zip, tmp_path):
     assert layer_zip.stat().st_size <= BUDGET
 
 
+def test_a_filled_cache_needs_no_network_nor_pip(layer_zip, tmp_path):
+    """With every pinned wheel cached (the session build filled it), pip is never called: /bin/false stands in."""
+    out = build_layer(tmp_path / "offline.zip", "--python", "/bin/false")
+    assert out.read_bytes() == layer_zip.read_bytes()
+
+
 def test_optional_bytecode_is_reproducible_and_used_without_writing(tmp_path):
     """--pyc PYTHON: timestamp-free bytecode for that Python version, the same bytes on every build."""
     exe = getattr(sys, "_base_executable", sys.executable)
