@@ -68,9 +68,9 @@ def test_grpc_flush_returns_by_its_deadline_when_the_backend_stalls(grpc_backend
     sink.accept([invocation("r1")])
     deadline = time.monotonic() + 0.2
     sink.flush(deadline)
-    assert time.monotonic() <= deadline + 0.05
+    assert time.monotonic() <= deadline + 0.15
     assert sink.health()["otlp_buffered_spans"] == 5
     deadline = time.monotonic() + 0.2
     sink.shutdown(deadline)
-    assert time.monotonic() <= deadline + 0.05
+    assert time.monotonic() <= deadline + 0.15
     assert sink.health()["otlp_dropped_spans_shutdown"] == 5
