@@ -199,3 +199,14 @@ def test_data_unsent_at_a_timeout_reset_leaves_with_the_next_init(otlp_sandbox, 
     assert spans[timed_out.request_id][0]["status"]["code"] == "ERROR"
     lines = [getattr(line, "text", str(line)) for line in sb.extension_lines(SIDECAR)]
     assert any("kept in" in line for line in lines)
+
+
+def test_stalled_backend_keeps_the_buffers_bounded_and_counts_drops(otlp_sandbox, receiver):
+    receiver.set_fault("stall")
+    sb = otlp_sandbox(env={"SIDECAR_OTLP_MAX_QUEUE": "40", "SIDECAR_OTLP_SPOOL_DIR": "off"})
+    results = [sb.invoke({"echo": i}) for i in range(40)]
+    assert all(r.outcome == "success" for r in results)
+    shut = sb.shutdown()
+    assert shut.extensions[SIDECAR] == "Exited"
+    # ~39 reported invocations x 5 spans went into a 40-span buffer: the oldest were dropped and counted
+    assert sum(emf_values(sidecar_emf(sb), "SidecarDropped")) >= 100

@@ -11,7 +11,7 @@ from otel_sidecar.otlp.sink import OtlpSink
 from tests.otlp._signals import ARN, init, invocation, log_line, shutdown
 from tests.otlp.conftest import soon
 
-SLACK = 0.15          # scheduling slack on a shared 2-core machine; the budgets themselves are much larger
+SLACK = 0.15          # scheduling slack for deadline checks on a shared 2-core machine
 PHASES = {"responseLatency", "responseDuration", "runtimeOverhead", "extensionOverhead"}
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 
