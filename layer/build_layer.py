@@ -73,19 +73,23 @@ def fetch(pins: List[Pin], cache: Path, python: str) -> Dict[str, Path]:
     for pin in missing:
         groups.setdefault(pin.python_files_only, []).append(pin)
     for only, group in sorted(groups.items()):
-        req = cache / ".request.txt"
-        req.write_text("".join(f"{p.name}=={p.version} --hash=sha256:{p.sha256}\n" for p in group))
-        if only:
-            platform, abi = only.split()
-            target = ["--platform", platform, "--implementation", "cp", "--abi", abi]
-        else:
-            target = ["--platform", "any", "--implementation", "py", "--abi", "none"]
-        cmd = [python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-               "--require-hashes", "--only-binary=:all:", "--python-version", "3.9", *target,
-               "-d", str(cache), "-r", str(req)]
-        print(f"[build] downloading {len(group)} pinned wheel(s) into {cache}", file=sys.stderr)
-        subprocess.run(cmd, check=True)
-        req.unlink()
+        # Download into a private directory, then move each wheel in atomically: parallel builds (e.g. test
+        # workers) never see a half-written wheel in the shared cache.
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+            req = Path(tmp) / "request.txt"
+            req.write_text("".join(f"{p.name}=={p.version} --hash=sha256:{p.sha256}\n" for p in group))
+            if only:
+                platform, abi = only.split()
+                target = ["--platform", platform, "--implementation", "cp", "--abi", abi]
+            else:
+                target = ["--platform", "any", "--implementation", "py", "--abi", "none"]
+            cmd = [python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+                   "--require-hashes", "--only-binary=:all:", "--python-version", "3.9", *target,
+                   "-d", tmp, "-r", str(req)]
+            print(f"[build] downloading {len(group)} pinned wheel(s) into {cache}", file=sys.stderr)
+            subprocess.run(cmd, check=True)
+            for wheel in sorted(Path(tmp).glob("*.whl")):
+                os.replace(wheel, cache / wheel.name)
     have = {_sha256(p): p for p in sorted(cache.glob("*.whl"))}
     absent = [f"{p.name}=={p.version}" for p in pins if p.sha256 not in have]
     if absent:
