@@ -398,3 +398,15 @@ def test_sampling_always_exports_unsampled_invocations_in_the_header_trace(make_
     sink.flush(soon())
     (inv,) = by_name(receiver.spans(), "my-function")
     assert inv["trace_id"] == "5759e988bd862e3fe1be46a994272793" and inv["parent_span_id"] == "1234567890abcdef"
+
+
+def test_histogram_buckets_fit_seconds_bytes_and_percent(make_sink, receiver):
+    sink = make_sink()
+    sink.accept([invocation("r1")])
+    sink.flush(soon())
+    points = {p["name"]: p for p in receiver.metrics()}
+    assert points["faas.invoke_duration"]["explicit_bounds"][:3] == [0.005, 0.01, 0.025]
+    mem = points["faas.mem_usage"]
+    assert mem["explicit_bounds"][0] == 32 * 1024 * 1024
+    assert mem["bucket_counts"][1] == 1                      # 64 MiB used: in (32 MiB, 64 MiB]
+    assert points["aws.lambda.memory_utilization"]["explicit_bounds"][-1] == 100.0

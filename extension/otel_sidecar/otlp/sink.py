@@ -53,6 +53,11 @@ log = logging.getLogger("otel_sidecar")
 
 SCOPE = "otel_sidecar"
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+MIB = 1024 * 1024
+MEMORY_BUCKETS = tuple(float(mb * MIB) for mb in (32, 64, 128, 256, 512, 1024, 1536, 2048, 3072, 4096, 6144,
+                                                  8192, 10240))
+RESPONSE_BUCKETS = (0.0, 100.0, 1e3, 1e4, 1e5, 1e6, 6 * MIB, 20 * MIB)
+PERCENT_BUCKETS = (10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 100.0)
 SEVERITY = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17, "FATAL": 21,
             "CRITICAL": 21}
 MAX_TRACKED_IDS = 4096          # request id -> span ids, so logs and the later span agree
@@ -288,8 +293,15 @@ class OtlpSink:
         self._tracer_provider.add_span_processor(_ToBuffer(self))
         self.tracer = self._tracer_provider.get_tracer(SCOPE)
         self._reader = InMemoryMetricReader(preferred_temporality=self._temporality_map())
+        # bucket bounds that fit the values (the SDK default 0..10000 would put every byte count in overflow)
         views = [View(instrument_type=Histogram, instrument_unit="s",
-                      aggregation=ExplicitBucketHistogramAggregation(SECONDS_BUCKETS))]
+                      aggregation=ExplicitBucketHistogramAggregation(SECONDS_BUCKETS)),
+                 View(instrument_type=Histogram, instrument_name="faas.mem_usage",
+                      aggregation=ExplicitBucketHistogramAggregation(MEMORY_BUCKETS)),
+                 View(instrument_type=Histogram, instrument_name="aws.lambda.produced_bytes",
+                      aggregation=ExplicitBucketHistogramAggregation(RESPONSE_BUCKETS)),
+                 View(instrument_type=Histogram, instrument_unit="%",
+                      aggregation=ExplicitBucketHistogramAggregation(PERCENT_BUCKETS))]
         self._meter_provider = MeterProvider(resource=self.resource, metric_readers=[self._reader], views=views,
                                              shutdown_on_exit=False)
         self.meter = self._meter_provider.get_meter(SCOPE)
