@@ -11,7 +11,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
-from typing import Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 # Lambda promises bodies of at most 2 * maxBytes + metadata (we subscribe with maxBytes 262144).
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
@@ -36,12 +36,18 @@ class BatchQueue:
         self.dropped_batches = 0
         self.dropped_bytes = 0
         self.enqueued = 0
+        self.peek: Optional[Callable[[bytes], None]] = None   # called with each body, `cond` held
 
     def put(self, body: bytes) -> None:
         with self.cond:
             self._items.append(body)
             self._bytes += len(body)
             self.enqueued += 1
+            if self.peek is not None:
+                try:
+                    self.peek(body)
+                except Exception:  # noqa: BLE001 - a hint, never a reason to lose the batch
+                    pass
             while len(self._items) > 1 and (len(self._items) > self.max_batches or self._bytes > self.max_bytes):
                 old = self._items.popleft()
                 self._bytes -= len(old)

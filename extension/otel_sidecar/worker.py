@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # imported on the main thread before the first /next: keep ty
     from typing import Any, Deque, Dict, List, Mapping, Optional, Set, Tuple
 
 OWN_LINE_PREFIX = "[otel-sidecar]"
+RUNTIME_DONE_MARK = b'"platform.runtimeDone"'
 MAX_PENDING_INVOKES = 64          # INVOKE events not yet seen by the engine (one per invoke in practice)
 BACKGROUND_FLUSH_S = 2.0          # bound of a timer-driven flush (it overlaps the handler, never holds /next)
 WORKER_NICE = 10                  # the worker runs at a lower CPU priority than the function
@@ -73,6 +74,8 @@ class Worker:
         self._requests: Deque[str] = collections.deque(maxlen=MAX_TRACKED_REQUESTS)
         self._reported: Set[str] = set()
         self._health_at = time.monotonic()
+        if self.queue is not None:
+            self.queue.peek = self._peek
         self._thread = threading.Thread(target=self._run, name="otel-sidecar-worker", daemon=True)
 
     # ---- lifecycle side (called on the main thread) ------------------------------------------------
@@ -189,6 +192,33 @@ class Worker:
             out["time_to_first_next_ms"] = int(round(sc.time_to_first_next_ms))
         out["degraded"] = len(sc.degraded)
         return out
+
+    def _peek(self, body: bytes) -> None:
+        """Listener thread, `cond` held: note runtimeDone request ids straight from the raw body.
+
+        The lifecycle's wait for runtimeDone must not depend on how far behind the worker is (a burst of
+        function logs can take it a second to work through); this byte scan is cheap and bounded.
+        """
+        at = body.find(RUNTIME_DONE_MARK)
+        found = False
+        while at >= 0:
+            window = body[at + len(RUNTIME_DONE_MARK):at + 4096]
+            rec, tim = window.find(b'"record"'), window.find(b'"time"')
+            # the envelope's record must follow its type (Lambda writes time, type, record); otherwise the
+            # next event's record would be read: then leave it to the worker
+            key = window.find(b'"requestId"', rec) if rec >= 0 and (tim < 0 or rec < tim) else -1
+            if key >= 0 and (tim < 0 or key < tim):
+                start = window.find(b'"', window.find(b":", key) + 1)
+                end = window.find(b'"', start + 1)
+                if start > 0 and end > start:
+                    self._runtime_done[window[start + 1:end].decode("ascii", "replace")] = None
+                    found = True
+            at = body.find(RUNTIME_DONE_MARK, at + 1)
+        if found:
+            while len(self._runtime_done) > MAX_TRACKED_REQUESTS:
+                self._runtime_done.popitem(last=False)
+            self.counters["runtime_done_peeked"] += 1
+            self.cond.notify_all()
 
     # ---- worker thread --------------------------------------------------------------------------------
     def _fail(self, where: str, exc: BaseException) -> None:

@@ -275,3 +275,17 @@ def test_invalid_settings_are_named_once_and_the_sidecar_keeps_working(sidecar_s
         named = [ln for ln in lines if var in ln and value in ln]
         assert len(named) == 1, (var, lines)
     assert total(sidecar_emf(sb), "Invocations") == 2
+
+
+def test_a_log_flood_is_received_or_counted_never_lost_silently(sidecar_sandbox):
+    sb = sidecar_sandbox()
+    r = sb.invoke({"action": "spam", "n": 5000})
+    assert r.outcome == "success"
+    assert_not_held(sb, r)
+    sb.invoke({})
+    sb.shutdown()
+    docs = sidecar_emf(sb)
+    assert total(docs, "Invocations") == 2
+    seen = total(docs, "SidecarRecordsReceived") + total(docs, "SidecarPlatformLogsDropped") \
+        + total(docs, "SidecarDropped")
+    assert seen >= 5000

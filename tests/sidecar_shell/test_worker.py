@@ -128,3 +128,23 @@ def test_own_lines_are_filtered_before_the_engine():
 ])
 def test_health_counters_fold_every_drop(detail, expected):
     assert health_counters(detail)["dropped"] == expected
+
+
+def test_runtime_done_is_seen_from_the_raw_batch_even_when_the_worker_is_behind():
+    w, sc = make_worker(RecordingSink())
+    with sc.cond:                       # hold the worker off: it cannot parse anything meanwhile
+        rid = "bbbbbbbb-2222-3333-4444-555555555555"
+        t = time.time()
+        other = _runtime_done("cccccccc-2222-3333-4444-555555555555", t)
+        sc.queue.put(json.dumps([_start(rid, t), other, _runtime_done(rid, t)]).encode())
+        assert set(w._runtime_done) == {rid, "cccccccc-2222-3333-4444-555555555555"}
+    assert w.wait_runtime_done(rid, time.monotonic() + 5)
+
+
+def test_record_before_type_is_left_to_the_worker():
+    w, sc = make_worker(RecordingSink())
+    body = (b'[{"time":"2026-01-01T00:00:00.000Z","record":{"requestId":"a"},"type":"platform.runtimeDone"},'
+            b'{"time":"2026-01-01T00:00:00.000Z","record":{"requestId":"wrong"},"type":"platform.report"}]')
+    with sc.cond:
+        w._peek(body)
+        assert "wrong" not in w._runtime_done
