@@ -33,6 +33,7 @@ SHUTDOWN_DRAIN_S = 0.3            # wait at most this long for late telemetry (t
 DEFAULT_FLUSH_BUDGET_S = 0.1      # post-runtime flush budget when the policy gives none
 SIGTERM_BUDGET_S = 0.3
 NEXT_RETRY_MAX_S = 1.0
+SWITCH_INTERVAL_S = 0.001
 
 
 class ApiError(Exception):
@@ -455,6 +456,8 @@ class Sidecar:
             log.error("registration as %r failed: %s; exiting", self.name, exc)
             return 1
         self.function_info = info
+        # the listener's threads must get the GIL quickly even while the worker parses a burst of logs
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.install_signal_handlers()
         self.load_settings()
         self.apply_log_level()
