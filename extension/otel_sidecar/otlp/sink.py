@@ -665,7 +665,7 @@ class OtlpSink:
 
     def _collect_metrics(self) -> None:
         try:
-            data = self._reader.get_metrics_data()
+            data = _only_scope(self._reader.get_metrics_data(), SCOPE)
         except Exception as exc:  # noqa: BLE001
             self._error("collect", exc)
             return
@@ -921,6 +921,20 @@ def _ns(t: float) -> int:
 
 def _unit(sig: str) -> str:
     return {"traces": "spans", "metrics": "metric_points", "logs": "logs"}[sig]
+
+
+def _only_scope(data: Any, scope: str) -> Any:
+    """Our instruments only: some SDK versions add their own self-observability metrics to every reader."""
+    if data is None:
+        return None
+    from opentelemetry.sdk.metrics.export import MetricsData, ResourceMetrics
+
+    kept = []
+    for rm in data.resource_metrics:
+        sms = [sm for sm in rm.scope_metrics if sm.scope.name == scope]
+        if sms:
+            kept.append(ResourceMetrics(resource=rm.resource, scope_metrics=sms, schema_url=rm.schema_url))
+    return MetricsData(resource_metrics=kept)
 
 
 def _count_points(data: Any) -> int:
