@@ -152,14 +152,18 @@ def otlp_digest(spans: List[Dict], metrics: List[Dict], logs: List[Dict]) -> Dic
 
 
 def timeline(envelopes: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Bars for the init/invoke timeline: kind, label, start (s from the first event), runtime and total ms."""
+    """Bars for the init/invoke timeline, from the events' own times (seconds from the first event).
+
+    An invoke bar runs from platform.start to platform.report (when every extension was back in /next), its
+    solid part to platform.runtimeDone; the platform's reported durations go into the tooltips.
+    """
     evs = platform_events(envelopes)
     if not evs:
         return []
     t0 = min(_epoch(e["time"]) for e in evs)
     bars: List[Dict[str, Any]] = []
     starts: Dict[str, float] = {}
-    runtime: Dict[str, float] = {}
+    runtime_end: Dict[str, float] = {}
     init_start: Optional[float] = None
     for e in evs:
         rec, t = e.get("record") or {}, _epoch(e["time"]) - t0
@@ -167,20 +171,22 @@ def timeline(envelopes: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
             init_start = t
         elif e["type"] == "platform.initReport":
             ms = float((rec.get("metrics") or {}).get("durationMs") or 0)
-            bars.append({"kind": "init", "label": f"init ({rec.get('phase')})",
-                         "start": init_start if init_start is not None else t - ms / 1000,
-                         "runtimeMs": ms, "totalMs": ms, "status": rec.get("status")})
+            start = init_start if init_start is not None else t - ms / 1000
+            bars.append({"kind": "init", "label": f"init ({rec.get('phase')})", "start": start,
+                         "runtimeMs": ms, "totalMs": ms, "reportedMs": ms, "status": rec.get("status")})
             init_start = None
         elif e["type"] == "platform.start":
             starts[rec.get("requestId")] = t
         elif e["type"] == "platform.runtimeDone":
-            runtime[rec.get("requestId")] = float((rec.get("metrics") or {}).get("durationMs") or 0)
+            runtime_end[rec.get("requestId")] = t
         elif e["type"] == "platform.report":
             rid = rec.get("requestId")
-            total = float((rec.get("metrics") or {}).get("durationMs") or 0)
-            bars.append({"kind": "invoke", "label": str(rid)[:8], "requestId": rid,
-                         "start": starts.get(rid, t - total / 1000), "runtimeMs": runtime.get(rid, total),
-                         "totalMs": total, "status": rec.get("status")})
+            reported = float((rec.get("metrics") or {}).get("durationMs") or 0)
+            start = starts.get(rid, t - reported / 1000)
+            total = max(0.0, (t - start) * 1000)
+            bars.append({"kind": "invoke", "label": str(rid)[:8], "requestId": rid, "start": start,
+                         "runtimeMs": min(total, max(0.0, (runtime_end.get(rid, t) - start) * 1000)),
+                         "totalMs": total, "reportedMs": reported, "status": rec.get("status")})
     return sorted(bars, key=lambda b: b["start"])
 
 

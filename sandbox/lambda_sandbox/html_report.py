@@ -84,7 +84,8 @@ def timeline_chart(bars: List[Dict[str, Any]], width: int = 860) -> str:
         w_all = max(w_run, b["totalMs"] / 1000 * scale)
         color = _INIT if b["kind"] == "init" else _COLORS.get(b.get("status"), "#455a64")
         tip = (f"{b['label']}: starts at {b['start']:.3f} s, runtime {b['runtimeMs']:.1f} ms, "
-               f"total {b['totalMs']:.1f} ms, status {b.get('status')}")
+               f"until report {b['totalMs']:.1f} ms (platform durationMs {b.get('reportedMs', 0):.1f}), "
+               f"status {b.get('status')}")
         parts.append(f'<text x="{left - 6}" y="{y + 12}" font-size="10" text-anchor="end">{_e(b["label"])}</text>')
         parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{w_all:.1f}" height="{row_h - 6}" fill="{_POST}">'
                      f'<title>{_e(tip)}</title></rect>')
