@@ -149,3 +149,29 @@ def test_wait_for_returns_the_predicate_value_or_falsy_on_timeout():
         post(rx, "/v1/traces", trace_request().SerializeToString())
         assert len(rx.wait_for(lambda r: r.spans(), timeout=2)) == 1
         assert rx.summary()["spans"] == 1
+
+
+def test_standalone_cli_prints_each_request_and_a_summary():
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "lambda_sandbox.otlp_receiver", "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("OTLP receiver listening at http://127.0.0.1:")
+        port = int(first.rsplit(":", 1)[1])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("POST", "/v1/traces", body=trace_request().SerializeToString(),
+                     headers={"Content-Type": "application/x-protobuf"})
+        assert conn.getresponse().status == 200
+        conn.close()
+        assert proc.stdout.readline().startswith("/v1/traces 200")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        assert json.loads(out.strip().splitlines()[-1])["spans"] == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
