@@ -82,10 +82,10 @@ def _layer_dir(tmp_path: Path) -> Path:
 
 
 def _bin_without_python(tmp_path: Path) -> Path:
-    """A PATH with the tools the launcher needs (sh, bash, dirname, basename, sleep) and no python."""
+    """A PATH with the tools the launcher needs (sh, bash, sleep) and no python."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    for tool in ("sh", "bash", "dirname", "basename", "sleep"):
+    for tool in ("sh", "bash", "sleep"):
         os.symlink(shutil.which(tool), bindir / tool)
     return bindir
 
