@@ -48,3 +48,28 @@ def test_demo_runs_the_mix_and_writes_both_reports(layer_zip, tmp_path):
 def test_demo_without_a_built_layer_says_how_to_build_it(tmp_path, capsys):
     assert demo.main(["--layer", str(tmp_path / "missing.zip")]) == 2
     assert "./build.sh" in capsys.readouterr().err
+
+
+def test_emf_digest_reads_value_arrays_and_scalars_and_skips_other_lines():
+    doc = {"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [["FunctionName"]],
+           "Metrics": [{"Name": "Duration", "Unit": "Milliseconds"}, {"Name": "Invocations", "Unit": "Count"}]}]},
+           "FunctionName": "f", "Duration": [10.5, 20.0], "Invocations": 2}
+    lines = ["[otel-sidecar] INFO started", json.dumps(doc), "{not json", json.dumps(dict(doc, Duration=5.0))]
+    digest = demo.emf_digest(lines)
+    assert digest["Duration"]["unit"] == "Milliseconds" and digest["Duration"]["values"] == [10.5, 20.0, 5.0]
+    assert digest["Invocations"]["total"] == 4 and digest["Invocations"]["documents"] == 2
+
+
+def test_timeline_spans_start_to_report_with_the_runtime_part():
+    def ev(type_, t, **record):
+        return {"type": type_, "time": f"2026-11-22T10:00:{t:06.3f}Z", "record": record}
+
+    events = [ev("platform.initStart", 0.0, phase="init"),
+              ev("platform.initReport", 0.2, phase="init", status="success", metrics={"durationMs": 200.0}),
+              ev("platform.start", 0.25, requestId="r1"),
+              ev("platform.runtimeDone", 0.30, requestId="r1", status="success"),
+              ev("platform.report", 0.35, requestId="r1", status="success", metrics={"durationMs": 100.0})]
+    init, invoke = demo.timeline(events)
+    assert init["kind"] == "init" and init["start"] == 0.0 and init["totalMs"] == 200.0
+    assert invoke["start"] == pytest.approx(0.25) and invoke["runtimeMs"] == pytest.approx(50.0, abs=0.01)
+    assert invoke["totalMs"] == pytest.approx(100.0, abs=0.01) and invoke["reportedMs"] == 100.0
