@@ -349,6 +349,7 @@ class Sidecar:
         self.time_to_first_next_ms: Optional[float] = None
         self._exiting = threading.Lock()
         self._warned_unknown = False
+        self._stalled_at: Optional[int] = None   # runtime_done_total when a wait for runtimeDone timed out
 
     # -- logging --
     def degrade(self, why: str) -> None:
@@ -505,8 +506,18 @@ class Sidecar:
         deadline = epoch_to_monotonic(event.get("deadlineMs"), self.margin_s())
         worker.submit_invoke(event)
         plan = worker.plan_after_invoke(deadline)
-        if plan.wait_runtime_done and "platform" in self.subscribed_types and worker.tracks_runtime_done():
-            worker.wait_runtime_done(event.get("requestId", ""), deadline)
+        if self._stalled_at is not None and worker.runtime_done_total > self._stalled_at:
+            self._stalled_at = None
+            log.info("platform telemetry flows again; waiting for runtimeDone after each invoke again")
+        if (plan.wait_runtime_done and self._stalled_at is None and "platform" in self.subscribed_types
+                and worker.tracks_runtime_done()):
+            rid = event.get("requestId", "")
+            if not worker.wait_runtime_done(rid, deadline):
+                # holding every invoke to its deadline would multiply its duration and cost: stop waiting
+                # until a runtimeDone shows up again
+                self._stalled_at = worker.runtime_done_total
+                log.warning("no platform.runtimeDone for %s before its deadline; not waiting for it after the "
+                            "next invokes until platform telemetry flows again", rid)
         if plan.budget_s > 0:
             worker.flush(min(time.monotonic() + plan.budget_s, deadline))
 

@@ -64,6 +64,7 @@ class Worker:
         self._shutdown_done = False
         self._awaiting: Optional[str] = None
         self._runtime_done: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.runtime_done_total = 0   # distinct runtimeDone request ids seen (raw peek or parsed)
         self._ready = False
         self.counters: Dict[str, int] = collections.defaultdict(int)
         self.engine: Any = None
@@ -211,7 +212,10 @@ class Worker:
                 start = window.find(b'"', window.find(b":", key) + 1)
                 end = window.find(b'"', start + 1)
                 if start > 0 and end > start:
-                    self._runtime_done[window[start + 1:end].decode("ascii", "replace")] = None
+                    rid = window[start + 1:end].decode("ascii", "replace")
+                    if rid not in self._runtime_done:
+                        self.runtime_done_total += 1
+                    self._runtime_done[rid] = None
                     found = True
             at = body.find(RUNTIME_DONE_MARK, at + 1)
         if found:
@@ -411,6 +415,8 @@ class Worker:
                     self._fail("engine_runtime_done", exc)
             if done:
                 for rid in done:
+                    if rid not in self._runtime_done:
+                        self.runtime_done_total += 1
                     self._runtime_done[rid] = None
                 while len(self._runtime_done) > MAX_TRACKED_REQUESTS:
                     self._runtime_done.popitem(last=False)

@@ -170,3 +170,21 @@ def test_periodic_flush_returns_to_next_without_waiting(fake):
         api.wait_next_calls(2 + i, timeout=5)
     api.shutdown_event()
     assert proc.wait_exit() == 0
+
+
+def test_after_a_missed_runtime_done_it_stops_waiting_until_telemetry_flows_again(fake):
+    api, proc = fake()
+    api.wait_next_calls(1)
+    api.invoke("lost", timeout_s=1.0)                      # its runtimeDone never comes
+    api.wait_next_calls(2, timeout=5)
+    proc.wait_line(lambda ln: "no platform.runtimeDone for lost" in ln)
+    api.invoke("not-held", timeout_s=60)                   # not held to its deadline
+    api.wait_next_calls(3, timeout=5)
+    api.deliver([_runtime_done("not-held", time.time())])  # telemetry is back
+    rid = "held-again"
+    api.invoke(rid, timeout_s=60)
+    api.deliver([_start(rid, time.time())])
+    delivered_at = time.time()
+    api.deliver([_runtime_done(rid, time.time())])
+    assert api.wait_next_calls(4) >= delivered_at
+    assert any("flows again" in ln for ln in proc.stderr)
