@@ -53,6 +53,16 @@ def platform_events(envelopes: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]
     return [e for e in envelopes if str(e.get("type", "")).startswith("platform.")]
 
 
+def _post_runtime_ms(report: Dict[str, Any], duration: Optional[float], runtime: Optional[float]) -> Optional[float]:
+    """The report's extensionOverhead span; else report minus runtimeDone duration (wrong after a re-init)."""
+    for span in report.get("spans") or ():
+        if span.get("name") == "extensionOverhead" and span.get("durationMs") is not None:
+            return float(span["durationMs"])
+    if duration is None or runtime is None:
+        return None
+    return round(duration - runtime, 3)
+
+
 def invocation_rows(steps: Sequence[Step], results: Sequence[Any], envelopes: Iterable[Dict[str, Any]]) -> List[Dict]:
     """One row per invoke: what the caller saw plus the platform's report (cold start, init, billing, memory)."""
     reports = {}
@@ -84,8 +94,7 @@ def invocation_rows(steps: Sequence[Step], results: Sequence[Any], envelopes: It
             "coldStart": bool(init), "initPhase": init and init["phase"],
             "initMs": (init or {}).get("ms", m.get("initDurationMs")),
             "durationMs": duration, "runtimeMs": rd.get("durationMs"),
-            "postRuntimeMs": (round(duration - rd["durationMs"], 3)
-                              if duration is not None and rd.get("durationMs") is not None else None),
+            "postRuntimeMs": _post_runtime_ms(rep, duration, rd.get("durationMs")),
             "billedMs": m.get("billedDurationMs", r.billed_duration_ms), "memorySizeMB": m.get("memorySizeMB"),
             "maxMemoryUsedMB": m.get("maxMemoryUsedMB", r.max_memory_used_mb),
             "latencyMs": round(r.latency_ms, 3), "startedAt": r.started_at,
