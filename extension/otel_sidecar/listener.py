@@ -55,6 +55,15 @@ class BatchQueue:
                 self.dropped_bytes += len(old)
             self.cond.notify_all()
 
+    def requeue_front(self, items: List[bytes]) -> None:
+        """Put back, in order and ahead of newer arrivals, bodies taken but not processed yet."""
+        if not items:
+            return
+        with self.cond:
+            self._items.extendleft(reversed(items))
+            self._bytes += sum(len(b) for b in items)
+            self.cond.notify_all()
+
     def get_all_nowait(self) -> List[bytes]:
         """Take every queued body (in arrival order). Caller may or may not hold `cond`."""
         with self.cond:

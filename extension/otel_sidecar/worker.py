@@ -22,6 +22,8 @@ RUNTIME_DONE_MARK = b'"platform.runtimeDone"'
 MAX_PENDING_INVOKES = 64          # INVOKE events not yet seen by the engine (one per invoke in practice)
 BACKGROUND_FLUSH_S = 2.0          # bound of a timer-driven flush (it overlaps the handler, never holds /next)
 WORKER_NICE = 10                  # the worker runs at a lower CPU priority than the function
+SHUTDOWN_FLUSH_RESERVE_S = 0.4    # at SHUTDOWN, stop parsing this long before the deadline to flush
+FLUSH_SHARE = 0.5                 # share of a flush budget kept for the flush itself when there is a backlog
 HEALTH_INTERVAL_S = 60.0         # own counters go out at most this often (and always at shutdown)
 MAX_TRACKED_REQUESTS = 256        # request ids remembered for the shutdown drain
 OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -292,25 +294,38 @@ class Worker:
             self._invokes.clear()
             flush_req = self._flush_req
             shutdown_req = self._shutdown_req
-        batches = self.queue.get_all_nowait()
         for event, t in invokes:
             self._on_invoke(event, t)
-        for body in batches:
-            self._on_batch(body)
         if shutdown_req is not None:
             self._do_shutdown(*shutdown_req)
             return True
         if flush_req is not None:
+            # work through the backlog only while the flush budget leaves room for the flush itself
+            self._process(stop_at=flush_req[1] - (flush_req[1] - time.monotonic()) * FLUSH_SHARE)
             self._do_flush(flush_req[1])
             with self.cond:
                 self._flush_done = max(self._flush_done, flush_req[0])
                 if self._flush_req is flush_req:
                     self._flush_req = None
                 self.cond.notify_all()
-        elif self._timer_due():
+            return False
+        self._process(stop_at=None)
+        if self._timer_due():
             # a background flush overlaps an invocation (or idles): bounded, but not by the post-runtime budget
             self._do_flush(time.monotonic() + BACKGROUND_FLUSH_S)
         return False
+
+    def _process(self, stop_at: Optional[float]) -> None:
+        """Parse queued batches in order; stop early (putting the rest back) at stop_at, or as soon as a
+        flush or shutdown request comes in, so that those are served within their bounds."""
+        batches = self.queue.get_all_nowait()
+        for i, body in enumerate(batches):
+            if i and ((stop_at is not None and time.monotonic() >= stop_at)
+                      or (stop_at is None and (self._flush_req is not None or self._shutdown_req is not None))):
+                self.queue.requeue_front(batches[i:])
+                self.counters["backlog_deferred"] += 1
+                return
+            self._on_batch(body)
 
     # -- timer for periodic / continuous policies (never fires while the environment is frozen) --
     def _timer_wait(self) -> Optional[float]:
@@ -442,7 +457,7 @@ class Worker:
 
     def _do_shutdown(self, event: Optional[Dict[str, Any]], drain_until: float, deadline: float) -> None:
         try:
-            self._drain(drain_until)
+            self._drain(drain_until, deadline)
             now = time.time()
             if self.engine is not None and self.events_mod is not None:
                 if event is not None:
@@ -466,22 +481,27 @@ class Worker:
                 self._shutdown_done = True
                 self.cond.notify_all()
 
-    def _drain(self, until: float) -> None:
-        """Take late batches until every invoked request has its report, or the bound passes."""
+    def _drain(self, until: float, deadline: float) -> None:
+        """Process what has arrived (until the final flush's reserve) and wait for late batches until
+        `until` or until every invoked request has its report. A backlog left then is counted and dropped:
+        the final flush must happen before the deadline."""
+        process_until = deadline - min(SHUTDOWN_FLUSH_RESERVE_S, max(0.0, deadline - time.monotonic()) * 0.4)
         while True:
-            for body in self.queue.get_all_nowait():
-                self._on_batch(body)
+            self._process(stop_at=process_until)
             missing = [r for r in self._requests if r not in self._reported]
             subscribed = "platform" in getattr(self.sidecar, "subscribed_types", ())
-            if not missing or not subscribed:
-                return
             with self.cond:
-                left = until - time.monotonic()
-                if left <= 0:
-                    self.counters["shutdown_reports_missing"] += len(missing)
+                now = time.monotonic()
+                backlog = len(self.queue)
+                if backlog and now < process_until:
+                    continue
+                if backlog:
+                    self.counters["dropped_at_shutdown_batches"] += len(self.queue.get_all_nowait())
+                if not missing or not subscribed or now >= until:
+                    if missing and subscribed:
+                        self.counters["shutdown_reports_missing"] += len(missing)
                     return
-                if not len(self.queue):
-                    self.cond.wait(left)
+                self.cond.wait(until - now)
 
     def _report_health(self) -> None:
         """Hand our own counters to the sinks as a HealthSignal (they emit them as the sidecar's metrics)."""
@@ -503,7 +523,8 @@ def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
     sink_dropped = sum(v for k, v in detail.items()
                        if not k.startswith(own) and ("dropped_" in k or k.endswith("dropped")) and "logs_dropped" not in k)
     dropped = (detail.get("listener_dropped_batches", 0) + detail.get("listener_oversized", 0)
-               + detail.get("worker_dropped_invoke_events", 0) + sink_dropped)
+               + detail.get("worker_dropped_invoke_events", 0) + detail.get("worker_dropped_at_shutdown_batches", 0)
+               + sink_dropped)
     out = {
         "records_received": detail.get("worker_records_received", 0),
         "malformed": detail.get("worker_malformed", 0),
