@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -153,6 +154,7 @@ def layer_entries(wheels: Dict[str, Path], pins: List[Pin]) -> Dict[str, Tuple[b
         entries[f"otel-sidecar/{rel}"] = (data, 0o644)
     lock = "".join(f"{p.name}=={p.version}\n" for p in pins).encode()
     entries["otel-sidecar/VENDORED.txt"] = (lock, 0o644)
+    entries["otel-sidecar/LAYER.json"] = ((ROOT / "layer" / "metadata.json").read_bytes(), 0o644)
     return entries
 
 
@@ -230,6 +232,11 @@ def main(argv: List[str]) -> int:
     digest = _sha256(out)
     print(f"built {out}: {zipped / 1e6:.2f} MB zipped ({zipped} bytes), {unzipped / 1e6:.2f} MB unzipped, "
           f"{len(entries)} files, sha256 {digest[:16]}")
+    meta = json.loads((ROOT / "layer" / "metadata.json").read_text())
+    print(f"publish: aws lambda publish-layer-version --layer-name {meta['layerName']} "
+          f"--zip-file fileb://{out} --license-info {meta['licenseInfo']} "
+          f"--compatible-runtimes {' '.join(meta['compatibleRuntimes'])} "
+          f"--compatible-architectures {' '.join(meta['compatibleArchitectures'])}")
     if zipped > BUDGET_BYTES:
         print(f"[build] ERROR: {zipped} bytes is over the 5 MB budget ({BUDGET_BYTES} bytes)", file=sys.stderr)
         return 1
