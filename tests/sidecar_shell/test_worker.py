@@ -148,3 +148,32 @@ def test_record_before_type_is_left_to_the_worker():
     with sc.cond:
         w._peek(body)
         assert "wrong" not in w._runtime_done
+
+
+def _log_batch(n: int, t: float) -> bytes:
+    line = {"time": _start("x", t)["time"], "type": "function", "record": "a log line " + "x" * 80}
+    return json.dumps([line] * n).encode()
+
+
+def test_shutdown_with_a_huge_backlog_finishes_by_its_deadline_and_counts_what_it_dropped():
+    sink = RecordingSink()
+    w, sc = make_worker(sink)
+    t = time.time()
+    with sc.cond:                       # the backlog piles up while the worker cannot run
+        for _ in range(60):
+            sc.queue.put(_log_batch(1000, t))
+    now = time.monotonic()
+    assert w.shutdown(None, now + 0.1, now + 1.5) is True
+    h = w.health()
+    assert h["worker_records_received"] + 1000 * h.get("worker_dropped_at_shutdown_batches", 0) == 60000
+    assert sink.shutdowns == 1 and sink.of("HealthSignal")
+
+
+def test_a_flush_request_is_served_within_its_budget_despite_a_backlog():
+    w, sc = make_worker(RecordingSink())
+    t = time.time()
+    with sc.cond:
+        for _ in range(60):
+            sc.queue.put(_log_batch(1000, t))
+    assert w.flush(time.monotonic() + 1.0) is True   # the whole backlog would take seconds
+    assert w.health()["worker_backlog_deferred"] >= 1
