@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Dict, Set
+from typing import Dict, List, Set, Tuple
 
 import pytest
 from otel_sidecar import catalog
@@ -53,10 +53,10 @@ def _panels(dash):
         yield from p.get("panels", [])
 
 
-@pytest.mark.parametrize("path", GRAFANA, ids=lambda p: p.name)
-def test_grafana_queries_only_emitted_metrics_with_their_units(path):
-    dash = json.loads(path.read_text())
-    queried = set()
+def grafana_problems(dash) -> Tuple[List[str], Set[str]]:
+    """(problems, catalog keys queried) of a Grafana dashboard's Prometheus queries."""
+    problems: List[str] = []
+    queried: Set[str] = set()
     for panel in _panels(dash):
         unit = (panel.get("fieldConfig") or {}).get("defaults", {}).get("unit")
         for target in panel.get("targets", []):
@@ -65,19 +65,41 @@ def test_grafana_queries_only_emitted_metrics_with_their_units(path):
             expr = target["expr"]
             names = set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{", expr))
             names |= set(re.findall(r"\b((?:faas|aws_lambda|otel_sidecar)_[a-zA-Z0-9_:]*)", expr))
-            assert names, f"{path.name} panel {panel['title']!r}: no metric in {expr!r}"
-            for name in names:
-                assert name in PROM, f"{path.name} panel {panel['title']!r} queries {name!r}, which the sidecar " \
-                                     "does not emit (catalog.py)"
+            if not names:
+                problems.append(f"panel {panel['title']!r}: no metric in {expr!r}")
+            for name in sorted(names):
+                if name not in PROM:
+                    problems.append(f"panel {panel['title']!r} queries {name!r}, which the sidecar does not emit")
+                    continue
                 metric = PROM[name]
                 allowed = _GRAFANA_UNITS.get(metric.otlp_unit, _COUNT_UNITS)
-                assert unit in allowed, f"{path.name} panel {panel['title']!r}: unit {unit!r} but {name} is " \
-                                        f"{metric.otlp_unit!r} (expected one of {sorted(allowed)})"
+                if unit not in allowed:
+                    problems.append(f"panel {panel['title']!r}: unit {unit!r} but {name} is {metric.otlp_unit!r} "
+                                    f"(expected one of {sorted(allowed)})")
                 queried.add(metric.key)
+    return problems, queried
+
+
+@pytest.mark.parametrize("path", GRAFANA, ids=lambda p: p.name)
+def test_grafana_queries_only_emitted_metrics_with_their_units(path):
+    dash = json.loads(path.read_text())
+    problems, queried = grafana_problems(dash)
+    assert not problems, f"{path.name}: " + "; ".join(problems)
     # the core signals are on the dashboard
     assert {"invocations", "errors", "duration", "coldstarts", "init_duration", "timeouts", "downstream_throttles",
             "post_runtime_duration", "dropped", "export_failures"} <= queried
     assert any(t.get("datasource", {}).get("type") == "tempo" for p in _panels(dash) for t in p.get("targets", []))
+
+
+def test_the_grafana_check_rejects_a_wrong_name_or_unit():
+    def dash(expr, unit):
+        return {"panels": [{"title": "p", "fieldConfig": {"defaults": {"unit": unit}},
+                            "targets": [{"expr": expr, "datasource": {"type": "prometheus"}}]}]}
+
+    assert grafana_problems(dash('sum(rate(faas_invocations_total{job="x"}[5m]))', "reqps"))[0] == []
+    assert grafana_problems(dash('sum(rate(faas_invocation_total{job="x"}[5m]))', "reqps"))[0]      # name
+    assert grafana_problems(dash('histogram_quantile(0.9, rate(faas_init_duration_seconds_bucket[5m]))', "ms"))[0]
+    assert grafana_problems(dash('rate(aws_lambda_duration_milliseconds_bucket[5m])', "s"))[0]     # unit suffix
 
 
 @pytest.mark.parametrize("path", CLOUDWATCH, ids=lambda p: p.name)
