@@ -289,3 +289,14 @@ def test_a_log_flood_is_received_or_counted_never_lost_silently(sidecar_sandbox)
     seen = total(docs, "SidecarRecordsReceived") + total(docs, "SidecarPlatformLogsDropped") \
         + total(docs, "SidecarDropped")
     assert seen >= 5000
+
+
+def test_periodic_flush_mode_never_holds_next_and_loses_nothing(sidecar_sandbox):
+    sb = sidecar_sandbox(env={"SIDECAR_FLUSH": "periodic"})
+    results = [sb.invoke({"echo": i}) for i in range(4)]
+    assert [r.response["echo"] for r in results] == [0, 1, 2, 3]
+    sb.shutdown()
+    docs = sidecar_emf(sb)
+    assert total(docs, "Invocations") == 4
+    assert sorted(emf_values(docs, "BilledDuration", FunctionName=FN)) == sorted(r.billed_duration_ms for r in results)
+    assert_healthy(sb)
