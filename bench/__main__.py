@@ -19,7 +19,7 @@ from .variants import BENCH, REPO, SIDECAR, VARIANTS, sidecar_layer
 def parse_args(argv: List[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="a few minutes: 2 rounds x 150 invokes, 1,000-invoke soak")
+    mode.add_argument("--quick", action="store_true", help="a few minutes: 2 rounds x 150 invokes, 5,000-invoke soaks")
     mode.add_argument("--full", action="store_true", help="the full run (default): 5 x 500, 5,000-invoke soak")
     p.add_argument("--memory", default=None, help="comma-separated memory sizes in MB (default 128,1024)")
     p.add_argument("--variants", default=None, help="comma-separated variant keys a..f (default all)")

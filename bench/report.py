@@ -118,7 +118,8 @@ def markdown(results: Dict[str, Any]) -> str:
             vol = [(k, v["otlp_per_100"]) for k, v in lat.items() if v.get("otlp_per_100")]
             if vol:
                 lines += ["OTLP per 100 invocations (whole run incl. init/shutdown): " + "; ".join(
-                    f"({k}) {o['requests']} requests, {o['bytes']} bytes" for k, o in vol), ""]
+                    f"({k}) {o['requests']} requests, {o['bytes']} bytes ({o.get('spans_received')} spans received "
+                    f"for {o.get('invocations')} measured invocations)" for k, o in vol), ""]
         init = run.get("init")
         if init:
             lines += [f"## {mem} MB: init duration (platform initReport), {results['plan']['init_reps']} "

@@ -38,7 +38,7 @@ class Plan:
     seed: int = 7
 
 
-QUICK = Plan()
+QUICK = Plan(soak=5000)
 FULL = Plan(rounds=5, invokes=500, warmup=50, init_reps=7, soak=5000,
             log_steps=(1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 400000))
 
@@ -101,7 +101,8 @@ class Bench:
         post: Dict[str, List[float]] = {v.key: [] for v in variants}
         failures: Dict[str, Dict[str, int]] = {v.key: {} for v in variants}
         shutdowns: Dict[str, List[Dict[str, Any]]] = {v.key: [] for v in variants}
-        otlp: Dict[str, Dict[str, int]] = {v.key: {"requests": 0, "bytes": 0, "invocations": 0} for v in variants}
+        otlp: Dict[str, Dict[str, int]] = {v.key: {"requests": 0, "bytes": 0, "invocations": 0, "spans": 0}
+                                           for v in variants}
         per_round_p50: Dict[str, List[float]] = {v.key: [] for v in variants}
         for rnd in range(plan.rounds):
             receivers = {v.key: self._receiver(v.receiver) for v in variants}
@@ -153,6 +154,7 @@ class Bench:
                             otlp[k]["requests"] += path_counts["count"]
                             otlp[k]["bytes"] += path_counts["bytes"]
                         otlp[k]["invocations"] += len(round_ids[k])
+                        otlp[k]["spans"] += len(rx.spans())
             finally:
                 for sb in boxes.values():
                     sb.close()
@@ -171,7 +173,8 @@ class Bench:
                 "post_runtime_ms": summarize(post[v.key]), "failures": failures[v.key],
                 "shutdown": shutdowns[v.key],
                 "otlp_per_100": ({"requests": round(100 * otlp[v.key]["requests"] / otlp[v.key]["invocations"], 2),
-                                  "bytes": round(100 * otlp[v.key]["bytes"] / otlp[v.key]["invocations"])}
+                                  "bytes": round(100 * otlp[v.key]["bytes"] / otlp[v.key]["invocations"]),
+                                  "spans_received": otlp[v.key]["spans"], "invocations": otlp[v.key]["invocations"]}
                                  if otlp[v.key]["invocations"] and v.receiver == "ok" else None),
             }
         return out
