@@ -49,6 +49,7 @@ from .spool import spool_from
 from .traceids import parse_xray, valid_span_id
 from .transport import GrpcSender, HttpSender, SendResult, encode_body, send_with_retry
 
+_JITTER = random.Random()   # own generator: never disturbs (or races on) the global one
 log = logging.getLogger("otel_sidecar")
 
 SCOPE = "otel_sidecar"
@@ -64,6 +65,7 @@ MAX_TRACKED_IDS = 4096          # request id -> span ids, so logs and the later 
 MAX_PENDING_INITS = 16
 CPU_SHARE = 0.25                # the background sender works at most this share of wall time...
 HIGH_WATER = 0.5                # ...and, outside continuous mode, only once a buffer is this full
+FLUSH, BACKGROUND, FINAL = "flush", "background", "final"
 URGENT = 0.9                    # a buffer this full cuts the sender's rest short (a drop is imminent)
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
 
@@ -193,17 +195,20 @@ class _Backoff:
     def __init__(self) -> None:
         self.failures = 0
         self.next_attempt = 0.0
+        self.latency: Optional[float] = None     # smoothed duration of a successful request (s)
 
     def failed(self, now: float, retry_after: Optional[float]) -> None:
         self.failures += 1
-        wait = min(BACKOFF_MAX_S, BACKOFF_MIN_S * (2 ** (self.failures - 1))) * random.uniform(0.8, 1.2)
+        wait = min(BACKOFF_MAX_S, BACKOFF_MIN_S * (2 ** (self.failures - 1))) * _JITTER.uniform(0.8, 1.2)
         if retry_after is not None:
             wait = max(wait, min(retry_after, BACKOFF_MAX_S * 4))
         self.next_attempt = now + wait
 
-    def ok(self) -> None:
+    def ok(self, latency: Optional[float] = None) -> None:
         self.failures = 0
         self.next_attempt = 0.0
+        if latency is not None:
+            self.latency = latency if self.latency is None else 0.7 * self.latency + 0.3 * latency
 
 
 class _Destination:
@@ -321,6 +326,7 @@ class OtlpSink:
         self._wake = threading.Event()
         self._sender: Optional[threading.Thread] = None
         self._sender_lock = threading.Lock()
+        self._deferred = False
         self._continuous = flush_mode == "continuous"
         self._interval = max(0.1, flush_interval_ms / 1000.0)
         if self._continuous:
@@ -352,7 +358,7 @@ class OtlpSink:
 
     def flush(self, deadline: float) -> None:
         self._collect_metrics()
-        self._export_all(deadline, final=False)
+        self._export_all(deadline, FLUSH)
 
     def shutdown(self, deadline: float) -> None:
         if self._closed:
@@ -369,7 +375,7 @@ class OtlpSink:
         # keep part of the budget to spool, count and report what could not be sent
         now = time.monotonic()
         reserve = min(0.15 if self._spool is not None else 0.05, max(0.0, deadline - now) / 5)
-        self._export_all(deadline - reserve, final=True)
+        self._export_all(deadline - reserve, FINAL)
         spooled = {sig: self._spool_out(sig, deadline - 0.01) for sig in self._buffers}
         lost = {sig: buf.clear() for sig, buf in self._buffers.items()}
         with self._clock_lock:
@@ -678,15 +684,22 @@ class OtlpSink:
         self._buffers["metrics"].add(data, points)
 
     # ---- export --------------------------------------------------------------------------------------
-    def _export_all(self, deadline: float, final: bool) -> None:
-        if not self._export_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+    # Export modes: FLUSH runs in the post-runtime window (a request that cannot finish inside it is deferred
+    # to the background sender instead of being cut off and retried into the same short window forever);
+    # BACKGROUND is the paced sender with the exporter's own timeout; FINAL is shutdown (ignores backoff).
+    def _export_all(self, deadline: float, mode: str) -> None:
+        # a post-runtime flush never waits for the background sender: it is already sending
+        wait = 0.0 if mode == FLUSH else max(0.0, deadline - time.monotonic())
+        if not self._export_lock.acquire(timeout=wait):
             self._count("flush_busy", 1)
+            if mode == FLUSH:
+                self._defer()      # the sender goes round once more for what this flush would have sent
             return
         try:
             self._load_spool()
             for sig in ("traces", "logs", "metrics"):
-                if self._export_raw(sig, deadline, final):
-                    self._export_signal(sig, deadline, final)
+                if self._export_raw(sig, deadline, mode):
+                    self._export_signal(sig, deadline, mode)
         finally:
             self._export_lock.release()
 
@@ -701,7 +714,54 @@ class OtlpSink:
         except Exception as exc:  # noqa: BLE001
             self._error("spool", exc)
 
-    def _export_raw(self, sig: str, deadline: float, final: bool) -> bool:
+    def _may_send(self, dest: _Destination, deadline: float, mode: str) -> bool:
+        now = time.monotonic()
+        if now >= deadline:
+            return False
+        if mode != FINAL and now < dest.backoff.next_attempt:
+            self._count("export_skipped_backoff", 1)
+            return False
+        latency = dest.backoff.latency
+        if mode == FLUSH and latency is not None and deadline - now < latency * 1.5 + 0.002:
+            self._defer()
+            return False
+        return True
+
+    def _send(self, sig: str, dest: _Destination, post: Any, weight: int, deadline: float, mode: str) -> str:
+        """One request (with the retries the deadline allows) -> ok | rejected | retry | deferred; all counted."""
+        # a backend already known to be failing gets one attempt, not a retry loop that eats the budget
+        attempts = 1 if dest.backoff.failures else 6
+        with self._clock_lock:
+            self._inflight[sig] = weight
+        t0 = time.monotonic()
+        try:
+            res: SendResult = send_with_retry(post, deadline, max_attempts=attempts)
+        finally:
+            with self._clock_lock:
+                self._inflight[sig] = 0
+        self._count("export_requests", res.attempts)
+        if res.attempts > 1:
+            self._count("export_retries", res.attempts - 1)
+        if res.ok:
+            dest.backoff.ok(time.monotonic() - t0 if res.attempts == 1 else None)
+            self._count(f"exported_{_unit(sig)}", weight - min(res.rejected, weight))
+            if res.rejected:
+                self._count(f"dropped_{_unit(sig)}_partial", min(res.rejected, weight))
+            return "ok"
+        if res.cut and mode == FLUSH:
+            # our window closed, not the backend's fault: no backoff; the background sender takes it on
+            self._count("export_deferred", 1)
+            self._defer()
+            return "deferred"
+        self._count("export_failures", 1)
+        self._first_failure(sig, res)
+        if res.retryable:
+            dest.backoff.failed(time.monotonic(), res.retry_after)
+            return "retry"
+        self._count(f"dropped_{_unit(sig)}_rejected", weight)
+        return "rejected"
+
+    def _export_raw(self, sig: str, deadline: float, mode: str) -> bool:
         """Send what an earlier instance spooled (oldest first); False when the backend is not taking data."""
         q, dest = self._raw[sig], self._dest[sig]
         while q:
@@ -711,10 +771,7 @@ class OtlpSink:
                 self._spool.remove(path)  # type: ignore[union-attr]
                 self._count(f"disabled_{_unit(sig)}", items)
                 continue
-            if time.monotonic() >= deadline:
-                return False
-            if not final and time.monotonic() < dest.backoff.next_attempt:
-                self._count("export_skipped_backoff", 1)
+            if not self._may_send(dest, deadline, mode):
                 return False
             try:
                 if dest.grpc or dest.export.protocol != "http/protobuf":
@@ -732,37 +789,22 @@ class OtlpSink:
                 self._spool.remove(path)  # type: ignore[union-attr]
                 self._count(f"dropped_{_unit(sig)}_unencodable", items)
                 continue
-            res = send_with_retry(post, deadline, max_attempts=1 if dest.backoff.failures else 6)
-            self._count("export_requests", res.attempts)
-            if res.ok or not res.retryable:
+            outcome = self._send(sig, dest, post, items, deadline, mode)
+            if outcome in ("ok", "rejected"):
                 q.popleft()
                 self._spool.remove(path)  # type: ignore[union-attr]
-            if res.ok:
-                dest.backoff.ok()
-                self._count(f"exported_{_unit(sig)}", items - min(res.rejected, items))
-                if res.rejected:
-                    self._count(f"dropped_{_unit(sig)}_partial", min(res.rejected, items))
-                continue
-            self._count("export_failures", 1)
-            self._first_failure(sig, res)
-            if res.retryable:
-                dest.backoff.failed(time.monotonic(), res.retry_after)
+            else:
                 return False
-            self._count(f"dropped_{_unit(sig)}_rejected", items)
         return True
 
-    def _export_signal(self, sig: str, deadline: float, final: bool) -> None:
+    def _export_signal(self, sig: str, deadline: float, mode: str) -> None:
         buf, dest = self._buffers[sig], self._dest[sig]
         if not dest.export.enabled:
             n = buf.clear()
             if n:
                 self._count(f"disabled_{_unit(sig)}", n)
             return
-        while len(buf) and time.monotonic() < deadline:
-            now = time.monotonic()
-            if not final and now < dest.backoff.next_attempt:
-                self._count("export_skipped_backoff", 1)
-                return
+        while len(buf) and self._may_send(dest, deadline, mode):
             batch = buf.take(self.cfg.batch_size)
             weight = sum(w for _, w in batch)
             try:
@@ -776,32 +818,16 @@ class OtlpSink:
                 self._error("encode", exc)
                 self._count(f"dropped_{_unit(sig)}_unencodable", weight)
                 continue
-            # a backend already known to be failing gets one attempt, not a retry loop that eats the budget
-            attempts = 1 if dest.backoff.failures else 6
-            with self._clock_lock:
-                self._inflight[sig] = weight
-            try:
-                res: SendResult = send_with_retry(post, deadline, max_attempts=attempts)
-            finally:
-                with self._clock_lock:
-                    self._inflight[sig] = 0
-            self._count("export_requests", res.attempts)
-            if res.attempts > 1:
-                self._count("export_retries", res.attempts - 1)
-            if res.ok:
-                dest.backoff.ok()
-                self._count(f"exported_{_unit(sig)}", weight - min(res.rejected, weight))
-                if res.rejected:
-                    self._count(f"dropped_{_unit(sig)}_partial", min(res.rejected, weight))
-                continue
-            self._count("export_failures", 1)
-            if res.retryable:
+            outcome = self._send(sig, dest, post, weight, deadline, mode)
+            if outcome in ("retry", "deferred"):
                 buf.put_back(batch)
-                dest.backoff.failed(time.monotonic(), res.retry_after)
-                self._first_failure(sig, res)
                 return
-            self._count(f"dropped_{_unit(sig)}_rejected", weight)
-            self._first_failure(sig, res)
+
+    def _defer(self) -> None:
+        """Hand the rest to the background sender (it runs while invocations run, paced)."""
+        self._deferred = True
+        self._start_sender()
+        self._wake.set()
 
     def _encode(self, sig: str, items: List[Any]) -> Any:
         if sig == "traces":
@@ -834,11 +860,13 @@ class OtlpSink:
         Timers do not fire while the environment is frozen; this thread simply resumes at the next thaw.
         """
         while not self._closed:
-            self._wake.wait(self._interval if self._continuous else None)
+            if not self._deferred:
+                self._wake.wait(self._interval if self._continuous else None)
             self._wake.clear()
             if self._closed:
                 return
-            if not self._continuous and self._fill() < HIGH_WATER:
+            deferred, self._deferred = self._deferred, False
+            if not self._continuous and not deferred and self._fill() < HIGH_WATER:
                 continue
             t0 = time.monotonic()
             before = self._exported()
@@ -846,7 +874,7 @@ class OtlpSink:
                 self._count("background_sends", 1)
                 if self._continuous:
                     self._collect_metrics()
-                self._export_all(t0 + min(2.0, self._interval), final=False)
+                self._export_all(t0 + min(10.0, max(1.0, self.cfg.traces.timeout_s)), BACKGROUND)
             except Exception as exc:  # noqa: BLE001
                 self._error("sender", exc)
             rest_until = time.monotonic() + (time.monotonic() - t0) * (1.0 / CPU_SHARE - 1.0)

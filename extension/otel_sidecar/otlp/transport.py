@@ -22,6 +22,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
+_JITTER = random.Random()   # own generator: never disturbs (or races on) the global one
 RETRYABLE = frozenset((429, 502, 503, 504))
 USER_AGENT = "otel-sidecar-otlp/0.1"
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
@@ -36,6 +37,7 @@ class SendResult:
     rejected: int = 0                       # partial success: items the server refused
     error: str = ""
     attempts: int = 1
+    cut: bool = False                       # timed out because the caller's deadline, not the backend, ran out
 
 
 def encode_body(message: Any, protocol: str) -> Tuple[bytes, str]:
@@ -115,9 +117,10 @@ class HttpSender:
 
     def post_once(self, body: bytes, content_type: str, deadline: float) -> SendResult:
         """One attempt, every socket operation bounded by the time left."""
-        left = min(deadline - time.monotonic(), self.timeout_s)
+        budget = deadline - time.monotonic()
+        left = min(budget, self.timeout_s)
         if left <= 0.001:
-            return SendResult(False, None, True, error="no time left")
+            return SendResult(False, None, True, error="no time left", cut=True)
         headers = {"Content-Type": content_type, "User-Agent": USER_AGENT, **self.headers}
         if self.compression == "gzip":
             body = gzip.compress(body, compresslevel=5)
@@ -138,7 +141,7 @@ class HttpSender:
                 self.close()
         except (socket.timeout, TimeoutError) as exc:
             self.close()
-            return SendResult(False, None, True, error=f"timed out ({exc or 'no answer'})")
+            return SendResult(False, None, True, error=f"timed out ({exc or 'no answer'})", cut=budget < self.timeout_s)
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             return SendResult(False, None, True, error=f"{type(exc).__name__}: {exc}")
@@ -174,9 +177,9 @@ def send_with_retry(post: Callable[[float], SendResult], deadline: float,
     while True:
         attempt += 1
         res = post(deadline)
-        if res.ok or not res.retryable:
+        if res.ok or not res.retryable or res.cut:
             return _with_attempts(res, attempt)
-        wait = res.retry_after if res.retry_after is not None else base_backoff * (2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+        wait = res.retry_after if res.retry_after is not None else base_backoff * (2 ** (attempt - 1)) * _JITTER.uniform(0.8, 1.2)
         # a retry needs the wait plus a little time for the request itself
         if time.monotonic() + wait + 0.005 >= deadline or attempt >= max_attempts:
             return _with_attempts(res, attempt)
@@ -184,7 +187,7 @@ def send_with_retry(post: Callable[[float], SendResult], deadline: float,
 
 
 def _with_attempts(res: SendResult, attempts: int) -> SendResult:
-    return SendResult(res.ok, res.status, res.retryable, res.retry_after, res.rejected, res.error, attempts)
+    return SendResult(res.ok, res.status, res.retryable, res.retry_after, res.rejected, res.error, attempts, res.cut)
 
 
 class GrpcSender:
@@ -215,14 +218,17 @@ class GrpcSender:
                           grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.DATA_LOSS}
 
     def post_once(self, message: Any, deadline: float) -> SendResult:
-        left = min(deadline - time.monotonic(), self.timeout_s)
+        budget = deadline - time.monotonic()
+        left = min(budget, self.timeout_s)
         if left <= 0.001:
-            return SendResult(False, None, True, error="no time left")
+            return SendResult(False, None, True, error="no time left", cut=True)
         try:
             resp = self.stub.Export(message, timeout=left, metadata=self.metadata, compression=self.compression)
         except self._grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
-            return SendResult(False, None, code in self.retryable, error=f"gRPC {getattr(code, 'name', exc)}")
+            cut = code == self._grpc.StatusCode.DEADLINE_EXCEEDED and budget < self.timeout_s
+            return SendResult(False, None, code in self.retryable, error=f"gRPC {getattr(code, 'name', exc)}",
+                              cut=cut)
         ps = resp.partial_success
         rejected = 0
         for name in ("rejected_spans", "rejected_data_points", "rejected_log_records"):
