@@ -434,3 +434,11 @@ def test_histogram_buckets_fit_seconds_bytes_and_percent(make_sink, receiver):
     assert mem["explicit_bounds"][0] == 32 * 1024 * 1024
     assert mem["bucket_counts"][1] == 1                      # 64 MiB used: in (32 MiB, 64 MiB]
     assert points["aws.lambda.memory_utilization"]["explicit_bounds"][-1] == 100.0
+
+
+def test_an_init_signal_arriving_after_its_invocation_gives_one_init_span(make_sink, receiver):
+    sink = make_sink()
+    i = init(first="req-1")
+    sink.accept([invocation("req-1", cold_start=True, init_signal=i), i])
+    sink.shutdown(soon())
+    assert len(by_name(receiver.spans(), "init my-function")) == 1

@@ -255,7 +255,7 @@ class OtlpSink:
         self.settings = settings
         self.env = env
         self._counters: Dict[str, int] = collections.defaultdict(int)
-        self._clock_lock = threading.Lock()
+        self._counts_lock = threading.Lock()
         self._export_lock = threading.Lock()
         self._closed = False
         self.function_name = (getattr(settings, "function_name", None) if settings is not None else None) \
@@ -319,7 +319,8 @@ class OtlpSink:
             self._logger_provider.add_log_record_processor(_LogsToBuffer(self))
             self.logger = self._logger_provider.get_logger(SCOPE)
         self._span_ids: collections.OrderedDict[str, _Ids] = collections.OrderedDict()
-        self._pending_inits: Deque[Any] = collections.deque(maxlen=MAX_PENDING_INITS)
+        self._pending_inits: Deque[Any] = collections.deque()
+        self._emitted_inits: Deque[Tuple[Any, ...]] = collections.deque(maxlen=64)
         self._catalog = _load_catalog()
 
         self.flush_mode = flush_mode
@@ -378,7 +379,7 @@ class OtlpSink:
         self._export_all(deadline - reserve, FINAL)
         spooled = {sig: self._spool_out(sig, deadline - 0.01) for sig in self._buffers}
         lost = {sig: buf.clear() for sig, buf in self._buffers.items()}
-        with self._clock_lock:
+        with self._counts_lock:
             # a batch the background sender still has on the wire when we give up: its fate is unknown
             for sig, n in self._inflight.items():
                 lost[sig] += n
@@ -418,7 +419,7 @@ class OtlpSink:
         return saved
 
     def health(self) -> Dict[str, int]:
-        with self._clock_lock:
+        with self._counts_lock:
             out = {f"otlp_{k}": int(v) for k, v in self._counters.items()}
         for sig, buf in self._buffers.items():
             out[f"otlp_buffered_{_unit(sig)}"] = len(buf)
@@ -533,12 +534,12 @@ class OtlpSink:
             span.set_status(Status(StatusCode.ERROR, error_type))
         child_ctx = trace_api.set_span_in_context(span)
         for ps in getattr(sig, "spans", ()) or ():
-            self._phase_span(ps, child_ctx, error_type)
+            self._phase_span(ps, child_ctx)
         if init is not None:
             self._emit_init_span(init, child_ctx)
         span.end(end_time=_ns(end))
 
-    def _phase_span(self, ps: Any, ctx: Any, error_type: Optional[str]) -> None:
+    def _phase_span(self, ps: Any, ctx: Any) -> None:
         start = float(ps.start)
         end = start + max(0.0, float(ps.duration_ms)) / 1000.0
         child = self.tracer.start_span(ps.name, context=ctx, kind=SpanKind.INTERNAL,
@@ -550,15 +551,20 @@ class OtlpSink:
         self._record_catalog("init", init)
         # The span goes out with the first invocation it served (InvocationSignal.init), as its child;
         # an init that never served one is exported as its own trace at shutdown.
+        if _init_key(init) in self._emitted_inits:       # its invocation came first and carried it already
+            return
+        if len(self._pending_inits) >= MAX_PENDING_INITS:
+            # never dropped: an init still waiting after this many others goes out as its own trace
+            self._emit_init_span(self._pending_inits.popleft(), None)
         self._pending_inits.append(init)
 
     def _forget_pending(self, init: Any) -> None:
         for p in list(self._pending_inits):
-            if p == init or (getattr(p, "start", None) == getattr(init, "start", None)
-                             and getattr(p, "time", None) == getattr(init, "time", None)):
+            if _init_key(p) == _init_key(init):
                 self._pending_inits.remove(p)
 
     def _emit_init_span(self, init: Any, ctx: Any) -> None:
+        self._emitted_inits.append(_init_key(init))
         end = float(init.time)
         duration = getattr(init, "duration_ms", None)
         start = init.start if init.start is not None else (end - duration / 1000.0 if duration else end)
@@ -577,7 +583,7 @@ class OtlpSink:
             span.set_status(Status(StatusCode.ERROR, et))
         inner = trace_api.set_span_in_context(span)
         for ps in getattr(init, "spans", ()) or ():
-            self._phase_span(ps, inner, None)
+            self._phase_span(ps, inner)
         span.end(end_time=_ns(max(end, start)))
 
     def _on_shutdown_signal(self, sig: Any) -> None:
@@ -731,13 +737,13 @@ class OtlpSink:
         """One request (with the retries the deadline allows) -> ok | rejected | retry | deferred; all counted."""
         # a backend already known to be failing gets one attempt, not a retry loop that eats the budget
         attempts = 1 if dest.backoff.failures else 6
-        with self._clock_lock:
+        with self._counts_lock:
             self._inflight[sig] = weight
         t0 = time.monotonic()
         try:
             res: SendResult = send_with_retry(post, deadline, max_attempts=attempts)
         finally:
-            with self._clock_lock:
+            with self._counts_lock:
                 self._inflight[sig] = 0
         self._count("export_requests", res.attempts)
         if res.attempts > 1:
@@ -887,7 +893,7 @@ class OtlpSink:
                 self._wake.set()
 
     def _exported(self) -> int:
-        with self._clock_lock:
+        with self._counts_lock:
             return sum(v for k, v in self._counters.items() if k.startswith("exported_"))
 
     # ---- bookkeeping ---------------------------------------------------------------------------------
@@ -897,19 +903,19 @@ class OtlpSink:
         return on_drop
 
     def _count(self, key: str, n: int) -> None:
-        with self._clock_lock:
+        with self._counts_lock:
             self._counters[key] += n
 
     def _error(self, where: str, exc: BaseException) -> None:
         key = f"errors_{where}"
-        with self._clock_lock:
+        with self._counts_lock:
             first = self._counters[key] == 0
             self._counters[key] += 1
         if first:
             log.error("OTLP: error in %s (%s: %s); counted, continuing", where, type(exc).__name__, exc)
 
     def _first_failure(self, sig: str, res: SendResult) -> None:
-        with self._clock_lock:
+        with self._counts_lock:
             first = not self._failure_logged
             self._failure_logged.add(sig)
         if first:  # one line per sidecar; the rest is counted (health) and summed up at shutdown
@@ -941,6 +947,10 @@ class OtlpSink:
 # ---- helpers ----------------------------------------------------------------------------------------------
 def _post_http(sender: HttpSender, body: bytes, ctype: str, deadline: float) -> SendResult:
     return sender.post_once(body, ctype, deadline)
+
+
+def _init_key(init: Any) -> Tuple[Any, ...]:
+    return (getattr(init, "start", None), getattr(init, "time", None), getattr(init, "phase", None))
 
 
 def _ns(t: float) -> int:
