@@ -442,3 +442,21 @@ def test_an_init_signal_arriving_after_its_invocation_gives_one_init_span(make_s
     sink.accept([invocation("req-1", cold_start=True, init_signal=i), i])
     sink.shutdown(soon())
     assert len(by_name(receiver.spans(), "init my-function")) == 1
+
+
+def test_create_sink_switches(receiver):
+    from types import SimpleNamespace
+
+    from otel_sidecar.otlp import create_sink
+
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "SIDECAR_OTLP_SPOOL_DIR": "off"}
+    assert create_sink(None, dict(env, OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
+                                  OTEL_LOGS_EXPORTER="none")) is None
+    sink = create_sink(SimpleNamespace(otlp_logs=False, flush_mode="end", flush_interval_ms=20000,
+                                       function_name="fn"), env)
+    try:
+        sink.accept([log_line("not exported"), invocation("r1")])
+        sink.flush(soon())
+        assert receiver.logs() == [] and by_name(receiver.spans(), "fn")
+    finally:
+        sink.shutdown(soon())
