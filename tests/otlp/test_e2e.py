@@ -209,3 +209,18 @@ def test_stalled_backend_keeps_the_buffers_bounded_and_counts_drops(otlp_sandbox
     assert shut.extensions[SIDECAR] == "Exited"
     # ~39 reported invocations x 5 spans went into a 40-span buffer: the oldest were dropped and counted
     assert sum(emf_values(sidecar_emf(sb), "SidecarDropped")) >= 100
+
+
+@pytest.mark.parametrize("sampling, spans_expected", [("parent", False), ("always", True)])
+def test_passthrough_without_a_sampled_caller(otlp_sandbox, receiver, sampling, spans_expected):
+    # PassThrough with no upstream header: Lambda's header says Sampled=0
+    sb = otlp_sandbox(tracing="PassThrough", env={"SIDECAR_OTLP_SAMPLING": sampling})
+    r = sb.invoke({})
+    sb.shutdown()
+    assert receiver.wait_for(lambda rx: metric_sum(rx, "faas.invocations") == 1, timeout=5)   # metrics regardless
+    spans = server_spans(receiver)
+    assert (r.request_id in spans) is spans_expected
+    if spans_expected:
+        header = next(ev.event for ev in sb.events if ev.event["type"] == "platform.start")
+        assert "tracing" not in header["record"]      # not sampled: the record carries no tracing object
+        assert spans[r.request_id][0]["parent_span_id"] is not None     # still joined to Lambda's trace
