@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any, Dict, List
 from . import machine, plots, report
 from .deps import ensure_layer
 from .runner import FULL, QUICK, Bench, layer_size, log
-from .variants import BENCH, REPO, SIDECAR, VARIANTS, sidecar_layer
+from .variants import BENCH, REPO, SIDECAR, STATIC_LAYERS, VARIANTS, sidecar_layer
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
@@ -22,7 +23,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     mode.add_argument("--quick", action="store_true", help="a few minutes: 2 rounds x 150 invokes, 5,000-invoke soaks")
     mode.add_argument("--full", action="store_true", help="the full run (default): 5 x 500, 5,000-invoke soak")
     p.add_argument("--memory", default=None, help="comma-separated memory sizes in MB (default 128,1024)")
-    p.add_argument("--variants", default=None, help="comma-separated variant keys a..f (default all)")
+    p.add_argument("--variants", default=None, help="comma-separated variant keys a..g (default all)")
     p.add_argument("--no-cpu-quota", action="store_true", help="do not ask the sandbox for the CPU quota")
     p.add_argument("--phases", default="latency,init,resources,logs",
                    help="comma-separated subset of latency,init,resources,logs")
@@ -52,7 +53,8 @@ def main(argv: List[str]) -> int:
     log(f"sidecar layer: {layers[SIDECAR]}")
     for v in VARIANTS:
         if v.key in plan.variants and v.dep_layer and v.dep_layer not in layers:
-            layers[v.dep_layer] = ensure_layer(work, v.dep_layer, log)
+            static = STATIC_LAYERS / v.dep_layer
+            layers[v.dep_layer] = static if static.is_dir() else ensure_layer(work, v.dep_layer, log)
     bench = Bench(plan, layers, work)
     results: Dict[str, Any] = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"), "mode": "quick" if args.quick else "full",
@@ -78,6 +80,7 @@ def main(argv: List[str]) -> int:
         log(f"log ingest ladder at {plan.soak_memory} MB: {list(plan.log_steps)} lines per invoke")
         results["log_ingest"] = bench.log_ingest()
     results["applied"] = bench.applied
+    results["loadavg_end"] = list(os.getloadavg())   # other work on the machine shows up here
     results["elapsed_s"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1)
     results["targets"] = report.evaluate(results)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +101,7 @@ def main(argv: List[str]) -> int:
     (work / "samples.json").write_text(json.dumps(samples))
     report.write_json(results, out_dir / "results.json")
     (out_dir / "results.md").write_text(report.markdown(results))
-    missed = [r for r in results["targets"] if r["met"] is False]
+    missed = [r for r in results["targets"] if r["met"] is False and not r["target"].startswith("(context)")]
     log(f"done in {results['elapsed_s']} s: {out_dir / 'results.md'}; targets missed: {len(missed)}")
     for r in missed:
         log(f"  MISSED {r['target']} ({r['where']}): {r['measured']}")

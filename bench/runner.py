@@ -34,7 +34,7 @@ class Plan:
     soak: int = 1000              # invocations for RSS growth / CPU
     soak_memory: int = 1024
     log_steps: Sequence[int] = (1000, 2000, 5000, 10000, 20000, 50000, 100000)
-    variants: Sequence[str] = ("a", "b", "c", "d", "e", "f")
+    variants: Sequence[str] = ("a", "b", "c", "d", "e", "f", "g")
     seed: int = 7
 
 
@@ -162,12 +162,15 @@ class Bench:
                     if rx is not None:
                         rx.stop()
         base = summarize(samples.get("a", []))
+        null = summarize(samples.get("g", []))
         out: Dict[str, Any] = {"variants": {}, "samples": samples}
         for v in variants:
             s = summarize(samples[v.key])
             s.update({"ratio_p50_to_bare": ratio(s["p50"], base["p50"]), "ratio_p99_to_bare": ratio(s["p99"], base["p99"]),
                       "delta_p50_ms": delta(s["p50"], base["p50"]), "delta_p99_ms": delta(s["p99"], base["p99"]),
-                      "per_round_p50": per_round_p50[v.key]})
+                      "per_round_p50": per_round_p50[v.key],
+                      "ratio_p50_to_null_extension": ratio(s["p50"], null["p50"]),
+                      "delta_p99_to_null_extension_ms": delta(s["p99"], null["p99"])})
             out["variants"][v.key] = {
                 "name": v.name, "description": v.description, "latency_ms": s,
                 "post_runtime_ms": summarize(post[v.key]), "failures": failures[v.key],
@@ -181,7 +184,8 @@ class Bench:
 
     # -- init duration added by the extension --
     def init(self, memory_mb: int) -> Dict[str, Any]:
-        combos = [(fn, key) for fn in ("trivial", "init300") for key in ("a", "b")]
+        keys = [k for k in ("a", "b", "g") if k in self.plan.variants or k == "a"]
+        combos = [(fn, key) for fn in ("trivial", "init300") for key in keys]
         got: Dict[str, List[float]] = {f"{fn}/{key}": [] for fn, key in combos}
         first_latency: Dict[str, List[float]] = {f"{fn}/{key}": [] for fn, key in combos}
         for rep in range(self.plan.init_reps):
@@ -204,10 +208,12 @@ class Bench:
             self.say(f"init {memory_mb} MB: repetition {rep + 1}/{self.plan.init_reps}")
         out: Dict[str, Any] = {"samples": got}
         for fn in ("trivial", "init300"):
-            bare, side = summarize(got[f"{fn}/a"]), summarize(got[f"{fn}/b"])
+            bare, side = summarize(got[f"{fn}/a"]), summarize(got.get(f"{fn}/b", []))
+            null = summarize(got.get(f"{fn}/g", []))
             out[fn] = {"bare_ms": bare, "sidecar_ms": side, "added_p50_ms": delta(side["p50"], bare["p50"]),
+                       "null_extension_ms": null, "null_added_p50_ms": delta(null["p50"], bare["p50"]),
                        "first_invoke_latency_ms": {"bare": summarize(first_latency[f"{fn}/a"]),
-                                                   "sidecar": summarize(first_latency[f"{fn}/b"])}}
+                                                   "sidecar": summarize(first_latency.get(f"{fn}/b", []))}}
         return out
 
     # -- sidecar memory and CPU over a long run; OTLP volume at steady state --

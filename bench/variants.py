@@ -11,6 +11,7 @@ REPO = BENCH.parent
 FUNCTIONS = BENCH / "functions"
 LAYER_ZIP = REPO / "dist" / "otel-sidecar-layer.zip"
 SIDECAR = "otel-sidecar"
+STATIC_LAYERS = BENCH / "layers"
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Variant:
     function: str = "trivial"         # directory under bench/functions
     handler: str = "app.handler"
     sidecar: bool = False
-    dep_layer: Optional[str] = None   # bench.deps layer name
+    dep_layer: Optional[str] = None   # bench.deps layer name, or a directory under bench/layers
     receiver: Optional[str] = None    # None | "ok" | "stall" | "refuse"
     env: Dict[str, str] = field(default_factory=dict)
 
@@ -41,6 +42,8 @@ VARIANTS: List[Variant] = [
             sidecar=True, receiver="stall"),
     Variant("f", "sidecar-refused", "otel-sidecar, the OTLP endpoint refuses connections",
             sidecar=True, receiver="refuse"),
+    Variant("g", "null-extension", "an extension that only registers and answers /next: what the platform "
+            "charges for having any extension at all", dep_layer="null-extension"),
 ]
 BY_KEY = {v.key: v for v in VARIANTS}
 
