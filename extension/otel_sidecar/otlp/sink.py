@@ -66,6 +66,7 @@ MAX_PENDING_INITS = 16
 CPU_SHARE = 0.25                # the background sender works at most this share of wall time...
 HIGH_WATER = 0.5                # ...and, outside continuous mode, only once a buffer is this full
 FLUSH, BACKGROUND, FINAL = "flush", "background", "final"
+FLUSH_BATCH = 128               # items per request inside the post-runtime window
 URGENT = 0.9                    # a buffer this full cuts the sender's rest short (a drop is imminent)
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
 
@@ -708,6 +709,8 @@ class OtlpSink:
                     self._export_signal(sig, deadline, mode)
         finally:
             self._export_lock.release()
+        if mode == FLUSH and (any(len(b) for b in self._buffers.values()) or any(self._raw.values())):
+            self._defer()          # the window closed with data left: it leaves while the next invoke runs
 
     def _load_spool(self) -> None:
         if self._spool_loaded or self._spool is None:
@@ -810,8 +813,11 @@ class OtlpSink:
             if n:
                 self._count(f"disabled_{_unit(sig)}", n)
             return
+        # small steps inside the post-runtime window: encoding is not interruptible, so a step's size is
+        # what a flush can overrun its deadline by
+        size = min(self.cfg.batch_size, FLUSH_BATCH) if mode == FLUSH else self.cfg.batch_size
         while len(buf) and self._may_send(dest, deadline, mode):
-            batch = buf.take(self.cfg.batch_size)
+            batch = buf.take(size)
             weight = sum(w for _, w in batch)
             try:
                 message = self._encode(sig, [item for item, _ in batch])
