@@ -460,3 +460,13 @@ def test_create_sink_switches(receiver):
         assert receiver.logs() == [] and by_name(receiver.spans(), "fn")
     finally:
         sink.shutdown(soon())
+
+
+def test_a_big_backlog_leaves_the_short_window_in_small_steps_and_the_rest_in_the_background(make_sink, receiver):
+    sink = make_sink(SIDECAR_OTLP_MAX_QUEUE="5000", SIDECAR_OTLP_LOGS="off", OTEL_METRICS_EXPORTER="none")
+    sink.accept([invocation(f"r{i}") for i in range(200)])    # 1,000 spans, below the high-water mark
+    deadline = soon(0.01)
+    sink.flush(deadline)
+    assert time.monotonic() <= deadline + SLACK
+    assert receiver.wait_for(lambda r: len(r.spans()) >= 1000, timeout=10)
+    assert sink.health()["otlp_exported_spans"] == 1000 and sink.health()["otlp_background_sends"] >= 1
