@@ -19,7 +19,9 @@ import argparse
 import base64
 import json
 import re
+import socket
 import sqlite3
+import struct
 import threading
 import time
 import zlib
@@ -318,6 +320,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         rx = self.receiver
         path = self.path.split("?", 1)[0]
+        if rx._fault is not None and rx._fault.mode == "refuse":
+            # a kept-alive connection opened before the fault: reset it rather than answer
+            self.close_connection = True
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            rx._note(path, 0, 0, "refuse")
+            return
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             self.close_connection = True

@@ -175,3 +175,17 @@ def test_standalone_cli_prints_each_request_and_a_summary():
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def test_refuse_also_resets_connections_kept_alive_from_before():
+    with OtlpReceiver() as rx:
+        conn = http.client.HTTPConnection("127.0.0.1", rx.port, timeout=5)
+        body = trace_request().SerializeToString()
+        conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
+        assert conn.getresponse().read() is not None
+        rx.set_fault("refuse")
+        with pytest.raises((ConnectionError, http.client.HTTPException)):
+            conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
+            conn.getresponse()
+        conn.close()
+        assert len(rx.spans()) == 1
