@@ -470,3 +470,12 @@ def test_a_big_backlog_leaves_the_short_window_in_small_steps_and_the_rest_in_th
     assert time.monotonic() <= deadline + SLACK
     assert receiver.wait_for(lambda r: len(r.spans()) >= 1000, timeout=10)
     assert sink.health()["otlp_exported_spans"] == 1000 and sink.health()["otlp_background_sends"] >= 1
+
+
+def test_a_later_signal_with_the_trace_header_wins_over_fresh_ids(make_sink, receiver):
+    sink = make_sink()
+    tc = TraceContext(value=f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1", span_id="aaaaaaaaaaaaaaaa")
+    sink.accept([log_line("early, before the engine knew the trace"), invocation("req-1", trace=tc)])
+    sink.flush(soon())
+    (inv,) = by_name(receiver.spans(), "my-function")
+    assert (inv["trace_id"], inv["span_id"]) == ("5759e988bd862e3fe1be46a994272793", "aaaaaaaaaaaaaaaa")

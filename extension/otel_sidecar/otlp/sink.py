@@ -77,6 +77,7 @@ class _Ids:
     span_id: int
     parent: Optional[SpanContext]
     sampled: bool
+    rank: int = 0          # what the ids came from: 0 nothing, 1 an X-Ray header, 2 a header + Lambda's spanId
 
 
 class _PresetIds(IdGenerator):
@@ -454,18 +455,23 @@ class OtlpSink:
 
     # ---- signals -> spans ----------------------------------------------------------------------------
     def _ids_for(self, request_id: Optional[str], trace: Any, invoke_value: Optional[str]) -> _Ids:
-        if request_id and request_id in self._span_ids:
-            return self._span_ids[request_id]
         value = getattr(trace, "value", None) if trace is not None else None
         xr = parse_xray(value) or parse_xray(invoke_value)
         span_id = valid_span_id(getattr(trace, "span_id", None) if trace is not None else None)
+        rank = 0 if xr is None else 2 if span_id else 1
+        cached = self._span_ids.get(request_id) if request_id else None
+        # first sight wins (logs and span agree), unless a later signal knows the trace better: joining the
+        # function's trace matters more than matching a few early log lines
+        if cached is not None and cached.rank >= rank:
+            return cached
         if xr is not None:
             parent = None
             if xr.parent_id is not None:
                 parent = SpanContext(int(xr.trace_id, 16), int(xr.parent_id, 16), is_remote=True,
                                      trace_flags=TraceFlags(TraceFlags.SAMPLED))
             sid = int(span_id, 16) if span_id and span_id != xr.parent_id else self._ids._random.generate_span_id()
-            ids = _Ids(int(xr.trace_id, 16), sid, parent, xr.sampled is not False or self.cfg.sampling == "always")
+            ids = _Ids(int(xr.trace_id, 16), sid, parent, xr.sampled is not False or self.cfg.sampling == "always",
+                       rank)
         else:
             ids = _Ids(self._ids._random.generate_trace_id(), self._ids._random.generate_span_id(), None, True)
         if request_id:
