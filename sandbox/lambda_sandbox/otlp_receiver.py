@@ -96,8 +96,10 @@ class OtlpReceiver:
     """Threaded OTLP/HTTP server on 127.0.0.1 (ephemeral port unless given)."""
 
     def __init__(self, store_path: Optional[Union[str, Path]] = None, fault: Optional[Union[Fault, str]] = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, max_requests: int = 100_000) -> None:
         self.host = host
+        self.max_requests = max_requests      # kept in memory; older ones are forgotten (and counted)
+        self.forgotten = 0
         self.port = port
         self.store_path = Path(store_path) if store_path is not None else None
         self._fault: Optional[Fault] = Fault.parse(fault) if isinstance(fault, str) else fault
@@ -222,6 +224,11 @@ class OtlpReceiver:
     def _store(self, rec: Received) -> None:
         with self._cond:
             self._received.append(rec)
+            if len(self._received) > self.max_requests:
+                del self._received[0]
+                self.forgotten += 1
+            if len(self._log) > self.max_requests:
+                del self._log[0]
             self._cond.notify_all()
         if self.store_path is None:
             return
@@ -304,7 +311,7 @@ class OtlpReceiver:
         """Small JSON-ready digest for reports."""
         return {"endpoint": self.endpoint, "requests": self.requests, "spans": len(self.spans()),
                 "metricPoints": len(self.metrics()), "logRecords": len(self.logs()),
-                "answered": len(self.request_log)}
+                "answered": len(self.request_log), "forgotten": self.forgotten}
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -189,3 +189,10 @@ def test_refuse_also_resets_connections_kept_alive_from_before():
             conn.getresponse()
         conn.close()
         assert len(rx.spans()) == 1
+
+
+def test_memory_is_bounded_by_max_requests():
+    with OtlpReceiver(max_requests=2) as rx:
+        for name in ("a", "b", "c"):
+            assert post(rx, "/v1/traces", trace_request(name).SerializeToString())[0] == 200
+        assert [s["name"] for s in rx.spans()] == ["b", "c"] and rx.summary()["forgotten"] == 1
