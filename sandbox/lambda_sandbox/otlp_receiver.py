@@ -227,8 +227,6 @@ class OtlpReceiver:
             if len(self._received) > self.max_requests:
                 del self._received[0]
                 self.forgotten += 1
-            if len(self._log) > self.max_requests:
-                del self._log[0]
             self._cond.notify_all()
         if self.store_path is None:
             return
@@ -244,6 +242,8 @@ class OtlpReceiver:
     def _note(self, path: str, status: int, size: int, fault: Optional[str]) -> None:
         with self._cond:
             self._log.append({"path": path, "status": status, "bytes": size, "fault": fault, "time": time.time()})
+            if len(self._log) > self.max_requests:
+                del self._log[0]
             self._cond.notify_all()
 
     def clear(self) -> None:
