@@ -24,8 +24,14 @@ from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
+# Everything is imported here, when the worker thread builds the sink, so that no first flush pays for
+# an import inside its post-runtime window.
 from opentelemetry import trace as trace_api
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord
 from opentelemetry.sdk.metrics import (
     Counter,
@@ -36,7 +42,7 @@ from opentelemetry.sdk.metrics import (
     ObservableUpDownCounter,
     UpDownCounter,
 )
-from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -360,8 +366,12 @@ class OtlpSink:
             self._wake.set()
 
     def flush(self, deadline: float) -> None:
+        t0 = time.monotonic()
         self._collect_metrics()
         self._export_all(deadline, FLUSH)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("OTLP flush: %.1f ms of a %.1f ms window; %s", (time.monotonic() - t0) * 1000,
+                      (deadline - t0) * 1000, self.health())
 
     def shutdown(self, deadline: float) -> None:
         if self._closed:
@@ -610,8 +620,6 @@ class OtlpSink:
             sc = SpanContext(ids.trace_id, ids.span_id, is_remote=False,
                              trace_flags=TraceFlags(TraceFlags.SAMPLED if ids.sampled else TraceFlags.DEFAULT))
             ctx = trace_api.set_span_in_context(NonRecordingSpan(sc))
-        from opentelemetry._logs import SeverityNumber
-
         sev = SEVERITY.get(level or "")
         self.logger.emit(timestamp=_ns(sig.time), context=ctx,
                          severity_number=SeverityNumber(sev) if sev else SeverityNumber.UNSPECIFIED,
@@ -849,16 +857,9 @@ class OtlpSink:
 
     def _encode(self, sig: str, items: List[Any]) -> Any:
         if sig == "traces":
-            from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
             return encode_spans(items)
         if sig == "logs":
-            from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-
             return encode_logs(items)
-        from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-        from opentelemetry.sdk.metrics.export import MetricsData
-
         merged = [rm for data in items for rm in data.resource_metrics]
         return encode_metrics(MetricsData(resource_metrics=merged))
 
