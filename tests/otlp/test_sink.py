@@ -303,7 +303,7 @@ def test_backoff_after_a_failure_keeps_later_flushes_cheap(make_sink, receiver):
 
 def test_a_request_the_flush_window_cuts_off_is_handed_to_the_background(make_sink, receiver):
     sink = make_sink(OTEL_EXPORTER_OTLP_TIMEOUT="5000")
-    receiver.set_fault("slow", delay_ms=300)                  # a far-away backend: 300 ms per request
+    receiver.set_fault("slow", delay_ms=150)                  # a far-away backend: 150 ms per request
     sink.accept([invocation("r1")])
     deadline = soon(0.05)                                      # a 50 ms post-runtime window
     sink.flush(deadline)
