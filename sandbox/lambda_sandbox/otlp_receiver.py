@@ -336,11 +336,17 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
             rx._note(path, 0, 0, "refuse")
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self.close_connection = True
-            return self._reply(413, b"request body too large", "text/plain", path, length)
-        raw = self.rfile.read(length) if length else b""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            raw = self._read_chunked()
+            if raw is None:
+                self.close_connection = True
+                return self._reply(413, b"request body too large", "text/plain", path, MAX_BODY)
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self.close_connection = True
+                return self._reply(413, b"request body too large", "text/plain", path, length)
+            raw = self.rfile.read(length) if length else b""
         if path not in _SIGNALS:
             return self._reply(404, b"unknown path", "text/plain", path, len(raw))
         fault = rx._take_fault()
@@ -383,6 +389,22 @@ class _Handler(BaseHTTPRequestHandler):
             out = resp.SerializeToString()
             ctype = "application/x-protobuf"
         self._reply(200, out, ctype, path, len(raw), fault_name)
+
+    def _read_chunked(self) -> Optional[bytes]:
+        """A chunked request body (some exporters stream); None when it grows past MAX_BODY."""
+        parts, total = [], 0
+        while True:
+            line = self.rfile.readline(1024)
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass                       # trailers
+                return b"".join(parts)
+            total += size
+            if total > MAX_BODY:
+                return None
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(3)             # the CRLF after each chunk
 
     def _reply(self, status: int, body: bytes, ctype: str, path: Optional[str] = None, size: int = 0,
                fault: Optional[str] = None, headers: Optional[Dict[str, str]] = None) -> None:

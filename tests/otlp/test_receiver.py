@@ -196,3 +196,14 @@ def test_memory_is_bounded_by_max_requests():
         for name in ("a", "b", "c"):
             assert post(rx, "/v1/traces", trace_request(name).SerializeToString())[0] == 200
         assert [s["name"] for s in rx.spans()] == ["b", "c"] and rx.summary()["forgotten"] == 1
+
+
+def test_chunked_request_bodies_are_read():
+    with OtlpReceiver() as rx:
+        body = trace_request("chunked").SerializeToString()
+        conn = http.client.HTTPConnection("127.0.0.1", rx.port, timeout=5)
+        conn.request("POST", "/v1/traces", body=iter([body[:10], body[10:]]),
+                     headers={"Content-Type": "application/x-protobuf"}, encode_chunked=True)
+        assert conn.getresponse().status == 200
+        conn.close()
+        assert [s["name"] for s in rx.spans()] == ["chunked"]
