@@ -28,11 +28,29 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--phases", default="latency,init,resources,logs",
                    help="comma-separated subset of latency,init,resources,logs")
     p.add_argument("--out", default=str(BENCH), help="where results.json, results.md and PNGs go (default bench/)")
+    p.add_argument("--render", metavar="RESULTS_JSON", default=None,
+                   help="measure nothing: re-evaluate the targets of an existing results.json and rewrite it and "
+                        "the results.md next to it")
     return p.parse_args(argv)
+
+
+def render(path: Path) -> int:
+    """Re-evaluate targets and rewrite results.json / results.md (after a change of the report code)."""
+    results = json.loads(path.read_text())
+    results["targets"] = report.evaluate(results)
+    results["plots"] = [str(path.parent / Path(p).name) for p in results.get("plots", [])]
+    results["plots"] = [str(Path(p).relative_to(REPO)) if str(p).startswith(str(REPO)) else p
+                        for p in results["plots"]]
+    report.write_json(results, path)
+    (path.parent / "results.md").write_text(report.markdown(results))
+    log(f"rendered {path.parent / 'results.md'}")
+    return 0
 
 
 def main(argv: List[str]) -> int:
     args = parse_args(argv)
+    if args.render:
+        return render(Path(args.render))
     plan = QUICK if args.quick else FULL
     if args.memory:
         plan = replace(plan, memories=tuple(int(m) for m in args.memory.split(",")))
