@@ -479,3 +479,14 @@ def test_a_later_signal_with_the_trace_header_wins_over_fresh_ids(make_sink, rec
     sink.flush(soon())
     (inv,) = by_name(receiver.spans(), "my-function")
     assert (inv["trace_id"], inv["span_id"]) == ("5759e988bd862e3fe1be46a994272793", "aaaaaaaaaaaaaaaa")
+
+
+def test_payload_too_large_splits_the_batch_instead_of_dropping_it(make_sink, receiver):
+    sink = make_sink(OTEL_METRICS_EXPORTER="none", SIDECAR_OTLP_LOGS="off")
+    receiver.set_fault("status", status=413, times=2)          # the first two requests are too large
+    sink.accept([invocation("r1"), invocation("r2")])
+    sink.flush(soon())
+    ids = {s["attributes"]["faas.invocation_id"] for s in by_name(receiver.spans(), "my-function")}
+    assert ids == {"r1", "r2"} and len(receiver.spans()) == 10
+    h = sink.health()
+    assert h["otlp_export_splits"] == 2 and not any(k.startswith("otlp_dropped_") for k in h)

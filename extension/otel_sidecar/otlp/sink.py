@@ -251,6 +251,7 @@ class _Destination:
                 self.sender = HttpSender(export.endpoint, dict(export.headers), export.compression,
                                          export.timeout_s, resp)
         self.backoff = backoff
+        self.max_items = 1 << 30          # items per request; the sink caps it by its batch size
 
 
 class OtlpSink:
@@ -294,6 +295,7 @@ class OtlpSink:
             parts = urlsplit(export.endpoint)
             key = (parts.hostname or "", parts.port or 0)
             self._dest[sig] = _Destination(sig, export, backoffs.setdefault(key, _Backoff()))
+            self._dest[sig].max_items = cfg.batch_size
         self._failure_logged: set = set()
         self._inflight: Dict[str, int] = {sig: 0 for sig in self._dest}
         self._spool = spool_from(cfg.spool_dir, cfg.spool_max_bytes)
@@ -750,7 +752,8 @@ class OtlpSink:
             return False
         return True
 
-    def _send(self, sig: str, dest: _Destination, post: Any, weight: int, deadline: float, mode: str) -> str:
+    def _send(self, sig: str, dest: _Destination, post: Any, weight: int, deadline: float, mode: str,
+              splittable: bool = False) -> str:
         """One request (with the retries the deadline allows) -> ok | rejected | retry | deferred; all counted."""
         # a backend already known to be failing gets one attempt, not a retry loop that eats the budget
         attempts = 1 if dest.backoff.failures else 6
@@ -776,6 +779,11 @@ class OtlpSink:
             self._count("export_deferred", 1)
             self._defer()
             return "deferred"
+        if res.status == 413 and splittable:
+            # too large for this backend: smaller requests from now on, this batch again in halves
+            dest.max_items = max(1, dest.max_items // 2)
+            self._count("export_splits", 1)
+            return "split"
         self._count("export_failures", 1)
         self._first_failure(sig, res)
         if res.retryable:
@@ -829,8 +837,8 @@ class OtlpSink:
             return
         # small steps inside the post-runtime window: encoding is not interruptible, so a step's size is
         # what a flush can overrun its deadline by
-        size = min(self.cfg.batch_size, FLUSH_BATCH) if mode == FLUSH else self.cfg.batch_size
         while len(buf) and self._may_send(dest, deadline, mode):
+            size = min(dest.max_items, FLUSH_BATCH) if mode == FLUSH else dest.max_items
             batch = buf.take(size)
             weight = sum(w for _, w in batch)
             try:
@@ -844,8 +852,10 @@ class OtlpSink:
                 self._error("encode", exc)
                 self._count(f"dropped_{_unit(sig)}_unencodable", weight)
                 continue
-            outcome = self._send(sig, dest, post, weight, deadline, mode)
-            if outcome in ("retry", "deferred"):
+            outcome = self._send(sig, dest, post, weight, deadline, mode, splittable=len(batch) > 1)
+            if outcome == "split":
+                buf.put_back(batch)
+            elif outcome in ("retry", "deferred"):
                 buf.put_back(batch)
                 return
 
