@@ -262,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", type=int, default=256, help="memory size in MB (default 256)")
     p.add_argument("--timeout", type=float, default=1.5, help="function timeout in seconds (default 1.5)")
     p.add_argument("--out", default="demo-output", help="directory for report.json and report.html")
+    p.add_argument("--tracing", choices=["Active", "PassThrough"], default=None,
+                   help="X-Ray tracing mode: invocation spans then join the X-Ray trace of each invoke")
     p.add_argument("--isolation", choices=["auto", "namespace", "dirs"], default="auto")
     p.add_argument("--freeze", choices=["auto", "cgroup", "signal", "none"], default="auto")
     p.add_argument("--verbose", action="store_true", help="also print every log line of the environment")
@@ -294,7 +296,7 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
     cfg = SandboxConfig(code_dir=str(code), handler=args.handler, layers=[str(layer)], memory_mb=args.memory,
                         timeout_s=args.timeout, function_name="orders",
                         env={"OTEL_SERVICE_NAME": "orders", "SIDECAR_EMF_NAMESPACE": "OtelSidecarDemo"},
-                        isolation=args.isolation, freeze=args.freeze, otlp_receiver=receiver)
+                        isolation=args.isolation, freeze=args.freeze, otlp_receiver=receiver, tracing=args.tracing)
     results = []
     try:
         with Sandbox(cfg, on_log=show) as sb:
