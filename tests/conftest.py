@@ -6,15 +6,21 @@ import logging
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _sidecar_logger_restored():
-    """Give every test the `otel_sidecar` logger as it found it.
-
-    In-process worker tests call `setup_logging`, which (as in the real process) stops propagation to the
-    root logger; without this, later tests' `caplog` would see none of the sidecar's warnings.
-    """
+def _pristine_sidecar_logger() -> None:
     logger = logging.getLogger("otel_sidecar")
-    saved = (list(logger.handlers), logger.propagate, logger.level)
+    logger.handlers[:] = []
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture(autouse=True)
+def _sidecar_logger_reset():
+    """Every test starts with the `otel_sidecar` logger as a fresh process has it.
+
+    In-process workers (tests/faults/_shell.py, tests/sidecar_shell) call `setup_logging`, which, as in the
+    real process, sets our level and stops propagation to the root logger; left so, later tests' `caplog`
+    would see none of the sidecar's warnings.
+    """
+    _pristine_sidecar_logger()
     yield
-    logger.handlers[:] = saved[0]
-    logger.propagate, logger.level = saved[1], saved[2]
+    _pristine_sidecar_logger()

@@ -408,6 +408,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, body: bytes, ctype: str, path: Optional[str] = None, size: int = 0,
                fault: Optional[str] = None, headers: Optional[Dict[str, str]] = None) -> None:
+        if path is not None:   # before the answer: a client that has its answer finds the request logged
+            self.receiver._note(path, status, size, fault)
         try:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
@@ -418,8 +420,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except OSError:
             pass
-        if path is not None:
-            self.receiver._note(path, status, size, fault)
 
 
 class _TooLarge(Exception):

@@ -29,6 +29,7 @@ class ShellSidecar:
         self.port = self.listener.bind("127.0.0.1", 0)
         self.worker = Worker(self)
         self.worker.start()
+        self.wait(lambda: self.worker._ready)   # its one-time setup (logging included) is over before any test
 
     def degrade(self, why: str) -> None:
         self.degraded.append(why)
