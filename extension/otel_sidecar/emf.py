@@ -207,6 +207,8 @@ class EmfSink:
     """The Sink of ARCHITECTURE.md for EMF: buffers signals (bounded, drop-oldest, counted) and prints the
     aggregated documents of the window on flush(). accept() never blocks on I/O."""
 
+    local = True   # writes to stdout, no network: shut down last, after what the network sinks dropped is known
+
     def __init__(self, settings: Optional[Settings] = None, stream: Optional[IO[str]] = None,
                  max_buffer: Optional[int] = None) -> None:
         self.settings = settings or Settings()

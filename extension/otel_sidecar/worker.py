@@ -24,6 +24,7 @@ BACKGROUND_FLUSH_S = 2.0          # bound of a timer-driven flush (it overlaps t
 WORKER_NICE = 10                  # the worker runs at a lower CPU priority than the function
 SHUTDOWN_FLUSH_RESERVE_S = 0.4    # at SHUTDOWN, stop parsing this long before the deadline to flush
 FLUSH_SHARE = 0.5                 # share of a flush budget kept for the flush itself when there is a backlog
+LOCAL_SINK_RESERVE_S = 0.05      # at SHUTDOWN, time kept after the network sinks for the stdout (EMF) sink
 HEALTH_INTERVAL_S = 60.0         # own counters go out at most this often (and always at shutdown)
 MAX_TRACKED_REQUESTS = 256        # request ids remembered for the shutdown drain
 OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -347,10 +348,10 @@ class Worker:
                 return None
 
     # -- work --
-    def _emit(self, outputs: Any) -> None:
+    def _emit(self, outputs: Any, sinks: Optional[List[Any]] = None) -> None:
         if not outputs:
             return
-        for sink in self.sinks:
+        for sink in self.sinks if sinks is None else sinks:
             try:
                 sink.accept(outputs)
             except Exception as exc:  # noqa: BLE001
@@ -471,15 +472,26 @@ class Worker:
                 except Exception as exc:  # noqa: BLE001
                     self._fail("engine_finish", exc)
             self._report_health()
-            for sink in self.sinks:
-                try:
-                    sink.shutdown(deadline)
-                except Exception as exc:  # noqa: BLE001
-                    self._fail("sink_shutdown", exc)
+            # sinks that export over the network go first; what their final export could not deliver is then
+            # in the health counters that the local sinks (EMF on stdout, no network) write last
+            local = [s for s in self.sinks if getattr(s, "local", False)]
+            remote = [s for s in self.sinks if not getattr(s, "local", False)]
+            reserve = min(LOCAL_SINK_RESERVE_S, max(0.0, deadline - time.monotonic()) * 0.2) if local else 0.0
+            self._shutdown_sinks(remote, deadline - reserve)
+            if remote and local:
+                self._report_health(local)
+            self._shutdown_sinks(local, deadline)
         finally:
             with self.cond:
                 self._shutdown_done = True
                 self.cond.notify_all()
+
+    def _shutdown_sinks(self, sinks: List[Any], deadline: float) -> None:
+        for sink in sinks:
+            try:
+                sink.shutdown(deadline)
+            except Exception as exc:  # noqa: BLE001
+                self._fail("sink_shutdown", exc)
 
     def _drain(self, until: float, deadline: float) -> None:
         """Process what has arrived (until the final flush's reserve) and wait for late batches until
@@ -503,8 +515,9 @@ class Worker:
                     return
                 self.cond.wait(until - now)
 
-    def _report_health(self) -> None:
-        """Hand our own counters to the sinks as a HealthSignal (they emit them as the sidecar's metrics)."""
+    def _report_health(self, sinks: Optional[List[Any]] = None) -> None:
+        """Hand our own counters to the sinks (all, or those given) as a HealthSignal (they emit them as the
+        sidecar's metrics)."""
         self._health_at = time.monotonic()
         try:
             from .signals import HealthSignal
@@ -514,7 +527,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001
             self._fail("health", exc)
             return
-        self._emit([signal])
+        self._emit([signal], sinks)
 
 
 def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:

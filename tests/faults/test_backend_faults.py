@@ -82,9 +82,6 @@ def shutdown_drops(sb, timeout: float = 3.0) -> dict:
     return shutdown_lines(sb, timeout)["dropped"]
 
 
-@pytest.mark.xfail(reason="worker.py reports its health (EMF SidecarDropped) before the OTLP sink's final "
-                          "shutdown, so data dropped at shutdown is only logged, not in the sidecar's metric",
-                   strict=False)
 def test_drops_at_shutdown_reach_the_sidecar_metric(sidecar_env):
     sb, rx = sidecar_env(fault="refuse")
     _run(sb, 3)
@@ -95,10 +92,7 @@ def test_drops_at_shutdown_reach_the_sidecar_metric(sidecar_env):
 
 @pytest.mark.parametrize("fault, kwargs", [
     ("status", {"status": 429, "retry_after": 1, "times": 2}),
-    pytest.param("status", {"status": 503, "times": 2}, marks=pytest.mark.xfail(
-        reason="OTLP sink: after a retryable 503 the shared backoff makes the final shutdown flush give up at "
-               "once (31 spans 'could not be sent in time' with a healthy backend and ~1.9 s of budget left)",
-        strict=False)),
+    ("status", {"status": 503, "times": 2}),
     ("status", {"status": 500, "times": 1}),
     ("slow", {"delay_ms": 300}),
 ])
@@ -120,12 +114,11 @@ def test_backend_recovers_and_everything_arrives_once(sidecar_env, fault, kwargs
         assert not missing, "503 is retryable and the backend recovered long before the shutdown"
 
 
-@pytest.mark.xfail(reason="OTLP sink spools unsent data to /tmp at every SHUTDOWN; at a spindown the environment "
-                          "and its /tmp are gone, so that data is lost without being counted as dropped",
-                   strict=False)
 def test_unsent_data_at_spindown_is_counted_as_dropped(sidecar_env):
     sb, rx = sidecar_env(fault="refuse")
     results = _run(sb, 3)
     lines = shutdown_lines(sb)
     assert lines["spooled"] == {}
-    assert total(sb, "SidecarDropped") + lines["dropped"].get("spans", 0) >= len(results)
+    # every invocation's span (and its phase children) is in the sidecar's own metric, not only in a log line
+    assert lines["dropped"].get("spans", 0) >= len(results)
+    assert total(sb, "SidecarDropped") >= sum(lines["dropped"].values())

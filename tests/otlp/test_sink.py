@@ -363,11 +363,12 @@ def test_busy_buffers_past_high_water_are_sent_from_the_background(make_sink, re
     assert sink.health()["otlp_background_sends"] >= 1 and "otlp_dropped_spans_buffer_full" not in sink.health()
 
 
-def test_unsent_data_is_spooled_at_shutdown_and_sent_by_the_next_instance(make_sink, receiver, tmp_path):
+@pytest.mark.parametrize("reason", ["timeout", "failure"])
+def test_unsent_data_is_spooled_at_a_reset_and_sent_by_the_next_instance(make_sink, receiver, tmp_path, reason):
     spool = tmp_path / "spool"
     first = make_sink(SIDECAR_OTLP_SPOOL_DIR=str(spool))
     receiver.set_fault("refuse")
-    first.accept([invocation("r1"), log_line("before the reset")])
+    first.accept([invocation("r1"), log_line("before the reset"), shutdown(reason)])
     first.flush(soon(0.2))
     first.shutdown(soon(1.0))
     h = first.health()
@@ -384,11 +385,23 @@ def test_unsent_data_is_spooled_at_shutdown_and_sent_by_the_next_instance(make_s
     assert list(spool.glob("*.pb")) == [] and second.health()["otlp_unspooled_spans"] == 5
 
 
+@pytest.mark.parametrize("reason", ["spindown", None])
+def test_nothing_is_spooled_when_the_environment_goes_away(make_sink, receiver, tmp_path, reason):
+    spool = tmp_path / "spool"
+    sink = make_sink(SIDECAR_OTLP_SPOOL_DIR=str(spool), OTEL_METRICS_EXPORTER="none")
+    receiver.set_fault("refuse")
+    sink.accept([invocation("r1"), log_line("lost with /tmp")] + ([shutdown(reason)] if reason else []))
+    sink.shutdown(soon(1.0))
+    h = sink.health()
+    assert h["otlp_dropped_spans_shutdown"] == 5 and h["otlp_dropped_logs_shutdown"] == 1
+    assert not any(k.startswith("otlp_spooled_") for k in h) and not list(spool.glob("*.pb"))
+
+
 def test_spool_is_bounded_in_bytes_and_the_rest_is_counted(make_sink, receiver, tmp_path):
     sink = make_sink(SIDECAR_OTLP_SPOOL_DIR=str(tmp_path / "spool"), SIDECAR_OTLP_SPOOL_MAX_BYTES="1",
                      OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
     receiver.set_fault("refuse")
-    sink.accept([invocation("r1")])
+    sink.accept([invocation("r1"), shutdown("timeout")])
     sink.shutdown(soon(1.0))
     h = sink.health()
     assert h["otlp_dropped_spans_shutdown"] == 5 and "otlp_spooled_spans" not in h

@@ -75,6 +75,8 @@ FLUSH, BACKGROUND, FINAL = "flush", "background", "final"
 FLUSH_BATCH = 128               # items per request inside the post-runtime window
 URGENT = 0.9                    # a buffer this full cuts the sender's rest short (a drop is imminent)
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
+SPOOL_REASONS = ("timeout", "failure")   # SHUTDOWN reasons after which the environment (and /tmp) lives on
+FINAL_ATTEMPTS = 3              # at shutdown a backend that failed before still gets retries (time is there)
 
 
 @dataclass
@@ -300,6 +302,7 @@ class OtlpSink:
         self._inflight: Dict[str, int] = {sig: 0 for sig in self._dest}
         self._spool = spool_from(cfg.spool_dir, cfg.spool_max_bytes)
         self._spool_loaded = False
+        self._shutdown_reason: Optional[str] = None
         self._raw: Dict[str, Deque[Tuple[str, int, bytes]]] = {sig: collections.deque() for sig in self._dest}
 
         self._ids = _PresetIds()
@@ -387,11 +390,14 @@ class OtlpSink:
         except Exception as exc:  # noqa: BLE001
             self._error("shutdown", exc)
         self._collect_metrics()
+        # /tmp outlives the sidecar only when the environment is reset (timeout, failure), never at a spindown:
+        # spooling then would lose the data without counting it
+        spool = self._spool is not None and self._shutdown_reason in SPOOL_REASONS
         # keep part of the budget to spool, count and report what could not be sent
         now = time.monotonic()
-        reserve = min(0.15 if self._spool is not None else 0.05, max(0.0, deadline - now) / 5)
+        reserve = min(0.15 if spool else 0.05, max(0.0, deadline - now) / 5)
         self._export_all(deadline - reserve, FINAL)
-        spooled = {sig: self._spool_out(sig, deadline - 0.01) for sig in self._buffers}
+        spooled = {sig: self._spool_out(sig, deadline - 0.01) if spool else 0 for sig in self._buffers}
         lost = {sig: buf.clear() for sig, buf in self._buffers.items()}
         with self._counts_lock:
             # a batch the background sender still has on the wire when we give up: its fate is unknown
@@ -607,6 +613,7 @@ class OtlpSink:
 
     def _on_shutdown_signal(self, sig: Any) -> None:
         self._record_catalog("shutdown", sig)
+        self._shutdown_reason = getattr(sig, "reason", None)
 
     # ---- logs ----------------------------------------------------------------------------------------
     def _on_log(self, sig: Any) -> None:
@@ -720,9 +727,13 @@ class OtlpSink:
             return
         try:
             self._load_spool()
-            for sig in ("traces", "logs", "metrics"):
-                if self._export_raw(sig, deadline, mode):
-                    self._export_signal(sig, deadline, mode)
+            order = ("traces", "logs", "metrics")
+            for i, sig in enumerate(order):
+                until = deadline
+                if mode == FINAL:   # retries on one signal must not eat the others' last chance
+                    until = time.monotonic() + max(0.0, deadline - time.monotonic()) / (len(order) - i)
+                if self._export_raw(sig, until, mode):
+                    self._export_signal(sig, until, mode)
         finally:
             self._export_lock.release()
         if mode == FLUSH and (any(len(b) for b in self._buffers.values()) or any(self._raw.values())):
@@ -756,7 +767,7 @@ class OtlpSink:
               splittable: bool = False) -> str:
         """One request (with the retries the deadline allows) -> ok | rejected | retry | deferred; all counted."""
         # a backend already known to be failing gets one attempt, not a retry loop that eats the budget
-        attempts = 1 if dest.backoff.failures else 6
+        attempts = FINAL_ATTEMPTS if mode == FINAL else 1 if dest.backoff.failures else 6
         with self._counts_lock:
             self._inflight[sig] = weight
         t0 = time.monotonic()
