@@ -1,11 +1,11 @@
-"""OtlpSink: signals -> OTLP spans, metrics and logs (opentelemetry-sdk), exported only when we say so.
+"""OtlpSink: signals -> OTLP spans, metrics and logs, exported only when we say so.
 
-The SDK builds the data (TracerProvider, MeterProvider, LoggerProvider); our processors put finished
-spans and log records into bounded per-signal buffers, and metrics are read by an explicit-collect
-reader at flush time. Nothing runs on an SDK timer: export happens inside flush(deadline) and
-shutdown(deadline) (and, in SIDECAR_FLUSH=continuous mode, on one paced sender thread), always bounded
-by the caller's deadline. Bodies are encoded with opentelemetry-exporter-otlp-proto-common's encoders
-and sent by transport.HttpSender.
+Spans and log records are built as opentelemetry-proto messages and serialized at once (encode.py says
+why not through the SDK); they wait as bytes in bounded per-signal buffers. Metrics are aggregated by the
+opentelemetry-sdk (MeterProvider, delta temporality by default) and read by an explicit-collect reader at
+flush time, then encoded by opentelemetry-exporter-otlp-proto-common's encoder. Nothing runs on an SDK
+timer: export happens inside flush(deadline) and shutdown(deadline) (and on one paced background sender
+thread), always bounded by the caller's deadline, and is sent by transport.HttpSender.
 
 Accounting (health()): every item that leaves a buffer other than by a successful export is counted
 by signal and reason: buffer_full (drop-oldest), rejected (non-retryable status), partial (the backend
@@ -26,13 +26,7 @@ from urllib.parse import urlsplit
 
 # Everything is imported here, when the worker thread builds the sink, so that no first flush pays for
 # an import inside its post-runtime window.
-from opentelemetry import trace as trace_api
-from opentelemetry._logs import SeverityNumber
-from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord
 from opentelemetry.sdk.metrics import (
     Counter,
     Histogram,
@@ -45,17 +39,15 @@ from opentelemetry.sdk.metrics import (
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from . import encode
 from .config import OtlpConfig, SignalExport
 from .spool import spool_from
 from .traceids import parse_xray, valid_span_id
 from .transport import GrpcSender, HttpSender, SendResult, encode_body, send_with_retry
 
-_JITTER = random.Random()   # own generator: never disturbs (or races on) the global one
+_JITTER = random.Random()   # own generators: never disturb (or race on) the global one
+_IDS = random.Random()
 log = logging.getLogger("otel_sidecar")
 
 SCOPE = "otel_sidecar"
@@ -83,34 +75,16 @@ FINAL_ATTEMPTS = 3              # at shutdown a backend that failed before still
 class _Ids:
     trace_id: int
     span_id: int
-    parent: Optional[SpanContext]
+    parent_id: Optional[int]   # the function's X-Ray segment (a remote parent), when the header names one
     sampled: bool
     rank: int = 0          # what the ids came from: 0 nothing, 1 an X-Ray header, 2 a header + Lambda's spanId
 
 
-class _PresetIds(IdGenerator):
-    """Random ids, except the next span/trace id may be preset (to match ids given to logs earlier)."""
-
-    def __init__(self) -> None:
-        self._random = RandomIdGenerator()
-        self._local = threading.local()
-
-    def preset(self, trace_id: Optional[int], span_id: Optional[int]) -> None:
-        self._local.trace_id, self._local.span_id = trace_id, span_id
-
-    def generate_span_id(self) -> int:
-        sid = getattr(self._local, "span_id", None)
-        if sid:
-            self._local.span_id = None
-            return sid
-        return self._random.generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        tid = getattr(self._local, "trace_id", None)
-        if tid:
-            self._local.trace_id = None
-            return tid
-        return self._random.generate_trace_id()
+def _random_id(bits: int) -> int:
+    while True:
+        value = _IDS.getrandbits(bits)
+        if value:
+            return value
 
 
 class _Buffer:
@@ -166,37 +140,6 @@ class _Buffer:
 
     def __len__(self) -> int:
         return self.weight
-
-
-class _ToBuffer(SpanProcessor):
-    def __init__(self, sink: OtlpSink) -> None:
-        self.sink = sink
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.sink._buffers["traces"].add(span)
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 0) -> bool:
-        return True
-
-
-class _LogsToBuffer(LogRecordProcessor):
-    def __init__(self, sink: OtlpSink) -> None:
-        self.sink = sink
-
-    def on_emit(self, log_record: Any) -> None:
-        rec = ReadableLogRecord(log_record=log_record.log_record, resource=log_record.resource,
-                                instrumentation_scope=log_record.instrumentation_scope,
-                                limits=log_record.limits)
-        self.sink._buffers["logs"].add(rec)
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 0) -> bool:
-        return True
 
 
 class _Backoff:
@@ -305,11 +248,9 @@ class OtlpSink:
         self._shutdown_reason: Optional[str] = None
         self._raw: Dict[str, Deque[Tuple[str, int, bytes]]] = {sig: collections.deque() for sig in self._dest}
 
-        self._ids = _PresetIds()
-        self._tracer_provider = TracerProvider(resource=self.resource, sampler=ALWAYS_ON, id_generator=self._ids,
-                                               shutdown_on_exit=False)
-        self._tracer_provider.add_span_processor(_ToBuffer(self))
-        self.tracer = self._tracer_provider.get_tracer(SCOPE)
+        resource_attrs = dict(self.resource.attributes)
+        self._envelopes = {sig: encode.Envelope(sig, resource_attrs, SCOPE, _sidecar_version())
+                           for sig in ("traces", "logs")}
         self._reader = InMemoryMetricReader(preferred_temporality=self._temporality_map())
         # bucket bounds that fit the values (the SDK default 0..10000 would put every byte count in overflow)
         views = [View(instrument_type=Histogram, instrument_unit="s",
@@ -325,12 +266,6 @@ class OtlpSink:
         self.meter = self._meter_provider.get_meter(SCOPE)
         self._instruments: Dict[str, Any] = {}
         self._health_last: Dict[Tuple[str, str], float] = {}
-        self._logger_provider: Optional[LoggerProvider] = None
-        self.logger = None
-        if self.logs_enabled:
-            self._logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
-            self._logger_provider.add_log_record_processor(_LogsToBuffer(self))
-            self.logger = self._logger_provider.get_logger(SCOPE)
         self._span_ids: collections.OrderedDict[str, _Ids] = collections.OrderedDict()
         self._pending_inits: Deque[Any] = collections.deque()
         self._emitted_inits: Deque[Tuple[Any, ...]] = collections.deque(maxlen=64)
@@ -385,7 +320,7 @@ class OtlpSink:
         self._wake.set()
         try:
             for init in list(self._pending_inits):
-                self._emit_init_span(init, None)
+                self._emit_init_span(init, None, None)
             self._pending_inits.clear()
         except Exception as exc:  # noqa: BLE001
             self._error("shutdown", exc)
@@ -425,7 +360,7 @@ class OtlpSink:
             batch = buf.take(self.cfg.batch_size)
             weight = sum(w for _, w in batch)
             try:
-                body = self._encode(sig, [item for item, _ in batch]).SerializeToString()
+                body = self._encode(sig, [item for item, _ in batch])
             except Exception as exc:  # noqa: BLE001
                 self._error("encode", exc)
                 self._count(f"dropped_{_unit(sig)}_unencodable", weight)
@@ -483,15 +418,12 @@ class OtlpSink:
         if cached is not None and cached.rank >= rank:
             return cached
         if xr is not None:
-            parent = None
-            if xr.parent_id is not None:
-                parent = SpanContext(int(xr.trace_id, 16), int(xr.parent_id, 16), is_remote=True,
-                                     trace_flags=TraceFlags(TraceFlags.SAMPLED))
-            sid = int(span_id, 16) if span_id and span_id != xr.parent_id else self._ids._random.generate_span_id()
+            parent = int(xr.parent_id, 16) if xr.parent_id is not None else None
+            sid = int(span_id, 16) if span_id and span_id != xr.parent_id else _random_id(64)
             ids = _Ids(int(xr.trace_id, 16), sid, parent, xr.sampled is not False or self.cfg.sampling == "always",
                        rank)
         else:
-            ids = _Ids(self._ids._random.generate_trace_id(), self._ids._random.generate_span_id(), None, True)
+            ids = _Ids(_random_id(128), _random_id(64), None, True)
         if request_id:
             self._span_ids[request_id] = ids
             while len(self._span_ids) > MAX_TRACKED_IDS:
@@ -550,27 +482,20 @@ class OtlpSink:
             error_type = sig.error_type or ("Runtime.OutOfMemory" if sig.oom else "timeout" if sig.timeout
                                             else sig.status if sig.status != "success" else "FunctionError")
             attrs["error.type"] = error_type
-        ctx = trace_api.set_span_in_context(NonRecordingSpan(ids.parent)) if ids.parent is not None else Context()
-        self._ids.preset(ids.trace_id if ids.parent is None else None, ids.span_id)
-        span = self.tracer.start_span(self.function_name, context=ctx, kind=SpanKind.SERVER, attributes=attrs,
-                                      start_time=_ns(start))
-        self._ids.preset(None, None)
-        if error_type is not None:
-            span.set_status(Status(StatusCode.ERROR, error_type))
-        child_ctx = trace_api.set_span_in_context(span)
+        self._buffers["traces"].add(encode.span(
+            ids.trace_id, ids.span_id, ids.parent_id, self.function_name, encode.KIND_SERVER, _ns(start), _ns(end),
+            attrs, error_type, remote_parent=ids.parent_id is not None))
         for ps in getattr(sig, "spans", ()) or ():
-            self._phase_span(ps, child_ctx)
+            self._phase_span(ps, ids.trace_id, ids.span_id)
         if init is not None:
-            self._emit_init_span(init, child_ctx)
-        span.end(end_time=_ns(end))
+            self._emit_init_span(init, ids.trace_id, ids.span_id)
 
-    def _phase_span(self, ps: Any, ctx: Any) -> None:
+    def _phase_span(self, ps: Any, trace_id: int, parent_id: int) -> None:
         start = float(ps.start)
         end = start + max(0.0, float(ps.duration_ms)) / 1000.0
-        child = self.tracer.start_span(ps.name, context=ctx, kind=SpanKind.INTERNAL,
-                                       attributes={"aws.lambda.phase.duration_ms": float(ps.duration_ms)},
-                                       start_time=_ns(start))
-        child.end(end_time=_ns(end))
+        self._buffers["traces"].add(encode.span(
+            trace_id, _random_id(64), parent_id, ps.name, encode.KIND_INTERNAL, _ns(start), _ns(end),
+            {"aws.lambda.phase.duration_ms": float(ps.duration_ms)}))
 
     def _on_init(self, init: Any) -> None:
         self._record_catalog("init", init)
@@ -580,7 +505,7 @@ class OtlpSink:
             return
         if len(self._pending_inits) >= MAX_PENDING_INITS:
             # never dropped: an init still waiting after this many others goes out as its own trace
-            self._emit_init_span(self._pending_inits.popleft(), None)
+            self._emit_init_span(self._pending_inits.popleft(), None, None)
         self._pending_inits.append(init)
 
     def _forget_pending(self, init: Any) -> None:
@@ -588,7 +513,8 @@ class OtlpSink:
             if _init_key(p) == _init_key(init):
                 self._pending_inits.remove(p)
 
-    def _emit_init_span(self, init: Any, ctx: Any) -> None:
+    def _emit_init_span(self, init: Any, trace_id: Optional[int], parent_id: Optional[int]) -> None:
+        """The init's span: a child of the first invocation it served, else the root of a trace of its own."""
         self._emitted_inits.append(_init_key(init))
         end = float(init.time)
         duration = getattr(init, "duration_ms", None)
@@ -600,16 +526,17 @@ class OtlpSink:
                  "faas.name": self.function_name}
         if getattr(init, "first_request_id", None):
             attrs["faas.invocation_id"] = init.first_request_id
-        span = self.tracer.start_span(f"init {self.function_name}", context=ctx if ctx is not None else Context(),
-                                      kind=SpanKind.INTERNAL, attributes=attrs, start_time=_ns(start))
+        error = None
         if getattr(init, "status", "success") != "success":
-            et = getattr(init, "error_type", None) or init.status
-            span.set_attribute("error.type", et)
-            span.set_status(Status(StatusCode.ERROR, et))
-        inner = trace_api.set_span_in_context(span)
+            error = getattr(init, "error_type", None) or init.status
+            attrs["error.type"] = error
+        if trace_id is None:
+            trace_id, parent_id = _random_id(128), None
+        span_id = _random_id(64)
+        self._buffers["traces"].add(encode.span(trace_id, span_id, parent_id, f"init {self.function_name}",
+                                                encode.KIND_INTERNAL, _ns(start), _ns(max(end, start)), attrs, error))
         for ps in getattr(init, "spans", ()) or ():
-            self._phase_span(ps, inner)
-        span.end(end_time=_ns(max(end, start)))
+            self._phase_span(ps, trace_id, span_id)
 
     def _on_shutdown_signal(self, sig: Any) -> None:
         self._record_catalog("shutdown", sig)
@@ -617,22 +544,20 @@ class OtlpSink:
 
     # ---- logs ----------------------------------------------------------------------------------------
     def _on_log(self, sig: Any) -> None:
-        if self.logger is None:
+        if not self.logs_enabled:
             return
         level = (getattr(sig, "level", None) or "").upper() or None
         attrs: Dict[str, Any] = {"log.source": getattr(sig, "source", "function") or "function"}
         rid = getattr(sig, "request_id", None)
-        ctx: Any = Context()
+        trace_id = span_id = None
+        sampled = False
         if rid:
             attrs["faas.invocation_id"] = rid
             ids = self._ids_for(rid, getattr(sig, "trace", None), getattr(sig, "invoke_tracing_value", None))
-            sc = SpanContext(ids.trace_id, ids.span_id, is_remote=False,
-                             trace_flags=TraceFlags(TraceFlags.SAMPLED if ids.sampled else TraceFlags.DEFAULT))
-            ctx = trace_api.set_span_in_context(NonRecordingSpan(sc))
-        sev = SEVERITY.get(level or "")
-        self.logger.emit(timestamp=_ns(sig.time), context=ctx,
-                         severity_number=SeverityNumber(sev) if sev else SeverityNumber.UNSPECIFIED,
-                         severity_text=level, body=sig.text, attributes=attrs)
+            trace_id, span_id, sampled = ids.trace_id, ids.span_id, ids.sampled
+        self._buffers["logs"].add(encode.log_record(
+            _ns(sig.time), time.time_ns(), sig.text, SEVERITY.get(level or "", 0), level, attrs,
+            trace_id, span_id, sampled))
 
     # ---- metrics -------------------------------------------------------------------------------------
     def _temporality_map(self) -> Dict[type, AggregationTemporality]:
@@ -816,15 +741,7 @@ class OtlpSink:
             if not self._may_send(dest, deadline, mode):
                 return False
             try:
-                if dest.grpc or dest.export.protocol != "http/protobuf":
-                    message = dest.request_cls.FromString(body)
-                    if dest.grpc:
-                        post = functools.partial(dest.sender.post_once, message)
-                    else:
-                        raw, ctype = encode_body(message, dest.export.protocol)
-                        post = functools.partial(_post_http, dest.sender, raw, ctype)
-                else:
-                    post = functools.partial(_post_http, dest.sender, body, "application/x-protobuf")
+                post = self._post(dest, body)
             except Exception as exc:  # noqa: BLE001 - a damaged file is dropped, counted
                 self._error("spool", exc)
                 q.popleft()
@@ -853,12 +770,7 @@ class OtlpSink:
             batch = buf.take(size)
             weight = sum(w for _, w in batch)
             try:
-                message = self._encode(sig, [item for item, _ in batch])
-                if dest.grpc:
-                    post = functools.partial(dest.sender.post_once, message)
-                else:
-                    body, ctype = encode_body(message, dest.export.protocol)
-                    post = functools.partial(_post_http, dest.sender, body, ctype)
+                post = self._post(dest, self._encode(sig, [item for item, _ in batch]))
             except Exception as exc:  # noqa: BLE001 - unencodable data is dropped, counted
                 self._error("encode", exc)
                 self._count(f"dropped_{_unit(sig)}_unencodable", weight)
@@ -876,13 +788,22 @@ class OtlpSink:
         self._start_sender()
         self._wake.set()
 
-    def _encode(self, sig: str, items: List[Any]) -> Any:
-        if sig == "traces":
-            return encode_spans(items)
-        if sig == "logs":
-            return encode_logs(items)
-        merged = [rm for data in items for rm in data.resource_metrics]
-        return encode_metrics(MetricsData(resource_metrics=merged))
+    def _encode(self, sig: str, items: List[Any]) -> bytes:
+        """One serialized Export*ServiceRequest (http/protobuf's body) of buffered items."""
+        if sig == "metrics":
+            merged = [rm for data in items for rm in data.resource_metrics]
+            return encode_metrics(MetricsData(resource_metrics=merged)).SerializeToString()
+        return self._envelopes[sig].request(items)
+
+    @staticmethod
+    def _post(dest: _Destination, body: bytes) -> Any:
+        """The deadline-taking send of one serialized request, in the destination's protocol."""
+        if dest.grpc:
+            return functools.partial(dest.sender.post_once, dest.request_cls.FromString(body))
+        if dest.export.protocol != "http/protobuf":
+            raw, ctype = encode_body(dest.request_cls.FromString(body), dest.export.protocol)
+            return functools.partial(_post_http, dest.sender, raw, ctype)
+        return functools.partial(_post_http, dest.sender, body, "application/x-protobuf")
 
     def _fill(self) -> float:
         return max(len(b) / max(1, b.limit) for b in self._buffers.values())
@@ -981,6 +902,15 @@ class OtlpSink:
 # ---- helpers ----------------------------------------------------------------------------------------------
 def _post_http(sender: HttpSender, body: bytes, ctype: str, deadline: float) -> SendResult:
     return sender.post_once(body, ctype, deadline)
+
+
+def _sidecar_version() -> str:
+    try:
+        from .. import __version__
+
+        return str(__version__)
+    except Exception:  # noqa: BLE001
+        return ""
 
 
 def _init_key(init: Any) -> Tuple[Any, ...]:
