@@ -22,7 +22,27 @@ def _too_old():
 if sys.version_info < (3, 9):
     _too_old()
 
-sys.path[:] = [HERE] + [p for p in sys.path if p.startswith(sys.base_prefix) and "-packages" not in p]
+
+
+def _protobuf_paths():
+    """native/<machine> (protobuf's compiled upb) unless SIDECAR_PROTOBUF=python; the function's own
+    PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION is its business, not ours."""
+    os.environ.pop("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", None)
+    choice = os.environ.get("SIDECAR_PROTOBUF", "").strip().lower()
+    if choice not in ("", "auto", "python"):
+        sys.stderr.write("[otel-sidecar] WARNING SIDECAR_PROTOBUF={0!r} is not one of auto, python; using "
+                         "auto\n".format(choice))
+    if choice == "python":
+        os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
+        return []
+    # google/ is a namespace package: this directory's google/_upb joins the pure google/protobuf above it.
+    # Where the module cannot load (another architecture, libc), protobuf quietly uses its pure Python.
+    native = os.path.join(HERE, "native", os.uname()[4])
+    return [native] if os.path.isdir(native) else []
+
+
+sys.path[:] = [HERE] + _protobuf_paths() + [p for p in sys.path if p.startswith(sys.base_prefix)
+                                            and "-packages" not in p]
 
 import runpy  # noqa: E402
 

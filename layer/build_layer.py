@@ -3,6 +3,7 @@
 Run by ../build.sh. Layout of the zip:
   extensions/otel-sidecar          the launcher (Lambda starts every file in /opt/extensions)
   otel-sidecar/                    bootstrap, the otel_sidecar package and every dependency, vendored
+  otel-sidecar/native/<machine>/   optional compiled speed-ups (protobuf's upb) per architecture
   collector-config/config.yaml     the default pipeline
 Nothing goes into python/: that folder is on the function's import path.
 """
@@ -33,7 +34,7 @@ _DROP_SUFFIXES = (".pyi", ".pyc", ".pyo", ".so", ".pyd", ".dylib", ".c", ".h", "
 _DROP_FILES = {"py.typed"}
 _DROP_PREFIXES = ("_yaml/", "google/api/", "google/cloud/", "google/gapic/", "google/logging/",
                   "google/longrunning/", "google/type/", "google/protobuf/compiler/",
-                  "google/protobuf/pyext/", "google/protobuf/testdata/")
+                  "google/protobuf/testdata/")
 # importlib.metadata needs a dist-info's METADATA (name, version) and entry_points.txt: OpenTelemetry finds
 # its context, propagators and exporters through entry points. Licences stay with the code they cover.
 _KEEP_DIST_INFO = re.compile(r"^(METADATA|entry_points\.txt|LICENSE.*|COPYING.*|NOTICE.*|licenses/.+)$")
@@ -44,6 +45,13 @@ class Pin(NamedTuple):
     version: str
     sha256: str
     python_files_only: str   # "" for a pure wheel, else "<platform> <abi>" of the wheel the .py files come from
+    native: str = ""         # "<platform> <abi>" of a wheel whose compiled modules only are taken...
+    machine: str = ""        # ...into otel-sidecar/native/<machine>/ (os.uname().machine: x86_64, aarch64)
+
+    @property
+    def target(self) -> str:
+        """The "<platform> <abi>" pip downloads for ("" for a pure wheel)."""
+        return self.native or self.python_files_only
 
 
 def read_lock(path: Path = LOCK) -> List[Pin]:
@@ -55,9 +63,14 @@ def read_lock(path: Path = LOCK) -> List[Pin]:
         m = re.match(r"^\s*([A-Za-z0-9_.-]+)==(\S+)\s+--hash=sha256:([0-9a-f]{64})\s*$", line)
         if not m:
             raise SystemExit(f"{path}:{n}: expected 'name==version --hash=sha256:<hex>', got {raw!r}")
-        extra = comment.strip().split(None, 1)
-        only = extra[1] if extra and extra[0] == "python-files-only" and len(extra) > 1 else ""
-        pins.append(Pin(m.group(1), m.group(2), m.group(3), only))
+        extra = comment.strip().split()
+        only = " ".join(extra[1:3]) if extra[:1] == ["python-files-only"] and len(extra) >= 3 else ""
+        native, machine = "", ""
+        if extra[:1] == ["native"]:
+            if len(extra) < 4:
+                raise SystemExit(f"{path}:{n}: expected '# native <platform> <abi> <machine>', got {raw!r}")
+            native, machine = " ".join(extra[1:3]), extra[3]
+        pins.append(Pin(m.group(1), m.group(2), m.group(3), only, native, machine))
     return pins
 
 
@@ -72,7 +85,7 @@ def fetch(pins: List[Pin], cache: Path, python: str) -> Dict[str, Path]:
     missing = [p for p in pins if p.sha256 not in have]
     groups: Dict[str, List[Pin]] = {}
     for pin in missing:
-        groups.setdefault(pin.python_files_only, []).append(pin)
+        groups.setdefault(pin.target, []).append(pin)
     for only, group in sorted(groups.items()):
         # Download into a private directory, then move each wheel in atomically: parallel builds (e.g. test
         # workers) never see a half-written wheel in the shared cache.
@@ -131,6 +144,15 @@ def wheel_files(wheel: Path) -> Iterator[Tuple[str, bytes]]:
                 yield rel, zf.read(info)
 
 
+def native_files(wheel: Path) -> Iterator[Tuple[str, bytes]]:
+    """(path, bytes) of the compiled modules of a wheel (a native pin takes nothing else from it)."""
+    with zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            top = info.filename.partition("/")[0]
+            if not info.is_dir() and info.filename.endswith(".so") and not top.endswith((".dist-info", ".data")):
+                yield info.filename, zf.read(info)
+
+
 def own_files() -> Iterator[Tuple[str, bytes]]:
     """The sidecar package from this checkout (sources and package data only)."""
     pkg = ROOT / "extension" / "otel_sidecar"
@@ -148,11 +170,16 @@ def layer_entries(wheels: Dict[str, Path], pins: List[Pin]) -> Dict[str, Tuple[b
         entries[f"otel-sidecar/{name}"] = ((ROOT / "layer" / name).read_bytes(), 0o755 if name.endswith(".bash") else 0o644)
     entries["collector-config/config.yaml"] = ((ROOT / "collector-config" / "config.yaml").read_bytes(), 0o644)
     for pin in pins:
+        if pin.native:
+            for rel, data in native_files(wheels[pin.sha256]):
+                entries[f"otel-sidecar/native/{pin.machine}/{rel}"] = (data, 0o755)
+            continue
         for rel, data in wheel_files(wheels[pin.sha256]):
             entries[f"otel-sidecar/{rel}"] = (data, 0o644)
     for rel, data in own_files():
         entries[f"otel-sidecar/{rel}"] = (data, 0o644)
-    lock = "".join(f"{p.name}=={p.version}\n" for p in pins).encode()
+    lock = "".join(f"{p.name}=={p.version}" + (f" (native {p.machine})" if p.native else "") + "\n"
+                   for p in pins).encode()
     entries["otel-sidecar/VENDORED.txt"] = (lock, 0o644)
     entries["otel-sidecar/LAYER.json"] = ((ROOT / "layer" / "metadata.json").read_bytes(), 0o644)
     return entries

@@ -4,7 +4,7 @@ The path to `register` is on every cold start's critical path (Lambda starts the
 extension has registered), so this module imports only small standard-library modules: json, socket,
 threading. http.client (with email and ssl) and logging together cost ~50-60 ms of imports on a small
 Lambda, which is why the client below speaks HTTP/1.1 itself and the main thread logs through `_Log`.
-The listener (http.server) is imported after registering; the pure core, the sinks and `logging` are
+The listener is imported after registering; the pure core, the sinks and `logging` are
 imported by the worker thread after the first /next.
 Fail open: after a successful registration nothing here ends the process except SHUTDOWN (or SIGTERM).
 """

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILDER = ROOT / "layer" / "build_layer.py"
-FUNCTION_OTEL_VERSION = "1.27.0"   # deliberately different from the layer's pinned opentelemetry-sdk
+FUNCTION_OTEL_VERSION = "1.27.0"   # deliberately different from the layer's pinned opentelemetry-proto
 
 
 def build_layer(out: Path, *extra: str) -> Path:
@@ -36,14 +36,16 @@ def layer_zip(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def function_otel_deps() -> Path:
-    """A layer directory whose python/ holds opentelemetry-sdk FUNCTION_OTEL_VERSION (the function's own)."""
+    """A layer directory whose python/ holds opentelemetry-sdk and the OTLP/HTTP exporter FUNCTION_OTEL_VERSION
+    (so opentelemetry-proto of that version and the protobuf it pins): the function's own OTLP stack."""
     cache = Path(os.environ.get("LAYER_TEST_CACHE_DIR", ROOT / "build" / "test-cache"))
-    target = cache / f"fn-otel-sdk-{FUNCTION_OTEL_VERSION}-py{sys.version_info.major}{sys.version_info.minor}"
-    if not (target / "python" / "opentelemetry" / "sdk").is_dir():
+    target = cache / f"fn-otel-{FUNCTION_OTEL_VERSION}-py{sys.version_info.major}{sys.version_info.minor}"
+    if not (target / "python" / "opentelemetry" / "proto").is_dir():
         tmp = cache / f".tmp-{uuid.uuid4().hex}"
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-             "--target", str(tmp / "python"), f"opentelemetry-sdk=={FUNCTION_OTEL_VERSION}"],
+             "--target", str(tmp / "python"), f"opentelemetry-sdk=={FUNCTION_OTEL_VERSION}",
+             f"opentelemetry-exporter-otlp-proto-http=={FUNCTION_OTEL_VERSION}"],
             capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"pip could not fetch the function's dependencies:\n{proc.stderr}"
         try:

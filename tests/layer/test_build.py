@@ -67,11 +67,18 @@ def test_layout_and_what_is_left_out(layer_zip):
     # nothing on the function's import path, nothing but the launcher in extensions/
     assert not [n for n in names if n.startswith("python/")]
     assert [n for n in names if n.startswith("extensions/") and not n.endswith("/")] == ["extensions/otel-sidecar"]
-    # no caches, stubs, tests, compiled code (one layer for x86_64 and arm64)
-    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyi", ".so"))]
+    # no caches, stubs, tests; compiled code only as the optional speed-up of each architecture
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyi"))]
+    native = sorted(n for n in names if n.endswith(".so"))
+    assert native == [f"otel-sidecar/native/{m}/google/_upb/_message.abi3.so" for m in ("aarch64", "x86_64")]
+    with zipfile.ZipFile(layer_zip) as zf:    # ELF e_machine: 183 aarch64, 62 x86-64
+        assert [int.from_bytes(zf.read(n)[18:20], "little") for n in native] == [183, 62]
+    # what the sidecar never imports: it builds OTLP from the proto classes and sends with http.client
+    tops = {n.split("/")[1] for n in names if n.startswith("otel-sidecar/") and n.count("/") > 1}
+    assert not tops & {"requests", "urllib3", "certifi"} and not [t for t in tops if t.startswith("opentelemetry_sdk")]
+    assert not (names & {"otel-sidecar/opentelemetry/sdk/", "otel-sidecar/opentelemetry/trace/"})
     assert not [n for n in names if "/tests/" in n]
-    # OpenTelemetry discovers its context and propagators through entry points: their metadata must stay
-    assert "otel-sidecar/opentelemetry_api-1.41.1.dist-info/entry_points.txt" in names
+    assert "otel-sidecar/opentelemetry_proto-1.41.1.dist-info/METADATA" in names     # what is vendored, and which
     assert {i.date_time for i in entries.values()} == {(1980, 1, 1, 0, 0, 0)}
 
 
@@ -89,27 +96,40 @@ def _interpreters():
     return found
 
 
+@pytest.mark.parametrize("protobuf", ["auto", "python"])
 @pytest.mark.parametrize("label", sorted(_interpreters()))
-def test_vendored_stack_imports_pure_python_on_each_interpreter(layer_zip, tmp_path, label):
+def test_vendored_stack_imports_on_each_interpreter_compiled_and_pure(layer_zip, tmp_path, label, protobuf):
     exe = _interpreters()[label]
     with zipfile.ZipFile(layer_zip) as zf:
         zf.extractall(tmp_path)
     home = tmp_path / "otel-sidecar"
+    # the path set-up of bootstrap.py itself, then the whole OTLP stack: metrics SDK, encoders, a request
     code = (
-        "import sys; sys.path[:] = [sys.argv[1]] + [p for p in sys.path if p.startswith(sys.base_prefix) "
-        "and '-packages' not in p]\n"
-        "from opentelemetry.sdk.trace import TracerProvider\n"
-        "from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter\n"
-        "from opentelemetry import propagate\n"
+        "import sys; sys.argv = [sys.argv[1] + '/bootstrap.py']; __file__ = sys.argv[0]\n"
+        "exec(open(__file__).read().split('import runpy')[0])\n"
         "from google.protobuf.internal import api_implementation\n"
-        "import yaml, opentelemetry.version, otel_sidecar.otlp.config as c\n"
-        "TracerProvider().get_tracer('t').start_span('s').end()\n"
-        "print(api_implementation.Type(), yaml.__with_libyaml__, opentelemetry.version.__version__)\n"
+        "from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest as R\n"
+        "from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest as M\n"
+        "import yaml, opentelemetry.proto.version as v, otel_sidecar.otlp.config as c, otel_sidecar.otlp.sink\n"
+        "import otel_sidecar.otlp.encode as e, otel_sidecar.otlp.metrics as m\n"
+        "req = e.Envelope('traces', {'a': 1}, 's').request([e.span(1, 2, None, 'n', e.KIND_SERVER, 1, 2, {'b': 'c'})])\n"
+        "assert R.FromString(req).resource_spans[0].scope_spans[0].spans[0].name == 'n'\n"
+        "agg = m.Aggregator(); agg.declare('h', m.HISTOGRAM, 's'); agg.record('h', 0.5)\n"
+        "env = m.MetricsEnvelope({'a': 1}, 's')\n"
+        "assert M.FromString(env.request([env.resource_metrics(agg.collect(1)[0])])).resource_metrics\n"
+        "print(api_implementation.Type(), yaml.__with_libyaml__, v.__version__)\n"
         "mods = [m.__file__ for n, m in list(sys.modules.items()) if n.split('.')[0] in "
-        "('opentelemetry', 'google', 'yaml', 'requests', 'urllib3') and getattr(m, '__file__', None)]\n"
-        "assert all(f.startswith(sys.argv[1]) for f in mods), [f for f in mods if not f.startswith(sys.argv[1])]\n"
+        "('opentelemetry', 'google', 'yaml') and getattr(m, '__file__', None)]\n"
+        "home = sys.argv[0].rsplit('/', 1)[0]\n"
+        "assert all(f.startswith(home) for f in mods), [f for f in mods if not f.startswith(home)]\n"
     )
-    proc = subprocess.run([exe, "-I", "-S", "-B", "-c", code, str(home)], capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "PROTOCOL_BUFFERS"))}
+    env["SIDECAR_PROTOBUF"] = protobuf
+    env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"     # the function's setting: never ours
+    proc = subprocess.run([exe, "-I", "-S", "-B", "-c", code, str(home)], capture_output=True, text=True,
+                          timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
-    # pure protobuf, pure PyYAML, the pinned OpenTelemetry: the same on x86_64 and arm64
-    assert proc.stdout.split() == ["python", "False", "1.41.1"]
+    # compiled protobuf where this machine's architecture has it (pure with SIDECAR_PROTOBUF=python), pure
+    # PyYAML, the pinned OpenTelemetry
+    expected = "upb" if protobuf == "auto" and (home / "native" / os.uname().machine).is_dir() else "python"
+    assert proc.stdout.split() == [expected, "False", "1.41.1"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import otel_sidecar
 import pytest
 from lambda_sandbox import OtlpReceiver, Sandbox, SandboxConfig
 
@@ -59,13 +60,18 @@ def test_function_and_sidecar_each_use_their_own_packages(layer_zip, function_ot
     assert fn["sidecar_importable"] is False
     assert not [p for p in fn["sys_path"] if "otel-sidecar" in p]
 
-    # the sidecar: registered, wrote EMF for both invocations, exported with the layer's own SDK, exited cleanly
+    assert fn["proto_version"] == FUNCTION_OTEL_VERSION and fn["protobuf_file"].startswith(str(function_otel_deps))
+
+    # the sidecar: registered, wrote EMF for both invocations, exported with the layer's own OTLP stack, exited
     assert shutdown.extensions == {"otel-sidecar": "Exited"}
     docs = _emf_docs(sidecar_lines)
     assert sum(sum(v) if isinstance(v, list) else v for d in docs if "Invocations" in d
                for v in [d["Invocations"]]) == 2
     assert spans, "the sidecar exported no spans"
-    assert {s["resource"].get("telemetry.sdk.version") for s in spans} == {"1.41.1"}
+    assert {(s["resource"].get("telemetry.sdk.name"), s["resource"].get("telemetry.sdk.version")) for s in spans} \
+        == {("otel-sidecar", otel_sidecar.__version__)}
+    (stack,) = [ln for ln in sidecar_lines if "OTLP export on:" in ln]
+    assert "opentelemetry-proto 1.41.1, protobuf 6.33.6" in stack and fn["protobuf_version"] not in stack
 
     # nobody imported the poisoned copies from the customer's PYTHONPATH
     assert not [ln for ln in all_lines if "POISON" in ln]

@@ -119,3 +119,49 @@ def test_no_listener_at_all_degrades_with_one_line(monkeypatch, capsys):
     assert sc.listener is None and len(sc.degraded) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("[otel-sidecar] ERROR degraded: cannot start the Telemetry API listener")
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    """Send raw bytes, read until the listener closes the connection (bounded by the socket timeout)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            got = s.recv(65536)
+            if not got:
+                return out
+            out += got
+
+
+def test_keep_alive_requests_on_one_connection_are_each_answered_and_queued(listener):
+    reqs = b"".join(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b)
+                    for b in (b"[1]", b"[22]", b""))
+    answers = _raw(listener.port, reqs)
+    assert answers.count(b"HTTP/1.1 200 OK\r\n") == 3
+    assert listener.queue.get_all_nowait() == [b"[1]", b"[22]", b""]
+
+
+@pytest.mark.parametrize("garbage", [b"NONSENSE\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: -4\r\n\r\n",
+                                     b"POST / HTTP/1.1\r\nContent-Length: ten\r\n\r\n",
+                                     b"POST / HTTP/1.1\r\nno colon here\r\n\r\n",
+                                     b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"])
+def test_a_malformed_request_gets_400_and_is_counted(listener, garbage):
+    assert _raw(listener.port, garbage).startswith(b"HTTP/1.1 400 ")
+    assert listener.health()["listener_read_errors"] == 1 and listener.queue.get_all_nowait() == []
+    assert _post(listener.port, b"[]") == 200          # and the listener keeps serving
+
+
+def test_http_1_0_and_connection_close_end_the_connection_after_the_answer(listener):
+    assert _raw(listener.port, b"POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\n[]") == \
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    assert _raw(listener.port, b"POST / HTTP/1.1\r\nConnection: close\r\nContent-Length: 2\r\n\r\n[]"
+                                b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]").count(b"200 OK") == 1
+
+
+def test_a_body_cut_short_is_never_queued(listener):
+    _raw(listener.port, b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n[1,2")
+    assert _post(listener.port, b"[3]") == 200
+    assert listener.queue.get_all_nowait() == [b"[3]"]

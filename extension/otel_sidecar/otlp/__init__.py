@@ -63,4 +63,21 @@ def create_sink(settings: Any, env: Mapping[str, str]) -> Any:
 
     mode = getattr(settings, "flush_mode", "adaptive") if settings is not None else "adaptive"
     interval = getattr(settings, "flush_interval_ms", 20000) if settings is not None else 20000
-    return OtlpSink(cfg, settings, env, logs_enabled=logs_on, flush_mode=mode, flush_interval_ms=interval)
+    sink = OtlpSink(cfg, settings, env, logs_enabled=logs_on, flush_mode=mode, flush_interval_ms=interval)
+    signals = [f"{sig} -> {exp.endpoint} ({exp.protocol})" for sig, exp in
+               (("traces", cfg.traces), ("metrics", cfg.metrics), ("logs", cfg.logs))
+               if exp.enabled and (sig != "logs" or logs_on)]
+    log.info("OTLP export on: %s; %s", ", ".join(signals), stack_versions())
+    return sink
+
+
+def stack_versions() -> str:
+    """Which protobuf runs the sidecar's OTLP (compiled upb or pure Python) and the proto classes' version."""
+    try:
+        from google.protobuf import __version__ as pb_version
+        from google.protobuf.internal import api_implementation
+        from opentelemetry.proto.version import __version__ as proto_version
+
+        return f"opentelemetry-proto {proto_version}, protobuf {pb_version} ({api_implementation.Type()})"
+    except Exception as exc:  # noqa: BLE001 - a diagnostic, never a failure
+        return f"protobuf version unknown ({type(exc).__name__})"

@@ -1,11 +1,11 @@
 """OtlpSink: signals -> OTLP spans, metrics and logs, exported only when we say so.
 
 Spans and log records are built as opentelemetry-proto messages and serialized at once (encode.py says
-why not through the SDK); they wait as bytes in bounded per-signal buffers. Metrics are aggregated by the
-opentelemetry-sdk (MeterProvider, delta temporality by default) and read by an explicit-collect reader at
-flush time, then encoded by opentelemetry-exporter-otlp-proto-common's encoder. Nothing runs on an SDK
-timer: export happens inside flush(deadline) and shutdown(deadline) (and on one paced background sender
-thread), always bounded by the caller's deadline, and is sent by transport.HttpSender.
+why not through the SDK); they wait as bytes in bounded per-signal buffers. Metrics are aggregated per
+flush window (metrics.py; delta temporality by default) and collected at flush time into one buffered
+ResourceMetrics per window. Nothing runs on a timer of its own: export happens inside flush(deadline) and
+shutdown(deadline) (and on one paced background sender thread), always bounded by the caller's deadline,
+and is sent by transport.HttpSender.
 
 Accounting (health()): every item that leaves a buffer other than by a successful export is counted
 by signal and reason: buffer_full (drop-oldest), rejected (non-retryable status), partial (the backend
@@ -26,22 +26,9 @@ from urllib.parse import urlsplit
 
 # Everything is imported here, when the worker thread builds the sink, so that no first flush pays for
 # an import inside its post-runtime window.
-from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-from opentelemetry.sdk.metrics import (
-    Counter,
-    Histogram,
-    MeterProvider,
-    ObservableCounter,
-    ObservableGauge,
-    ObservableUpDownCounter,
-    UpDownCounter,
-)
-from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader, MetricsData
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-from opentelemetry.sdk.resources import Resource
-
 from . import encode
 from .config import OtlpConfig, SignalExport
+from .metrics import Aggregator, MetricsEnvelope
 from .spool import spool_from
 from .traceids import parse_xray, valid_span_id
 from .transport import GrpcSender, HttpSender, SendResult, encode_body, send_with_retry
@@ -61,9 +48,10 @@ SEVERITY = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR
             "CRITICAL": 21}
 MAX_TRACKED_IDS = 4096          # request id -> span ids, so logs and the later span agree
 MAX_PENDING_INITS = 16
+MAX_CONSTANT_SETS = 16          # (version, memory, invoked ARN) combinations whose span attributes are cached
 CPU_SHARE = 0.25                # the background sender works at most this share of wall time...
 HIGH_WATER = 0.5                # ...and, outside continuous mode, only once a buffer is this full
-FLUSH, BACKGROUND, FINAL = "flush", "background", "final"
+FLUSH, BACKGROUND, FINAL, FINAL_FIRST = "flush", "background", "final", "final-first"
 FLUSH_BATCH = 128               # items per request inside the post-runtime window
 URGENT = 0.9                    # a buffer this full cuts the sender's rest short (a drop is imminent)
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
@@ -227,7 +215,7 @@ class OtlpSink:
         except ValueError:
             self.max_memory = None
         self.instance = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
-        self.resource = Resource(self._resource_attributes())
+        resource_attrs = self._resource_attributes()
         self.logs_enabled = logs_enabled and cfg.logs.enabled
         self.temporality = cfg.temporality
 
@@ -248,28 +236,21 @@ class OtlpSink:
         self._shutdown_reason: Optional[str] = None
         self._raw: Dict[str, Deque[Tuple[str, int, bytes]]] = {sig: collections.deque() for sig in self._dest}
 
-        resource_attrs = dict(self.resource.attributes)
         self._envelopes = {sig: encode.Envelope(sig, resource_attrs, SCOPE, _sidecar_version())
                            for sig in ("traces", "logs")}
-        self._reader = InMemoryMetricReader(preferred_temporality=self._temporality_map())
-        # bucket bounds that fit the values (the SDK default 0..10000 would put every byte count in overflow)
-        views = [View(instrument_type=Histogram, instrument_unit="s",
-                      aggregation=ExplicitBucketHistogramAggregation(SECONDS_BUCKETS)),
-                 View(instrument_type=Histogram, instrument_name="faas.mem_usage",
-                      aggregation=ExplicitBucketHistogramAggregation(MEMORY_BUCKETS)),
-                 View(instrument_type=Histogram, instrument_name="aws.lambda.produced_bytes",
-                      aggregation=ExplicitBucketHistogramAggregation(RESPONSE_BUCKETS)),
-                 View(instrument_type=Histogram, instrument_unit="%",
-                      aggregation=ExplicitBucketHistogramAggregation(PERCENT_BUCKETS))]
-        self._meter_provider = MeterProvider(resource=self.resource, metric_readers=[self._reader], views=views,
-                                             shutdown_on_exit=False)
-        self.meter = self._meter_provider.get_meter(SCOPE)
-        self._instruments: Dict[str, Any] = {}
+        self._metrics_envelope = MetricsEnvelope(resource_attrs, SCOPE, _sidecar_version())
+        self._catalog = _load_catalog()
+        self._metrics_lock = threading.Lock()    # accept (worker) and collect (worker or sender) share it
+        self._aggregator = Aggregator(cfg.temporality, time.time_ns())
+        for m in self._catalog:
+            self._aggregator.declare(m.otlp_name, m.kind, m.otlp_unit, m.description, _bounds(m))
+        self._rows = {sig: tuple(m for m in self._catalog if m.signal == sig and m.when is None)
+                      for sig in ("invocation", "init", "shutdown", "health")}
         self._health_last: Dict[Tuple[str, str], float] = {}
         self._span_ids: collections.OrderedDict[str, _Ids] = collections.OrderedDict()
+        self._constants: Dict[Tuple[Any, ...], Tuple[bytes, ...]] = {}
         self._pending_inits: Deque[Any] = collections.deque()
         self._emitted_inits: Deque[Tuple[Any, ...]] = collections.deque(maxlen=64)
-        self._catalog = _load_catalog()
 
         self.flush_mode = flush_mode
         self._wake = threading.Event()
@@ -443,31 +424,7 @@ class OtlpSink:
         duration = getattr(sig, "duration_ms", None)
         end = start + duration / 1000.0 if duration is not None and sig.start is not None else sig.time
         end = max(end, start)
-        attrs: Dict[str, Any] = {
-            "faas.invocation_id": sig.request_id, "faas.coldstart": bool(sig.cold_start), "faas.trigger": "other",
-            "faas.name": self.function_name, "faas.version": getattr(sig, "version", None) or self.function_version,
-            "cloud.provider": "aws", "cloud.platform": "aws_lambda",
-        }
-        if self.region:
-            attrs["cloud.region"] = self.region
-        if self.instance:
-            attrs["faas.instance"] = self.instance
-        mem_mb = getattr(sig, "memory_size_mb", None)
-        if mem_mb:
-            attrs["faas.max_memory"] = int(mem_mb) * 1024 * 1024
-        elif self.max_memory:
-            attrs["faas.max_memory"] = self.max_memory
-        arn = getattr(sig, "invoked_arn", None)
-        if arn:
-            attrs["aws.lambda.invoked_arn"] = arn
-            fields = arn.split(":")
-            if len(fields) >= 7:
-                attrs["cloud.account.id"] = fields[4]
-                version = getattr(sig, "version", None) or self.function_version
-                resource_id = ":".join(fields[:7])
-                if version and version != "$LATEST":
-                    resource_id += f":{version}"
-                attrs["cloud.resource_id"] = resource_id
+        attrs: Dict[str, Any] = {"faas.invocation_id": sig.request_id, "faas.coldstart": bool(sig.cold_start)}
         if getattr(sig, "start_kind", None) and sig.start_kind != "warm":
             attrs["aws.lambda.start_kind"] = sig.start_kind
         if not getattr(sig, "complete", True):
@@ -482,13 +439,46 @@ class OtlpSink:
             error_type = sig.error_type or ("Runtime.OutOfMemory" if sig.oom else "timeout" if sig.timeout
                                             else sig.status if sig.status != "success" else "FunctionError")
             attrs["error.type"] = error_type
+        constant = self._constant_attributes(getattr(sig, "version", None) or self.function_version,
+                                             getattr(sig, "memory_size_mb", None), getattr(sig, "invoked_arn", None))
         self._buffers["traces"].add(encode.span(
             ids.trace_id, ids.span_id, ids.parent_id, self.function_name, encode.KIND_SERVER, _ns(start), _ns(end),
-            attrs, error_type, remote_parent=ids.parent_id is not None))
+            attrs, error_type, remote_parent=ids.parent_id is not None, extra=constant))
         for ps in getattr(sig, "spans", ()) or ():
             self._phase_span(ps, ids.trace_id, ids.span_id)
         if init is not None:
             self._emit_init_span(init, ids.trace_id, ids.span_id)
+
+    def _constant_attributes(self, version: str, mem_mb: Optional[int], arn: Optional[str]) -> Tuple[bytes, ...]:
+        """The invocation span's attributes that only change with the version, memory size or invoked ARN,
+        serialized once per combination (they are most of a span's bytes)."""
+        key = (version, mem_mb, arn)
+        cached = self._constants.get(key)
+        if cached is not None:
+            return cached
+        attrs: Dict[str, Any] = {"faas.trigger": "other", "faas.name": self.function_name, "faas.version": version,
+                                 "cloud.provider": "aws", "cloud.platform": "aws_lambda"}
+        if self.region:
+            attrs["cloud.region"] = self.region
+        if self.instance:
+            attrs["faas.instance"] = self.instance
+        if mem_mb:
+            attrs["faas.max_memory"] = int(mem_mb) * 1024 * 1024
+        elif self.max_memory:
+            attrs["faas.max_memory"] = self.max_memory
+        if arn:
+            attrs["aws.lambda.invoked_arn"] = arn
+            fields = arn.split(":")
+            if len(fields) >= 7:
+                attrs["cloud.account.id"] = fields[4]
+                resource_id = ":".join(fields[:7])
+                if version and version != "$LATEST":
+                    resource_id += f":{version}"
+                attrs["cloud.resource_id"] = resource_id
+        if len(self._constants) >= MAX_CONSTANT_SETS:
+            self._constants.clear()
+        out = self._constants[key] = tuple(encode.key_value(k, v) for k, v in attrs.items())
+        return out
 
     def _phase_span(self, ps: Any, trace_id: int, parent_id: int) -> None:
         start = float(ps.start)
@@ -560,88 +550,71 @@ class OtlpSink:
             trace_id, span_id, sampled))
 
     # ---- metrics -------------------------------------------------------------------------------------
-    def _temporality_map(self) -> Dict[type, AggregationTemporality]:
-        d, c = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
-        if self.cfg.temporality == "cumulative":
-            return {k: c for k in (Counter, UpDownCounter, Histogram, ObservableCounter,
-                                   ObservableUpDownCounter, ObservableGauge)}
-        if self.cfg.temporality == "lowmemory":
-            return {Counter: d, Histogram: d, ObservableCounter: c, UpDownCounter: c, ObservableUpDownCounter: c}
-        return {Counter: d, Histogram: d, ObservableCounter: d, UpDownCounter: c, ObservableUpDownCounter: c}
-
-    def _catalog_rows(self, signal: str) -> List[Any]:
-        return [m for m in self._catalog if m.signal == signal and m.when is None]
-
-    def _instrument(self, m: Any) -> Any:
-        inst = self._instruments.get(m.otlp_name)
-        if inst is None:
-            if m.kind == "histogram":
-                inst = self.meter.create_histogram(m.otlp_name, unit=m.otlp_unit, description=m.description)
-            elif m.kind == "gauge":
-                inst = self.meter.create_gauge(m.otlp_name, unit=m.otlp_unit, description=m.description)
-            else:
-                inst = self.meter.create_counter(m.otlp_name, unit=m.otlp_unit, description=m.description)
-            self._instruments[m.otlp_name] = inst
-        return inst
+    def _catalog_rows(self, signal: str) -> Tuple[Any, ...]:
+        return self._rows.get(signal, ())
 
     def _record_catalog(self, signal: str, sig: Any) -> None:
-        for m in self._catalog_rows(signal):
-            value = getattr(sig, m.field, None)
-            attrs: Dict[str, Any] = {}
-            if isinstance(value, bool):
-                amount: Optional[float] = 1.0 if value else None
-            elif isinstance(value, str):
-                amount = 1.0 if value else None
-                if m.field == "kind":
-                    attrs["aws.lambda.init.kind"] = value
-                elif m.field == "reason":
-                    attrs["reason"] = value
-            elif isinstance(value, (int, float)):
-                amount = float(value) * m.otlp_scale
-            else:
-                amount = None
-            if amount is None:
-                continue
-            inst = self._instrument(m)
-            if m.kind == "histogram":
-                inst.record(amount, attrs)
-            elif m.kind == "gauge":
-                inst.set(amount, attrs)
-            elif amount > 0:
-                inst.add(amount, attrs)
+        agg = self._aggregator
+        with self._metrics_lock:
+            for m in self._rows.get(signal, ()):
+                value = getattr(sig, m.otlp_source_field, None)
+                attrs: Tuple[Tuple[str, Any], ...] = ()
+                if isinstance(value, bool):
+                    amount: Optional[float] = 1.0 if value else None
+                elif isinstance(value, str):
+                    amount = 1.0 if value else None
+                    if m.field == "kind":
+                        attrs = (("aws.lambda.init.kind", value),)
+                    elif m.field == "reason":
+                        attrs = (("reason", value),)
+                elif isinstance(value, (int, float)):
+                    amount = float(value) * m.otlp_scale
+                else:
+                    amount = None
+                if amount is None:
+                    continue
+                if m.kind == "histogram":
+                    agg.record(m.otlp_name, amount, attrs)
+                elif m.kind == "gauge":
+                    agg.set(m.otlp_name, amount, attrs)
+                elif amount > 0:
+                    agg.add(m.otlp_name, amount, attrs)
 
     def _record_health(self, m: Any, value: float, attrs: Dict[str, Any]) -> None:
-        inst = self._instrument(m)
         scaled = value * m.otlp_scale
-        if m.kind == "gauge":
-            inst.set(scaled, attrs)
-            return
-        key = (m.otlp_name, repr(sorted(attrs.items())))
-        delta = scaled - self._health_last.get(key, 0.0)
-        self._health_last[key] = scaled
-        if m.kind == "histogram":
-            inst.record(scaled, attrs)
-        elif delta > 0:
-            inst.add(delta, attrs)
+        key_attrs = tuple(sorted(attrs.items()))
+        with self._metrics_lock:
+            if m.kind == "gauge":
+                self._aggregator.set(m.otlp_name, scaled, key_attrs)
+                return
+            key = (m.otlp_name, key_attrs)
+            delta = scaled - self._health_last.get(key, 0.0)
+            self._health_last[key] = scaled
+            if m.kind == "histogram":
+                self._aggregator.record(m.otlp_name, scaled, key_attrs)
+            elif delta > 0:
+                self._aggregator.add(m.otlp_name, delta, key_attrs)
 
     def _collect_metrics(self) -> None:
         try:
-            data = _only_scope(self._reader.get_metrics_data(), SCOPE)
+            with self._metrics_lock:
+                metrics, points = self._aggregator.collect(time.time_ns())
+            if not points:
+                return
+            window = self._metrics_envelope.resource_metrics(metrics)
         except Exception as exc:  # noqa: BLE001
             self._error("collect", exc)
-            return
-        points = _count_points(data)
-        if not points:
             return
         if self.cfg.temporality == "cumulative":
             # a cumulative snapshot supersedes the older ones: nothing is lost by replacing them
             self._buffers["metrics"].clear()
-        self._buffers["metrics"].add(data, points)
+        self._buffers["metrics"].add(window, points)
 
     # ---- export --------------------------------------------------------------------------------------
     # Export modes: FLUSH runs in the post-runtime window (a request that cannot finish inside it is deferred
     # to the background sender instead of being cut off and retried into the same short window forever);
-    # BACKGROUND is the paced sender with the exporter's own timeout; FINAL is shutdown (ignores backoff).
+    # BACKGROUND is the paced sender with the exporter's own timeout; FINAL is shutdown (ignores backoff): a
+    # first pass gives every signal one attempt with the whole budget, a second pass the retries.
     def _export_all(self, deadline: float, mode: str) -> None:
         # a post-runtime flush never waits for the background sender: it is already sending
         wait = 0.0 if mode == FLUSH else max(0.0, deadline - time.monotonic())
@@ -653,12 +626,12 @@ class OtlpSink:
         try:
             self._load_spool()
             order = ("traces", "logs", "metrics")
-            for i, sig in enumerate(order):
-                until = deadline
-                if mode == FINAL:   # retries on one signal must not eat the others' last chance
-                    until = time.monotonic() + max(0.0, deadline - time.monotonic()) / (len(order) - i)
-                if self._export_raw(sig, until, mode):
-                    self._export_signal(sig, until, mode)
+            # at shutdown, retries on one signal must not eat the others' first chance
+            passes = (FINAL_FIRST, FINAL) if mode == FINAL else (mode,)
+            for pass_mode in passes:
+                for sig in order:
+                    if self._export_raw(sig, deadline, pass_mode):
+                        self._export_signal(sig, deadline, pass_mode)
         finally:
             self._export_lock.release()
         if mode == FLUSH and (any(len(b) for b in self._buffers.values()) or any(self._raw.values())):
@@ -679,7 +652,7 @@ class OtlpSink:
         now = time.monotonic()
         if now >= deadline:
             return False
-        if mode != FINAL and now < dest.backoff.next_attempt:
+        if mode not in (FINAL, FINAL_FIRST) and now < dest.backoff.next_attempt:
             self._count("export_skipped_backoff", 1)
             return False
         latency = dest.backoff.latency
@@ -692,7 +665,8 @@ class OtlpSink:
               splittable: bool = False) -> str:
         """One request (with the retries the deadline allows) -> ok | rejected | retry | deferred; all counted."""
         # a backend already known to be failing gets one attempt, not a retry loop that eats the budget
-        attempts = FINAL_ATTEMPTS if mode == FINAL else 1 if dest.backoff.failures else 6
+        attempts = (1 if mode == FINAL_FIRST else FINAL_ATTEMPTS if mode == FINAL
+                    else 1 if dest.backoff.failures else 6)
         with self._counts_lock:
             self._inflight[sig] = weight
         t0 = time.monotonic()
@@ -791,8 +765,7 @@ class OtlpSink:
     def _encode(self, sig: str, items: List[Any]) -> bytes:
         """One serialized Export*ServiceRequest (http/protobuf's body) of buffered items."""
         if sig == "metrics":
-            merged = [rm for data in items for rm in data.resource_metrics]
-            return encode_metrics(MetricsData(resource_metrics=merged)).SerializeToString()
+            return self._metrics_envelope.request(items)
         return self._envelopes[sig].request(items)
 
     @staticmethod
@@ -879,10 +852,8 @@ class OtlpSink:
                         "kept for retry" if res.retryable else "dropped")
 
     def _resource_attributes(self) -> Dict[str, Any]:
-        from opentelemetry.sdk.version import __version__ as sdk_version
-
-        attrs: Dict[str, Any] = {"telemetry.sdk.language": "python", "telemetry.sdk.name": "opentelemetry",
-                                 "telemetry.sdk.version": sdk_version,
+        attrs: Dict[str, Any] = {"telemetry.sdk.language": "python", "telemetry.sdk.name": "otel-sidecar",
+                                 "telemetry.sdk.version": _sidecar_version(),
                                  "cloud.provider": "aws", "cloud.platform": "aws_lambda",
                                  "faas.name": self.function_name, "faas.version": self.function_version}
         if self.region:
@@ -925,29 +896,19 @@ def _unit(sig: str) -> str:
     return {"traces": "spans", "metrics": "metric_points", "logs": "logs"}[sig]
 
 
-def _only_scope(data: Any, scope: str) -> Any:
-    """Our instruments only: some SDK versions add their own self-observability metrics to every reader."""
-    if data is None:
+def _bounds(m: Any) -> Optional[Tuple[float, ...]]:
+    """Bucket bounds that fit the values (the generic 0..10000 would put every byte count in overflow)."""
+    if m.kind != "histogram":
         return None
-    from opentelemetry.sdk.metrics.export import MetricsData, ResourceMetrics
-
-    kept = []
-    for rm in data.resource_metrics:
-        sms = [sm for sm in rm.scope_metrics if sm.scope.name == scope]
-        if sms:
-            kept.append(ResourceMetrics(resource=rm.resource, scope_metrics=sms, schema_url=rm.schema_url))
-    return MetricsData(resource_metrics=kept)
-
-
-def _count_points(data: Any) -> int:
-    if data is None:
-        return 0
-    n = 0
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                n += len(getattr(m.data, "data_points", ()) or ())
-    return n
+    if m.otlp_name == "faas.mem_usage":
+        return MEMORY_BUCKETS
+    if m.otlp_name == "aws.lambda.produced_bytes":
+        return RESPONSE_BUCKETS
+    if m.otlp_unit == "s":
+        return SECONDS_BUCKETS
+    if m.otlp_unit == "%":
+        return PERCENT_BUCKETS
+    return None
 
 
 def _first_number(d: Mapping[str, Any], keys: Sequence[str]) -> Optional[float]:
