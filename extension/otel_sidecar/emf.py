@@ -68,6 +68,21 @@ def _number(v: Any) -> Optional[float]:
     return f if math.isfinite(f) else None
 
 
+_ROWS: Dict[str, Tuple[catalog.Metric, ...]] = {}
+_ROWS_OF: List[Any] = [None]
+
+
+def _rows(signal: str) -> Tuple[catalog.Metric, ...]:
+    """catalog.for_signal, computed once per catalog (every accepted signal asks)."""
+    if _ROWS_OF[0] is not catalog.METRICS:
+        _ROWS.clear()
+        _ROWS_OF[0] = catalog.METRICS
+    rows = _ROWS.get(signal)
+    if rows is None:
+        rows = _ROWS[signal] = catalog.for_signal(signal)
+    return rows
+
+
 class _Bucket:
     __slots__ = ("time", "counters", "values", "gauges")
 
@@ -91,41 +106,33 @@ def _counter_value(sig: Any, m: catalog.Metric) -> Optional[float]:
     return _number(v)
 
 
-def aggregate(outputs: Iterable[Any], health_prev: Optional[Dict[str, float]] = None
-              ) -> Tuple[Dict[int, _Bucket], Dict[str, float]]:
-    """Group signal values by minute. Health counters are cumulative: their deltas since health_prev count.
+class Aggregation:
+    """Signals folded into per-minute buckets as they come (pure). Health counters are cumulative: their
+    deltas since the baseline count. A bucket that reaches the 100-values limit is set aside as full (its
+    documents can be written at once) and the minute starts a new one: counts and arrays of the two add up."""
 
-    Returns the buckets and the new health baseline.
-    """
-    buckets: Dict[int, _Bucket] = {}
-    prev = dict(health_prev or {})
-    for sig in outputs:
+    def __init__(self, health_prev: Optional[Dict[str, float]] = None) -> None:
+        self.buckets: Dict[int, _Bucket] = {}
+        self.full: List[_Bucket] = []
+        self.prev: Dict[str, float] = dict(health_prev or {})
+
+    def add(self, sig: Any) -> None:
         if not isinstance(sig, _EMF_TYPES):
-            continue
+            return
         t = _number(getattr(sig, "time", None))
         if t is None:
-            continue
-        b = buckets.setdefault(int(t // 60), _Bucket())
+            return
+        minute = int(t // 60)
+        b = self.buckets.get(minute)
+        if b is None:
+            b = self.buckets[minute] = _Bucket()
         b.time = max(b.time, t)
         if isinstance(sig, HealthSignal):
-            counters = dict(sig.counters)
-            for m in catalog.for_signal(catalog.HEALTH):
-                v = _number(counters.get(m.field))
-                if v is None:
-                    continue
-                if m.kind == catalog.GAUGE:
-                    if prev.get(m.field) != v:
-                        b.gauges[m.emf_name] = v
-                else:
-                    delta = v - prev.get(m.field, 0.0)
-                    if delta > 0:
-                        b.counters[m.emf_name] = b.counters.get(m.emf_name, 0.0) + delta
-                    elif delta < 0:  # a counter that restarted: count from its new value
-                        b.counters[m.emf_name] = b.counters.get(m.emf_name, 0.0) + v
-                prev[m.field] = v
-            continue
+            self._health(b, dict(sig.counters))
+            return
         kind = _SIGNAL_OF[type(sig)]
-        for m in catalog.for_signal(kind):
+        full = False
+        for m in _rows(kind):
             if m.kind == catalog.COUNTER:
                 v = _counter_value(sig, m)
                 if v is None:
@@ -136,8 +143,49 @@ def aggregate(outputs: Iterable[Any], health_prev: Optional[Dict[str, float]] = 
             else:
                 v = _number(getattr(sig, m.field, None))
                 if v is not None:
-                    b.values.setdefault(m.emf_name, []).append(v)
-    return buckets, prev
+                    values = b.values.get(m.emf_name)
+                    if values is None:
+                        values = b.values[m.emf_name] = []
+                    values.append(v)
+                    full = full or len(values) >= MAX_VALUES_PER_METRIC
+        if full:   # after the whole signal: one invocation's values stay in one document
+            self.full.append(self.buckets.pop(minute))
+
+    def _health(self, b: _Bucket, counters: Dict[str, Any]) -> None:
+        prev = self.prev
+        for m in _rows(catalog.HEALTH):
+            v = _number(counters.get(m.field))
+            if v is None:
+                continue
+            if m.kind == catalog.GAUGE:
+                if prev.get(m.field) != v:
+                    b.gauges[m.emf_name] = v
+            else:
+                delta = v - prev.get(m.field, 0.0)
+                if delta > 0:
+                    b.counters[m.emf_name] = b.counters.get(m.emf_name, 0.0) + delta
+                elif delta < 0:  # a counter that restarted: count from its new value
+                    b.counters[m.emf_name] = b.counters.get(m.emf_name, 0.0) + v
+            prev[m.field] = v
+
+    def take_full(self) -> List[_Bucket]:
+        out, self.full = self.full, []
+        return out
+
+    def take(self) -> List[_Bucket]:
+        """Every bucket (full ones first, then by minute); the aggregation starts empty (baseline kept)."""
+        out = self.take_full() + [self.buckets[k] for k in sorted(self.buckets)]
+        self.buckets = {}
+        return [b for b in out if b.counters or b.values or b.gauges]
+
+
+def aggregate(outputs: Iterable[Any], health_prev: Optional[Dict[str, float]] = None
+              ) -> Tuple[List[_Bucket], Dict[str, float]]:
+    """Signals -> buckets and the new health baseline."""
+    agg = Aggregation(health_prev)
+    for sig in outputs:
+        agg.add(sig)
+    return agg.take(), agg.prev
 
 
 def _compact(v: float) -> Any:
@@ -151,12 +199,16 @@ def documents(outputs: Iterable[Any], settings: Settings, health_prev: Optional[
               ) -> Tuple[List[dict], Dict[str, float]]:
     """Signals -> EMF documents (dicts), and the new health baseline. Pure."""
     buckets, prev = aggregate(outputs, health_prev)
+    return bucket_documents(buckets, settings), prev
+
+
+def bucket_documents(buckets: Sequence[_Bucket], settings: Settings) -> List[dict]:
+    """Buckets -> EMF documents (dicts): one per bucket, split at the per-metric and per-directive limits."""
     dims = dimensions(settings)
     units = {m.emf_name: m.emf_unit for m in catalog.METRICS}
     order = {m.emf_name: i for i, m in enumerate(catalog.METRICS)}
     docs: List[dict] = []
-    for minute in sorted(buckets):
-        b = buckets[minute]
+    for b in buckets:
         scalars: Dict[str, Any] = {k: _compact(v) for k, v in b.counters.items()}
         scalars.update({k: _compact(v) for k, v in b.gauges.items()})
         arrays = {k: [_compact(x) for x in v] for k, v in b.values.items()}
@@ -189,7 +241,7 @@ def documents(outputs: Iterable[Any], settings: Settings, health_prev: Optional[
                 for n in part:
                     doc[n] = members[n]
                 docs.append(doc)
-    return docs, prev
+    return docs
 
 
 def serialize(doc: dict) -> str:
@@ -204,8 +256,9 @@ def lines(outputs: Iterable[Any], settings: Settings, health_prev: Optional[Dict
 
 
 class EmfSink:
-    """The Sink of ARCHITECTURE.md for EMF: buffers signals (bounded, drop-oldest, counted) and prints the
-    aggregated documents of the window on flush(). accept() never blocks on I/O."""
+    """The Sink of ARCHITECTURE.md for EMF: folds signals into the window's aggregation as they come (bounded:
+    beyond max_buffer signals per window the newest are dropped and counted) and prints its documents on
+    flush(). A busy window keeps ~100 bytes of text per invocation, not the signals. accept() never does I/O."""
 
     local = True   # writes to stdout, no network: shut down last, after what the network sinks dropped is known
 
@@ -214,9 +267,9 @@ class EmfSink:
         self.settings = settings or Settings()
         self._stream = stream
         self._max = max(1, int(max_buffer if max_buffer is not None else self.settings.queue_max))
-        self._buf: Deque[Any] = collections.deque()
+        self._agg = Aggregation()
+        self._pending = 0
         self._lock = threading.Lock()
-        self._health_prev: Dict[str, float] = {}
         self._unwritten: Deque[str] = collections.deque(maxlen=1000)
         self._closed = False
         self.counters = {"dropped_emf_signals": 0, "dropped_emf_lines": 0, "emf_lines": 0, "emf_write_errors": 0,
@@ -232,20 +285,28 @@ class EmfSink:
         with self._lock:
             for o in outputs:
                 if isinstance(o, _EMF_TYPES):
-                    if len(self._buf) >= self._max:
-                        self._buf.popleft()
+                    if self._pending >= self._max:
                         self.counters["dropped_emf_signals"] += 1
-                    self._buf.append(o)
+                        continue
+                    self._pending += 1
+                    self._agg.add(o)
+            full = self._agg.take_full()
+        if full:   # whole documents already: keep them as text, not as buckets
+            self._keep(self._serialize(full))
+
+    def _serialize(self, buckets: List[Any]) -> List[str]:
+        try:
+            return [serialize(d) for d in bucket_documents(buckets, self.settings)]
+        except Exception:  # noqa: BLE001 - a serializer bug must cost this window, never the sidecar
+            self.counters["emf_write_errors"] += 1
+            return []
 
     def flush(self, deadline: float) -> None:
         with self._lock:
-            pending = list(self._buf)
-            self._buf.clear()
-            try:
-                out, self._health_prev = lines(pending, self.settings, self._health_prev)
-            except Exception:  # noqa: BLE001 - a serializer bug must cost this window, never the sidecar
-                self.counters["emf_write_errors"] += 1
-                return
+            buckets = self._agg.take()
+            self._pending = 0
+        out = self._serialize(buckets)
+        with self._lock:
             backlog = list(self._unwritten) + out
             self._unwritten.clear()
         self._write(backlog, deadline)
@@ -291,4 +352,4 @@ class EmfSink:
 
     def health(self) -> Dict[str, int]:
         with self._lock:
-            return dict(self.counters, emf_buffered=len(self._buf))
+            return dict(self.counters, emf_buffered=self._pending)

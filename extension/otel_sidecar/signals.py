@@ -163,7 +163,7 @@ Output = Union[InvocationSignal, InitSignal, ShutdownSignal, LogSignal, HealthSi
 
 # ---- the engine ------------------------------------------------------------------------------------------
 MAX_PENDING = 1000        # invocations waiting for their report; beyond it the oldest is emitted incomplete
-MAX_REMEMBERED = 4096     # request ids remembered as emitted / runtimeDone-seen (exactly-once, bounded)
+MAX_REMEMBERED = 1024     # request ids remembered as emitted / runtimeDone-seen (exactly-once, bounded)
 OOM_ERROR_TYPE = "Runtime.OutOfMemory"
 _STATUS_RANK = {"success": 0, "unknown": 0, "error": 1, "failure": 2, "timeout": 3}
 

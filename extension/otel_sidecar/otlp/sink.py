@@ -46,7 +46,8 @@ RESPONSE_BUCKETS = (0.0, 100.0, 1e3, 1e4, 1e5, 1e6, 6 * MIB, 20 * MIB)
 PERCENT_BUCKETS = (10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 100.0)
 SEVERITY = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17, "FATAL": 21,
             "CRITICAL": 21}
-MAX_TRACKED_IDS = 4096          # request id -> span ids, so logs and the later span agree
+MAX_TRACKED_IDS = 512           # request id -> span ids of invocations whose span is not built yet, so that
+                                # their logs (which come first) and the span agree
 MAX_PENDING_INITS = 16
 MAX_CONSTANT_SETS = 16          # (version, memory, invoked ARN) combinations whose span attributes are cached
 CPU_SHARE = 0.25                # the background sender works at most this share of wall time...
@@ -414,6 +415,7 @@ class OtlpSink:
     def _on_invocation(self, sig: Any) -> None:
         self._record_catalog("invocation", sig)
         ids = self._ids_for(sig.request_id, getattr(sig, "trace", None), getattr(sig, "invoke_tracing_value", None))
+        self._span_ids.pop(sig.request_id, None)    # its logs came before it: nothing will ask again
         init = getattr(sig, "init", None)
         if init is not None:
             self._forget_pending(init)
