@@ -44,7 +44,8 @@ def _protobuf_paths():
 sys.path[:] = [HERE] + _protobuf_paths() + [p for p in sys.path if p.startswith(sys.base_prefix)
                                             and "-packages" not in p]
 
-import runpy  # noqa: E402
-
 sys.argv[0] = os.path.join(HERE, "otel_sidecar")
-runpy.run_module("otel_sidecar", run_name="__main__", alter_sys=True)
+# What `python -m otel_sidecar` runs, without runpy (whose imports cost milliseconds on every cold start).
+from otel_sidecar.__main__ import main  # noqa: E402
+
+sys.exit(main())

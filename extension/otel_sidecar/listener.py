@@ -12,7 +12,10 @@ from __future__ import annotations
 import collections
 import socket
 import threading
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import on the path to the first /next; annotations are never evaluated
+    from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 # Lambda promises bodies of at most 2 * maxBytes + metadata (we subscribe with maxBytes 262144).
 DEFAULT_MAX_BODY = 4 * 1024 * 1024

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # imported on the main thread before the first /next: keep ty
 
 OWN_LINE_PREFIX = "[otel-sidecar]"
 RUNTIME_DONE_MARK = b'"platform.runtimeDone"'
+SETUP_WAIT_S = 2.0                # the setup starts by then even if the first /next never goes out
 MAX_PENDING_INVOKES = 64          # INVOKE events not yet seen by the engine (one per invoke in practice)
 BACKGROUND_FLUSH_S = 2.0          # bound of a timer-driven flush (it overlaps the handler, never holds /next)
 WORKER_NICE = 10                  # the worker runs at a lower CPU priority than the function
@@ -80,11 +81,19 @@ class Worker:
         self._health_at = time.monotonic()
         if self.queue is not None:
             self.queue.peek = self._peek
+        self._setup_go = threading.Event()
         self._thread = threading.Thread(target=self._run, name="otel-sidecar-worker", daemon=True)
 
     # ---- lifecycle side (called on the main thread) ------------------------------------------------
-    def start(self) -> None:
+    def start(self, defer_setup: bool = False) -> None:
+        """Start the thread; with defer_setup its one-time setup waits for `release_setup()` (bounded)."""
+        if not defer_setup:
+            self._setup_go.set()
         self._thread.start()
+
+    def release_setup(self) -> None:
+        """The first /next is going out: the imports and sink set-up may use the CPU now."""
+        self._setup_go.set()
 
     def submit_invoke(self, event: Dict[str, Any]) -> None:
         with self.cond:
@@ -270,11 +279,15 @@ class Worker:
                                      f"({type(exc).__name__}: {exc})")
 
     def _run(self) -> None:
+        # The setup (importing the core and the sinks, ~the whole cost of a cold sidecar) waits for the first
+        # /next, so that it never competes with the path to it, and runs at the worker's low priority: what
+        # it overlaps, the runtime's own init or the first invoke's handler, gets the CPU first.
+        _lower_priority()
+        self._setup_go.wait(SETUP_WAIT_S)
         try:
-            self._setup()   # at normal priority: the first invoke's runtimeDone waits for it
+            self._setup()
         except Exception as exc:  # noqa: BLE001
             self._fail("setup", exc)
-        _lower_priority()
         with self.cond:
             self._ready = True
         while True:

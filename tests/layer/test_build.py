@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -11,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import build_layer
 
@@ -63,12 +67,22 @@ def test_layout_and_what_is_left_out(layer_zip):
     launcher = entries["extensions/otel-sidecar"]
     assert stat.S_IMODE(launcher.external_attr >> 16) == 0o755
     assert "collector-config/config.yaml" in names
+    with zipfile.ZipFile(layer_zip) as zf:    # its parsed twin: the same document, made from exactly this text
+        text, twin = zf.read("collector-config/config.yaml"), json.loads(zf.read("collector-config/config.json"))
+    assert twin["config"] == yaml.safe_load(text) and twin["sourceSha256"] == hashlib.sha256(text).hexdigest()
     assert "otel-sidecar/otel_sidecar/__main__.py" in names and "otel-sidecar/bootstrap.py" in names
     # nothing on the function's import path, nothing but the launcher in extensions/
     assert not [n for n in names if n.startswith("python/")]
     assert [n for n in names if n.startswith("extensions/") and not n.endswith("/")] == ["extensions/otel-sidecar"]
-    # no caches, stubs, tests; compiled code only as the optional speed-up of each architecture
-    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyi"))]
+    # no stubs or tests; bytecode only as unchecked-hash pycs (no timestamps) next to their sources, for
+    # supported Python versions, and none for PyYAML (only a user's own config file loads it)
+    assert not [n for n in names if n.endswith((".pyi", ".pyo"))]
+    pycs = [n for n in names if n.endswith(".pyc")]
+    assert pycs and all(re.search(r"/__pycache__/[^/]+\.cpython-3(9|1[0-3])\.pyc$", n) for n in pycs)
+    assert all(n.replace("__pycache__/", "").split(".cpython-")[0] + ".py" in names for n in pycs)
+    assert not [n for n in pycs if n.startswith("otel-sidecar/yaml/")]
+    with zipfile.ZipFile(layer_zip) as zf:
+        assert {int.from_bytes(zf.read(n)[4:8], "little") for n in pycs} == {1}    # PEP 552: hash, unchecked
     native = sorted(n for n in names if n.endswith(".so"))
     assert native == [f"otel-sidecar/native/{m}/google/_upb/_message.abi3.so" for m in ("aarch64", "x86_64")]
     with zipfile.ZipFile(layer_zip) as zf:    # ELF e_machine: 183 aarch64, 62 x86-64
@@ -106,7 +120,7 @@ def test_vendored_stack_imports_on_each_interpreter_compiled_and_pure(layer_zip,
     # the path set-up of bootstrap.py itself, then the whole OTLP stack: metrics SDK, encoders, a request
     code = (
         "import sys; sys.argv = [sys.argv[1] + '/bootstrap.py']; __file__ = sys.argv[0]\n"
-        "exec(open(__file__).read().split('import runpy')[0])\n"
+        "exec(open(__file__).read().split('sys.argv[0] = os.path.join(HERE')[0])\n"
         "from google.protobuf.internal import api_implementation\n"
         "from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest as R\n"
         "from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest as M\n"

@@ -169,6 +169,40 @@ def test_default_yaml_is_used_when_no_variable_names_one():
     assert warnings == [] and cfg.traces.endpoint == "http://localhost:4318/v1/traces"
 
 
+def _twin(parsed_from: str, made_for: str) -> str:
+    """A twin holding `parsed_from` parsed, claiming to be made from the text `made_for`."""
+    import hashlib
+    import json
+
+    import yaml
+
+    return json.dumps({"sourceSha256": hashlib.sha256(made_for.encode()).hexdigest(),
+                       "config": yaml.safe_load(parsed_from)})
+
+
+NO_PIPELINES = "service: {pipelines: {}}\n"
+
+
+def test_the_layers_default_config_is_read_from_its_parsed_twin_without_yaml(monkeypatch):
+    files = {"/opt/collector-config/config.yaml": YAML, "/opt/collector-config/config.json": _twin(YAML, YAML)}
+    env = {"BACKEND_URL": "http://backend:4318", "API_KEY": "k"}
+    want = load(env, {"/opt/collector-config/config.yaml": YAML}, default="/opt/collector-config/config.yaml")
+    monkeypatch.setitem(__import__("sys").modules, "yaml", None)      # importing yaml now fails
+    got = load(env, files, default="/opt/collector-config/config.yaml")
+    assert got == want and got[0].traces.endpoint == "http://backend:4318/v1/traces"
+
+
+def test_a_stale_twin_or_a_file_named_by_a_variable_is_parsed_as_yaml():
+    env = {"BACKEND_URL": "http://backend:4318"}
+    stale = {"/d/config.yaml": YAML, "/d/config.json": _twin(NO_PIPELINES, made_for=NO_PIPELINES)}
+    cfg, _ = load(env, stale, default="/d/config.yaml")
+    assert cfg.traces.endpoint == "http://backend:4318/v1/traces"
+    # next to the user's own file even a matching twin is not trusted: the text is what they wrote
+    users = {"/u/config.yaml": YAML, "/u/config.json": _twin(NO_PIPELINES, made_for=YAML)}
+    cfg, _ = load(dict(env, SIDECAR_COLLECTOR_CONFIG="/u/config.yaml"), users)
+    assert cfg.traces.enabled and cfg.traces.endpoint == "http://backend:4318/v1/traces"
+
+
 def test_unsupported_yaml_keys_are_named_and_ignored():
     text = """
 receivers: {otlp: {}}
