@@ -32,6 +32,7 @@ SHUTDOWN_MARGIN_S = 0.15          # exit this long before the SHUTDOWN deadlineM
 SHUTDOWN_DRAIN_S = 0.3            # wait at most this long for late telemetry (the last report) at SHUTDOWN
 DEFAULT_FLUSH_BUDGET_S = 0.1      # post-runtime flush budget when the policy gives none
 SIGTERM_BUDGET_S = 0.3
+SETUP_HOLD_MAX_S = 5.0            # the first invoke's /next waits at most this long for the one-time setup
 NEXT_RETRY_MAX_S = 1.0
 SWITCH_INTERVAL_S = 0.001
 
@@ -496,8 +497,6 @@ class Sidecar:
         while True:
             if self.time_to_first_next_ms is None:   # init is over for us once the first /next goes out
                 self.time_to_first_next_ms = (time.monotonic() - self.started_m) * 1000.0
-                if self.worker is not None:
-                    self.worker.release_setup()
             try:
                 event = self.client.next_event()
                 failures = 0
@@ -525,8 +524,11 @@ class Sidecar:
         if worker is None:
             return
         deadline = epoch_to_monotonic(event.get("deadlineMs"), self.margin_s())
+        first = not worker.ready
         worker.submit_invoke(event)
         plan = worker.plan_after_invoke(deadline)
+        if "platform" not in self.subscribed_types:
+            worker.release_setup()       # no runtimeDone will ever say the response is out
         if self._stalled_at is not None and worker.runtime_done_total > self._stalled_at:
             self._stalled_at = None
             log.info("platform telemetry flows again; waiting for runtimeDone after each invoke again")
@@ -539,6 +541,10 @@ class Sidecar:
                 self._stalled_at = worker.runtime_done_total
                 log.warning("no platform.runtimeDone for %s before its deadline; not waiting for it after the "
                             "next invokes until platform telemetry flows again", rid)
+        if first and plan.wait_runtime_done:
+            # The response is out: the one-time setup happens now, in this invocation's post-runtime time,
+            # not during the init or the next handler (bounded by the deadline and SETUP_HOLD_MAX_S).
+            worker.wait_ready(min(time.monotonic() + SETUP_HOLD_MAX_S, deadline))
         if plan.budget_s > 0:
             worker.flush(min(time.monotonic() + plan.budget_s, deadline))
 

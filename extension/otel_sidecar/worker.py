@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # imported on the main thread before the first /next: keep ty
 
 OWN_LINE_PREFIX = "[otel-sidecar]"
 RUNTIME_DONE_MARK = b'"platform.runtimeDone"'
-SETUP_WAIT_S = 2.0                # the setup starts by then even if the first /next never goes out
+SETUP_WAIT_S = 30.0               # the setup starts by then even if nothing released it (time stops while frozen)
 MAX_PENDING_INVOKES = 64          # INVOKE events not yet seen by the engine (one per invoke in practice)
 BACKGROUND_FLUSH_S = 2.0          # bound of a timer-driven flush (it overlaps the handler, never holds /next)
 WORKER_NICE = 10                  # the worker runs at a lower CPU priority than the function
@@ -92,8 +92,26 @@ class Worker:
         self._thread.start()
 
     def release_setup(self) -> None:
-        """The first /next is going out: the imports and sink set-up may use the CPU now."""
+        """The imports and sink set-up may use the CPU now (the first invocation's response is out)."""
         self._setup_go.set()
+
+    @property
+    def ready(self) -> bool:
+        """The one-time setup is over (the engine and sinks exist, or failed for good)."""
+        with self.cond:
+            return self._ready
+
+    def wait_ready(self, deadline: float) -> bool:
+        """Block until the setup is over or the monotonic deadline; releases the setup first."""
+        self._setup_go.set()
+        with self.cond:
+            while not self._ready:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.counters["setup_wait_timeouts"] += 1
+                    return False
+                self.cond.wait(left)
+            return True
 
     def submit_invoke(self, event: Dict[str, Any]) -> None:
         with self.cond:
@@ -173,6 +191,7 @@ class Worker:
 
     def shutdown(self, event: Optional[Dict[str, Any]], drain_until: float, deadline: float) -> bool:
         """Drain late telemetry until drain_until, then finish and flush everything by deadline."""
+        self._setup_go.set()
         with self.cond:
             self._shutdown_req = (event, drain_until, deadline)
             self.cond.notify_all()
@@ -234,6 +253,7 @@ class Worker:
             while len(self._runtime_done) > MAX_TRACKED_REQUESTS:
                 self._runtime_done.popitem(last=False)
             self.counters["runtime_done_peeked"] += 1
+            self._setup_go.set()         # a runtime is done: its caller has the response
             self.cond.notify_all()
 
     # ---- worker thread --------------------------------------------------------------------------------
@@ -279,9 +299,10 @@ class Worker:
                                      f"({type(exc).__name__}: {exc})")
 
     def _run(self) -> None:
-        # The setup (importing the core and the sinks, ~the whole cost of a cold sidecar) waits for the first
-        # /next, so that it never competes with the path to it, and runs at the worker's low priority: what
-        # it overlaps, the runtime's own init or the first invoke's handler, gets the CPU first.
+        # The setup (importing the core and the sinks: most of a cold sidecar's CPU) waits until the first
+        # invocation's runtime is done (release_setup / a peeked runtimeDone / SHUTDOWN). Under Lambda's CPU
+        # quota every CPU-millisecond spent during the init or a handler delays the caller by as much,
+        # whatever the priority; after the response it only costs post-runtime time, once.
         _lower_priority()
         self._setup_go.wait(SETUP_WAIT_S)
         try:
@@ -290,6 +311,7 @@ class Worker:
             self._fail("setup", exc)
         with self.cond:
             self._ready = True
+            self.cond.notify_all()
         while True:
             try:
                 if self._step():
