@@ -18,8 +18,8 @@ def test_every_sidecar_and_otel_variable_is_in_the_configuration_table():
     names |= set(re.findall(r"\b(?:SIDECAR|OTEL)_[A-Z_]+\b", (ROOT / "extension/otel_sidecar/otlp/config.py").read_text()))
     names |= set(otlp_config.CONFIG_VARS) - {"OPENTELEMETRY_COLLECTOR_CONFIG_FILE"}
     names -= {"OTEL_EXPORTER_OTLP"}     # a prefix the code assembles per signal, documented as _{SIGNAL}_
-    launcher = (ROOT / "layer" / "otel-sidecar").read_text()
-    names |= set(re.findall(r"\bSIDECAR_[A-Z_]+\b", launcher))
+    for launcher in ("otel-sidecar", "bootstrap.py"):
+        names |= set(re.findall(r"\bSIDECAR_[A-Z_]+\b", (ROOT / "layer" / launcher).read_text()))
     missing = sorted(n for n in names if n not in README)
     assert not missing, f"README lacks: {missing}"
 
