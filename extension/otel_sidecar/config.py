@@ -43,8 +43,9 @@ VARIABLES: Tuple[Tuple[str, str, str], ...] = (
     ("SIDECAR_TELEMETRY_TYPES", "platform,function", "Telemetry API types to subscribe to (extension is opt-in)."),
     ("SIDECAR_LISTENER_PORT", "0", "Telemetry listener port; 0 picks a free ephemeral port."),
     ("SIDECAR_BUFFER_TIMEOUT_MS", "25", "Telemetry API buffering timeoutMs (25-30000)."),
-    ("SIDECAR_BUFFER_MAX_ITEMS", "1000", "Telemetry API buffering maxItems (1000-10000)."),
-    ("SIDECAR_BUFFER_MAX_BYTES", "262144", "Telemetry API buffering maxBytes (262144-1048576)."),
+    ("SIDECAR_BUFFER_MAX_ITEMS", "10000", "Telemetry API buffering maxItems (1000-10000): how many records Lambda "
+     "holds for the sidecar; the most tolerates the longest log bursts before platform.logsDropped."),
+    ("SIDECAR_BUFFER_MAX_BYTES", "1048576", "Telemetry API buffering maxBytes (262144-1048576), likewise."),
     ("SIDECAR_QUEUE_MAX", "10000", "Bound of the sidecar's internal buffers (items); overflow is dropped and counted."),
     ("SIDECAR_FLUSH", "adaptive", "adaptive, end, periodic[:ms] or continuous[:ms]."),
     ("SIDECAR_FLUSH_BUDGET_MS", "30", "Longest post-runtime flush (bounded by the invoke deadline minus the margin)."),
@@ -82,8 +83,8 @@ class Settings(NamedTuple):
     telemetry_types: Tuple[str, ...] = ("platform", "function")
     listener_port: int = 0
     buffer_timeout_ms: int = 25
-    buffer_max_items: int = 1000
-    buffer_max_bytes: int = 262144
+    buffer_max_items: int = 10000     # Lambda's own default and the most: the longest bursts fit
+    buffer_max_bytes: int = 1048576
     queue_max: int = 10000
     # flushing
     flush_mode: str = "adaptive"

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # typing costs ~10 ms to import; annotations are never evalua
 LOG_PREFIX = "[otel-sidecar]"
 DEFAULT_NAME = "otel-sidecar"
 SCHEMA_VERSION = "2022-12-13"
-BUFFERING = {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25}
+BUFFERING = {"maxItems": 10000, "maxBytes": 1048576, "timeoutMs": 25}
 LISTENER_HOSTNAME = "sandbox.localdomain"
 CONTROL_TIMEOUT_S = 5.0           # register / subscribe answer at once; never wait forever for them
 DEADLINE_MARGIN_S = 0.2           # every wait during an invoke ends this long before deadlineMs

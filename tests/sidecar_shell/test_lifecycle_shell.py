@@ -54,7 +54,7 @@ def test_registers_subscribes_and_reaches_next(fake):
     assert api.registrations == [{"name": "otel-sidecar", "body": {"events": ["INVOKE", "SHUTDOWN"]}}]
     sub = api.subscriptions[0]
     assert sub["types"] == ["platform", "function"]
-    assert sub["buffering"] == {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25}
+    assert sub["buffering"] == {"maxItems": 10000, "maxBytes": 1048576, "timeoutMs": 25}
     assert sub["destination"]["protocol"] == "HTTP"
     assert sub["destination"]["URI"].startswith("http://sandbox.localdomain:")
     # the listener answers 200 at once, even to a body that is not telemetry

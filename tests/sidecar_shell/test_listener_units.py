@@ -94,7 +94,7 @@ def test_listener_host_from_hosts_file(tmp_path):
 def test_subscription_body_shape():
     body = subscription_body(["platform", "function"], 4321)
     assert body == {"schemaVersion": "2022-12-13", "types": ["platform", "function"],
-                    "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25},
+                    "buffering": {"maxItems": 10000, "maxBytes": 1048576, "timeoutMs": 25},
                     "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:4321/"}}
 
 
