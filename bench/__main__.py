@@ -97,6 +97,8 @@ def main(argv: List[str]) -> int:
     if "logs" in phases:
         log(f"log ingest ladder at {plan.soak_memory} MB: {list(plan.log_steps)} lines per invoke")
         results["log_ingest"] = bench.log_ingest()
+        log(f"listener ingest at {plan.soak_memory} MB: batches of 1,000 records at {list(plan.ingest_rates)} /s")
+        results["listener_ingest"] = bench.listener_ingest()
     results["applied"] = bench.applied
     results["loadavg_end"] = list(os.getloadavg())   # other work on the machine shows up here
     results["elapsed_s"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1)

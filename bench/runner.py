@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,13 +36,16 @@ class Plan:
     soak: int = 1000              # invocations for RSS growth / CPU
     soak_memory: int = 1024
     log_steps: Sequence[int] = (1000, 2000, 5000, 10000, 20000, 50000, 100000)
+    ingest_rates: Sequence[Optional[int]] = (20000, 50000, 100000, None)   # records/s posted; None: flat out
+    ingest_s: float = 2.0
     variants: Sequence[str] = ("a", "b", "c", "d", "e", "f", "g")
     seed: int = 7
 
 
 QUICK = Plan(soak=5000)
 FULL = Plan(rounds=5, invokes=500, warmup=50, init_reps=7, soak=5000,
-            log_steps=(1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 400000))
+            log_steps=(1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 400000),
+            ingest_rates=(20000, 50000, 100000, 200000, None), ingest_s=3.0)
 
 
 # ---- telemetry helpers (pure over sb.events) ---------------------------------------------------------
@@ -276,6 +281,46 @@ class Bench:
             rx.stop()
         return out
 
+    # -- the sidecar's own ingest capacity: batches posted straight to its listener --
+    def listener_ingest(self) -> Dict[str, Any]:
+        """Function-log batches posted to the sidecar's Telemetry listener while a handler sleeps (the
+        environment thawed), at stepped rates, a fresh environment per step. Measures what the sandbox's own
+        log capture (the function-driven ladder) cannot: how fast the sidecar accepts batches (what
+        Lambda's logsDropped depends on) and how fast it processes them (parse, signals, EMF, OTLP logs)."""
+        mem = self.plan.soak_memory
+        body = _ingest_body()
+        steps: List[Dict[str, Any]] = []
+        for rate in self.plan.ingest_rates:
+            rx = self._receiver("ok")
+            try:
+                with self._start(BY_KEY["b"], mem, rx, function="logs") as sb:
+                    sb.init()
+                    sb.invoke({"lines": 1})                  # the sidecar is set up (after its first response)
+                    port = sb.hub.subscribers[SIDECAR].port
+                    hold = self.plan.ingest_s + 3.0          # time for the worker to catch up, still thawed
+                    invoke = threading.Thread(target=sb.invoke, args=({"sleep_s": hold},))
+                    invoke.start()
+                    time.sleep(0.3)                          # the handler is running: the environment is thawed
+                    step = post_batches(port, body, rate, self.plan.ingest_s)
+                    invoke.join(hold + 30)
+                    sb.shutdown()
+                    lines = sb.extension_lines(SIDECAR)
+                    received = _emf_total(lines, "SidecarRecordsReceived")
+                    dropped = _emf_total(lines, "SidecarDropped")
+                    step.update(rate=rate, records_received=received, sidecar_dropped=dropped,
+                                logs_dropped=logs_dropped(sb.events),
+                                processed_all=bool(received >= step["posted_records"] and not dropped))
+                    steps.append(step)
+                    self.say(f"  ingest {'flat out' if rate is None else f'{rate}/s'}: accepted "
+                             f"{step['accepted_per_s']}/s ({step['posted_records']} records, slowest answer "
+                             f"{step['slowest_answer_ms']} ms), received {received:.0f}, dropped {dropped:.0f}")
+            finally:
+                rx.stop()
+        clean = [s for s in steps if s["processed_all"] and not s["failed_posts"]]
+        return {"memory_mb": mem, "batch_records": INGEST_BATCH, "seconds": self.plan.ingest_s, "steps": steps,
+                "max_accepted_per_s": max((s["accepted_per_s"] or 0) for s in steps) if steps else None,
+                "max_processed_rate": max((s["accepted_per_s"] or 0) for s in clean) if clean else None}
+
     # -- the highest rate of function log records ingested without platform.logsDropped --
     def log_ingest(self) -> Dict[str, Any]:
         mem = self.plan.soak_memory
@@ -313,6 +358,68 @@ class Bench:
                 "largest_clean_step": clean[-1]["lines"] if clean else None,
                 "peak_rate_without_drops": max(s["records_per_s"] for s in clean) if clean else None,
                 "drops_seen": any(s["logs_dropped"] for s in steps)}
+
+
+INGEST_BATCH = 1000   # records per POST, as Lambda batches them (well under our maxItems 10,000 / 1 MiB)
+
+
+def _ingest_body(n: int = INGEST_BATCH) -> bytes:
+    """One Telemetry API batch of n function log records (text format, ~100 bytes each)."""
+    t = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".000Z"
+    return json.dumps([{"time": stamp, "type": "function",
+                        "record": f"{stamp}\tbench-ingest\tINFO\tingest line {i:06d} {'x' * 40}\n"}
+                       for i in range(n)]).encode()
+
+
+def post_batches(port: int, body: bytes, rate: Optional[float], seconds: float) -> Dict[str, Any]:
+    """POST body to the listener on one keep-alive connection, paced to `rate` records/s (None: as fast as it
+    answers) for `seconds`; what was accepted, how fast, and the slowest answer."""
+    import http.client
+
+    per = INGEST_BATCH
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    ok = failed = 0
+    slowest = 0.0
+    t0 = time.monotonic()
+    end = t0 + seconds
+    try:
+        while time.monotonic() < end:
+            if rate:
+                due = t0 + (ok + failed) * per / rate
+                if due > time.monotonic():
+                    time.sleep(due - time.monotonic())
+            a = time.monotonic()
+            try:
+                conn.request("POST", "/", body=body, headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                ok += resp.status == 200
+                failed += resp.status != 200
+            except OSError:
+                failed += 1
+                conn.close()
+            slowest = max(slowest, time.monotonic() - a)
+    finally:
+        conn.close()
+    elapsed = time.monotonic() - t0
+    return {"posted_records": ok * per, "failed_posts": failed, "elapsed_s": round(elapsed, 3),
+            "accepted_per_s": round(ok * per / elapsed) if elapsed else None,
+            "slowest_answer_ms": round(slowest * 1000, 2)}
+
+
+def _emf_total(lines: Sequence[Any], metric: str) -> float:
+    total = 0.0
+    for line in lines:
+        text = str(getattr(line, "text", line)).strip()
+        if not text.startswith("{") or '"_aws"' not in text:
+            continue
+        try:
+            v = json.loads(text).get(metric)
+        except ValueError:
+            continue
+        total += sum(v) if isinstance(v, list) else (v or 0)
+    return total
 
 
 def _second_half_growth(series: List[Any], soak: int) -> Dict[str, Optional[float]]:

@@ -34,6 +34,15 @@ class _BadRequest(Exception):
     pass
 
 
+def records_in(body: bytes) -> int:
+    """The records of a raw batch, counted without parsing it (a dropped batch is counted in records).
+
+    Every record's envelope carries `"type":"<platform.x|function|extension>"` (Lambda writes compact
+    JSON); inside a log line's text a quote would be escaped. At least 1 for a non-empty body."""
+    n = body.count(b'"type":"') + body.count(b'"type": "')
+    return n or (1 if body.strip() else 0)
+
+
 class BatchQueue:
     """Bounded FIFO of raw telemetry bodies; when full the OLDEST batch is dropped and counted.
 
@@ -49,6 +58,7 @@ class BatchQueue:
         self._bytes = 0
         self.dropped_batches = 0
         self.dropped_bytes = 0
+        self.dropped_records = 0
         self.enqueued = 0
         self.peek: Optional[Callable[[bytes], None]] = None   # called with each body, `cond` held
 
@@ -67,6 +77,7 @@ class BatchQueue:
                 self._bytes -= len(old)
                 self.dropped_batches += 1
                 self.dropped_bytes += len(old)
+                self.dropped_records += records_in(old)
             self.cond.notify_all()
 
     def requeue_front(self, items: List[bytes]) -> None:
@@ -91,6 +102,7 @@ class BatchQueue:
 
     def health(self) -> Dict[str, int]:
         return {"listener_dropped_batches": self.dropped_batches, "listener_dropped_bytes": self.dropped_bytes,
+                "listener_dropped_records": self.dropped_records,
                 "listener_queue_depth": len(self._items)}
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 
 from .lifecycle import log, setup_logging
+from .listener import records_in
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported on the main thread before the first /next: keep typing off that path
@@ -543,7 +544,9 @@ class Worker:
                 if backlog and now < process_until:
                     continue
                 if backlog:
-                    self.counters["dropped_at_shutdown_batches"] += len(self.queue.get_all_nowait())
+                    left = self.queue.get_all_nowait()
+                    self.counters["dropped_at_shutdown_batches"] += len(left)
+                    self.counters["dropped_at_shutdown_records"] += sum(records_in(b) for b in left)
                 if not missing or not subscribed or now >= until:
                     if missing and subscribed:
                         self.counters["shutdown_reports_missing"] += len(missing)
@@ -570,8 +573,10 @@ def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
     own = ("listener_", "worker_", "engine_")
     sink_dropped = sum(v for k, v in detail.items()
                        if not k.startswith(own) and ("dropped_" in k or k.endswith("dropped")) and "logs_dropped" not in k)
-    dropped = (detail.get("listener_dropped_batches", 0) + detail.get("listener_oversized", 0)
-               + detail.get("worker_dropped_invoke_events", 0) + detail.get("worker_dropped_at_shutdown_batches", 0)
+    # records, not batches: a dropped batch of 1,000 log lines is 1,000 items lost (an oversized body is never
+    # read, so it counts once)
+    dropped = (detail.get("listener_dropped_records", 0) + detail.get("listener_oversized", 0)
+               + detail.get("worker_dropped_invoke_events", 0) + detail.get("worker_dropped_at_shutdown_records", 0)
                + sink_dropped)
     out = {
         "records_received": detail.get("worker_records_received", 0),

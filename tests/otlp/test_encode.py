@@ -25,7 +25,7 @@ def test_a_trace_request_is_resource_scope_and_every_span_in_order():
     spans = [encode.span(0xABC, 0x1, 0x2, "orders", encode.KIND_SERVER, 10, 20, {"faas.coldstart": True},
                          "timeout", remote_parent=True),
              encode.span(0xABC, 0x3, 0x1, "responseLatency", encode.KIND_INTERNAL, 11, 12,
-                         {"aws.lambda.phase.duration_ms": 1.5}, extra=[encode.key_value("faas.name", "orders")])]
+                         {"aws.lambda.phase.duration_ms": 1.5}, extra=[encode.span_attribute("faas.name", "orders")])]
     req = ExportTraceServiceRequest.FromString(env.request(spans))
     (rs,) = req.resource_spans
     assert _attrs(rs.resource.attributes)["service.name"] == "orders"
@@ -42,12 +42,14 @@ def test_a_trace_request_is_resource_scope_and_every_span_in_order():
 
 def test_a_log_request_carries_trace_context_and_severity():
     env = encode.Envelope("logs", RESOURCE, "otel_sidecar")
-    rec = encode.log_record(5, 6, "boom", 17, "ERROR", {"faas.invocation_id": "r1"}, 0xABC, 0x1, sampled=False)
+    rec = encode.log_record(5, 6, "boom", 17, "ERROR", {"faas.invocation_id": "r1"}, 0xABC, 0x1, sampled=False,
+                            extra=[encode.log_attribute("log.source", "function")])
     bare = encode.log_record(7, 8, "plain", 0, None, {})
     req = ExportLogsServiceRequest.FromString(env.request([rec, bare]))
     first, second = req.resource_logs[0].scope_logs[0].log_records
     assert (first.body.string_value, first.severity_number, first.severity_text) == ("boom", 17, "ERROR")
     assert first.trace_id == (0xABC).to_bytes(16, "big") and first.flags == 0
+    assert _attrs(first.attributes) == {"faas.invocation_id": "r1", "log.source": "function"}
     assert second.trace_id == b"" and second.severity_text == ""
 
 

@@ -165,3 +165,15 @@ def test_a_body_cut_short_is_never_queued(listener):
     _raw(listener.port, b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n[1,2")
     assert _post(listener.port, b"[3]") == 200
     assert listener.queue.get_all_nowait() == [b"[3]"]
+
+
+def test_a_dropped_batch_is_counted_in_records():
+    from otel_sidecar.listener import records_in
+
+    batch = (b'[{"time":"t","type":"function","record":"a \\"type\\":\\"x\\" line"},'
+             b'{"time":"t","type":"platform.start","record":{"requestId":"r"}}]')
+    assert records_in(batch) == 2 and records_in(b"not json") == 1 and records_in(b"") == 0
+    q = BatchQueue(max_batches=1)
+    q.put(batch)
+    q.put(b"[]")
+    assert q.health()["listener_dropped_records"] == 2

@@ -122,8 +122,9 @@ def test_own_lines_are_filtered_before_the_engine():
 
 
 @pytest.mark.parametrize("detail, expected", [
-    ({"listener_dropped_batches": 1, "listener_oversized": 2, "otlp_dropped_spans_queue": 3,
-      "worker_logs_dropped_records": 7}, 6),
+    # records, not batches: a dropped batch of 40 records counts 40
+    ({"listener_dropped_batches": 1, "listener_dropped_records": 40, "listener_oversized": 2,
+      "otlp_dropped_spans_queue": 3, "worker_dropped_at_shutdown_records": 5, "worker_logs_dropped_records": 7}, 50),
     ({}, 0),
 ])
 def test_health_counters_fold_every_drop(detail, expected):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from otel_sidecar import patterns
 
 THROTTLES = patterns.compile_throttles()
@@ -62,3 +64,19 @@ def test_custom_patterns_replace_or_extend_the_defaults():
 
 def test_only_the_head_of_huge_lines_is_scanned():
     assert not patterns.is_throttle("x" * patterns.MAX_SCAN + "ThrottlingException", THROTTLES)
+
+
+# The substring filters in front of the default regexes must never change an answer.
+_SAMPLES = ["ThrottlingException", "TOOMANYREQUESTSEXCEPTION", "rate Exceeded", "ProvisionedThroughputExceededException",
+            "requestlimitexceeded", "SlowDown", "429 Too Many Requests", "too many requests", "HTTP/1.1 429",
+            "status_code = '429'", "statusCode: 429", "MemoryError", "JavaScript heap out of memory",
+            "FATAL ERROR: x Allocation failed", "java.lang.OutOfMemoryError", "fatal error: runtime: out of memory",
+            "System.OutOfMemoryException", "NoMemoryError", "failed to allocate memory",
+            "memory allocation of 12 bytes failed", "Runtime.OutOfMemory", "Requeſts", "ſlowDown"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_SAMPLES), st.text(max_size=30)), max_size=5).map(" ".join))
+def test_the_substring_filters_agree_with_the_regexes(line):
+    assert (THROTTLES.search(line) is not None) == (THROTTLES.regex.search(line) is not None)
+    assert (patterns.oom_runtime(line) is not None) == (patterns._OOM_RE.search(line) is not None)

@@ -47,6 +47,10 @@ def _number(message_cls: Any, name: str) -> int:
     return message_cls.DESCRIPTOR.fields_by_name[name].number
 
 
+_SPAN_ATTRIBUTES = _number(Span, "attributes")
+_LOG_ATTRIBUTES = _number(LogRecord, "attributes")
+
+
 def any_value(value: Any) -> AnyValue:
     if isinstance(value, bool):
         return AnyValue(bool_value=value)
@@ -95,7 +99,7 @@ def span(trace_id: int, span_id: int, parent_id: Optional[int], name: str, kind:
          extra: Sequence[bytes] = ()) -> bytes:
     """One serialized Span (sampled: the sidecar only builds the spans it exports).
 
-    `extra`: already-serialized KeyValue messages appended as more attributes (constant ones, built once).
+    `extra`: more attributes, already serialized as Span fields by span_attribute() (constant ones, built once).
     """
     msg = Span(trace_id=trace_id.to_bytes(16, "big"), span_id=span_id.to_bytes(8, "big"), name=name, kind=kind,
                start_time_unix_nano=start_ns, end_time_unix_nano=max(start_ns, end_ns),
@@ -106,29 +110,34 @@ def span(trace_id: int, span_id: int, parent_id: Optional[int], name: str, kind:
     if error is not None:
         msg.status.code = STATUS_ERROR
         msg.status.message = error
-    data = msg.SerializeToString()
-    if extra:
-        data += b"".join(framed(_SPAN_ATTRIBUTES, kv) for kv in extra)
-    return data
+    return msg.SerializeToString() + b"".join(extra)
 
 
-def key_value(key: str, value: Any) -> bytes:
-    """One serialized KeyValue (for `span(extra=...)`)."""
-    return KeyValue(key=key, value=any_value(value)).SerializeToString()
+def span_attribute(key: str, value: Any) -> bytes:
+    """One attribute serialized as a Span field (for `span(extra=...)`)."""
+    return framed(_SPAN_ATTRIBUTES, KeyValue(key=key, value=any_value(value)).SerializeToString())
+
+
+def log_attribute(key: str, value: Any) -> bytes:
+    """One attribute serialized as a LogRecord field (for `log_record(extra=...)`)."""
+    return framed(_LOG_ATTRIBUTES, KeyValue(key=key, value=any_value(value)).SerializeToString())
 
 
 def log_record(time_ns: int, observed_ns: int, body: str, severity_number: int, severity_text: Optional[str],
                attrs: Mapping[str, Any], trace_id: Optional[int] = None, span_id: Optional[int] = None,
-               sampled: bool = False) -> bytes:
+               sampled: bool = False, extra: Sequence[bytes] = ()) -> bytes:
+    """One serialized LogRecord; `extra`: attributes from log_attribute()."""
     msg = LogRecord(time_unix_nano=time_ns, observed_time_unix_nano=observed_ns, severity_number=severity_number,
-                    body=AnyValue(string_value=body), attributes=attributes(attrs))
+                    body=AnyValue(string_value=body))
+    if attrs:
+        msg.attributes.extend(attributes(attrs))
     if severity_text:
         msg.severity_text = severity_text
     if trace_id and span_id:
         msg.trace_id = trace_id.to_bytes(16, "big")
         msg.span_id = span_id.to_bytes(8, "big")
         msg.flags = FLAG_SAMPLED if sampled else 0
-    return msg.SerializeToString()
+    return msg.SerializeToString() + b"".join(extra)
 
 
-_SPAN_ATTRIBUTES = _number(Span, "attributes")
+

@@ -250,6 +250,7 @@ class OtlpSink:
         self._health_last: Dict[Tuple[str, str], float] = {}
         self._span_ids: collections.OrderedDict[str, _Ids] = collections.OrderedDict()
         self._constants: Dict[Tuple[Any, ...], Tuple[bytes, ...]] = {}
+        self._log_attrs: Dict[Tuple[str, str], bytes] = {}
         self._pending_inits: Deque[Any] = collections.deque()
         self._emitted_inits: Deque[Tuple[Any, ...]] = collections.deque(maxlen=64)
 
@@ -479,7 +480,7 @@ class OtlpSink:
                 attrs["cloud.resource_id"] = resource_id
         if len(self._constants) >= MAX_CONSTANT_SETS:
             self._constants.clear()
-        out = self._constants[key] = tuple(encode.key_value(k, v) for k, v in attrs.items())
+        out = self._constants[key] = tuple(encode.span_attribute(k, v) for k, v in attrs.items())
         return out
 
     def _phase_span(self, ps: Any, trace_id: int, parent_id: int) -> None:
@@ -539,17 +540,27 @@ class OtlpSink:
         if not self.logs_enabled:
             return
         level = (getattr(sig, "level", None) or "").upper() or None
-        attrs: Dict[str, Any] = {"log.source": getattr(sig, "source", "function") or "function"}
+        extra = [self._log_attribute("log.source", getattr(sig, "source", "function") or "function")]
         rid = getattr(sig, "request_id", None)
         trace_id = span_id = None
         sampled = False
         if rid:
-            attrs["faas.invocation_id"] = rid
+            extra.append(self._log_attribute("faas.invocation_id", rid))
             ids = self._ids_for(rid, getattr(sig, "trace", None), getattr(sig, "invoke_tracing_value", None))
             trace_id, span_id, sampled = ids.trace_id, ids.span_id, ids.sampled
         self._buffers["logs"].add(encode.log_record(
-            _ns(sig.time), time.time_ns(), sig.text, SEVERITY.get(level or "", 0), level, attrs,
-            trace_id, span_id, sampled))
+            _ns(sig.time), time.time_ns(), sig.text, SEVERITY.get(level or "", 0), level, {},
+            trace_id, span_id, sampled, extra=extra))
+
+    def _log_attribute(self, key: str, value: str) -> bytes:
+        """Serialized once per value: an invocation's lines share their request id, every line its source."""
+        cache = self._log_attrs
+        kv = cache.get((key, value))
+        if kv is None:
+            if len(cache) >= 64:
+                cache.clear()
+            kv = cache[(key, value)] = encode.log_attribute(key, value)
+        return kv
 
     # ---- metrics -------------------------------------------------------------------------------------
     def _catalog_rows(self, signal: str) -> Tuple[Any, ...]:
