@@ -788,8 +788,8 @@ class OtlpSink:
             return functools.partial(dest.sender.post_once, dest.request_cls.FromString(body))
         if dest.export.protocol != "http/protobuf":
             raw, ctype = encode_body(dest.request_cls.FromString(body), dest.export.protocol)
-            return functools.partial(_post_http, dest.sender, raw, ctype)
-        return functools.partial(_post_http, dest.sender, body, "application/x-protobuf")
+            return functools.partial(_post_http, dest.sender, dest.sender.compress(raw), ctype)
+        return functools.partial(_post_http, dest.sender, dest.sender.compress(body), "application/x-protobuf")
 
     def _fill(self) -> float:
         return max(len(b) / max(1, b.limit) for b in self._buffers.values())
@@ -885,7 +885,7 @@ class OtlpSink:
 
 # ---- helpers ----------------------------------------------------------------------------------------------
 def _post_http(sender: HttpSender, body: bytes, ctype: str, deadline: float) -> SendResult:
-    return sender.post_once(body, ctype, deadline)
+    return sender.post_once(body, ctype, deadline, compressed=True)
 
 
 def _sidecar_version() -> str:
