@@ -106,13 +106,18 @@ class Worker:
         """Block until the setup is over or the monotonic deadline; releases the setup first."""
         self._setup_go.set()
         with self.cond:
-            while not self._ready:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.counters["setup_wait_timeouts"] += 1
-                    return False
-                self.cond.wait(left)
-            return True
+            return self._wait_until(lambda: self._ready, deadline, "setup_wait_timeouts")
+
+    def _wait_until(self, done: Any, deadline: float, timeout_counter: Optional[str] = None) -> bool:
+        """Wait on `cond` (held by the caller) until done() or the monotonic deadline; counts a timeout."""
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if timeout_counter:
+                    self.counters[timeout_counter] += 1
+                return False
+            self.cond.wait(left)
+        return True
 
     def submit_invoke(self, event: Dict[str, Any]) -> None:
         with self.cond:
@@ -165,13 +170,8 @@ class Worker:
             self._awaiting = request_id
             self.cond.notify_all()
             try:
-                while request_id not in self._runtime_done:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        self.counters["runtime_done_wait_timeouts"] += 1
-                        return False
-                    self.cond.wait(left)
-                return True
+                return self._wait_until(lambda: request_id in self._runtime_done, deadline,
+                                        "runtime_done_wait_timeouts")
             finally:
                 self._awaiting = None
 
@@ -182,13 +182,7 @@ class Worker:
             seq = self._flush_seq
             self._flush_req = (seq, deadline)
             self.cond.notify_all()
-            while self._flush_done < seq:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.counters["flush_overruns"] += 1
-                    return False
-                self.cond.wait(left)
-            return True
+            return self._wait_until(lambda: self._flush_done >= seq, deadline, "flush_overruns")
 
     def shutdown(self, event: Optional[Dict[str, Any]], drain_until: float, deadline: float) -> bool:
         """Drain late telemetry until drain_until, then finish and flush everything by deadline."""
@@ -196,12 +190,7 @@ class Worker:
         with self.cond:
             self._shutdown_req = (event, drain_until, deadline)
             self.cond.notify_all()
-            while not self._shutdown_done:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(left)
-            return True
+            return self._wait_until(lambda: self._shutdown_done, deadline)
 
     def health(self) -> Dict[str, int]:
         """Merged counters: listener, worker, engine, sinks and the time to the first /next."""

@@ -255,7 +255,8 @@ class OtlpSink:
         self._emitted_inits: Deque[Tuple[Any, ...]] = collections.deque(maxlen=64)
 
         self.flush_mode = flush_mode
-        self._wake = threading.Event()
+        self._wake = threading.Event()      # work for the background sender
+        self._urgent = threading.Event()    # a buffer is nearly full (or shutdown): cut the sender's rest short
         self._sender: Optional[threading.Thread] = None
         self._sender_lock = threading.Lock()
         self._deferred = False
@@ -283,10 +284,14 @@ class OtlpSink:
                 self._error("accept", exc)
         if self._continuous:
             self._wake.set()
-        elif self._fill() >= HIGH_WATER:
-            # busy traffic: do not wait for the next flush window, send from the background (paced)
-            self._start_sender()
-            self._wake.set()
+        else:
+            fill = self._fill()
+            if fill >= HIGH_WATER:
+                # busy traffic: do not wait for the next flush window, send from the background (paced)
+                self._start_sender()
+                self._wake.set()
+                if fill >= URGENT:
+                    self._urgent.set()
 
     def flush(self, deadline: float) -> None:
         t0 = time.monotonic()
@@ -301,6 +306,7 @@ class OtlpSink:
             return
         self._closed = True
         self._wake.set()
+        self._urgent.set()
         try:
             for init in list(self._pending_inits):
                 self._emit_init_span(init, None, None)
@@ -802,7 +808,8 @@ class OtlpSink:
                 self._sender.start()
 
     def _send_loop(self) -> None:
-        """Background sending (continuous mode, or buffers past HIGH_WATER), paced to CPU_SHARE of wall time.
+        """Background sending (continuous mode, or buffers past HIGH_WATER), its CPU paced to CPU_SHARE of
+        wall time (a request blocked on the network costs no CPU and earns no rest; backoff paces retries).
 
         Timers do not fire while the environment is frozen; this thread simply resumes at the next thaw.
         """
@@ -815,7 +822,7 @@ class OtlpSink:
             deferred, self._deferred = self._deferred, False
             if not self._continuous and not deferred and self._fill() < HIGH_WATER:
                 continue
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), time.thread_time()
             before = self._exported()
             try:
                 self._count("background_sends", 1)
@@ -824,9 +831,10 @@ class OtlpSink:
                 self._export_all(t0 + min(10.0, max(1.0, self.cfg.traces.timeout_s)), BACKGROUND)
             except Exception as exc:  # noqa: BLE001
                 self._error("sender", exc)
-            rest_until = time.monotonic() + (time.monotonic() - t0) * (1.0 / CPU_SHARE - 1.0)
-            while not self._closed and time.monotonic() < rest_until and self._fill() < URGENT:
-                self._wake.wait(min(0.05, max(0.0, rest_until - time.monotonic())))
+            rest = (time.thread_time() - cpu0) * (1.0 / CPU_SHARE - 1.0)
+            if rest > 0 and not self._closed and self._fill() < URGENT:
+                self._urgent.wait(rest)
+            self._urgent.clear()
             self._wake.clear()
             # go again at once only when still past the high-water mark and the last round got data out
             # (a backend that is backing us off is not hammered)
