@@ -419,7 +419,7 @@ def _emf_total(lines: Sequence[Any], metric: str) -> float:
         except ValueError:
             continue
         total += sum(v) if isinstance(v, list) else (v or 0)
-    return total
+    return int(total) if total == int(total) else total
 
 
 def _second_half_growth(series: List[Any], soak: int) -> Dict[str, Optional[float]]:
