@@ -258,7 +258,7 @@ class SignalEngine:
             "logs_dropped_events", "logs_dropped_records", "logs_dropped_bytes", "invocations",
             "incomplete_invocations", "inits", "duplicate_reports", "duplicate_runtime_done", "late_logs",
             "unattributed_throttles", "pending_evicted", "snapshot_inits_discarded", "late_init_records",
-            "function_log_lines", "extension_log_lines")}
+            "function_log_lines", "extension_log_lines", "skimmed_log_lines")}
 
     # ---- public API ---------------------------------------------------------------------------------------
     @property
@@ -655,6 +655,26 @@ class SignalEngine:
                                  trace=trace, invoke_tracing_value=value, source="function",
                                  fields=dict(ev.fields) if ev.fields is not None else None,
                                  throttle=throttle, oom=oom))
+
+    def on_skimmed_logs(self, lines: Sequence[str], now: float) -> List[Output]:
+        """Function log lines taken in bulk while the sidecar is behind (events.parse_batch_skimming_logs):
+        counted and searched for throttles and OOM like any line, attributed to the current invocation (their
+        own request ids are not parsed), and never turned into LogSignals: that is what the skim saves."""
+        self._latest = max(self._latest, now)
+        self._counters["records_received"] += len(lines)
+        self._counters["function_log_lines"] += len(lines)
+        self._counters["skimmed_log_lines"] += len(lines)
+        rid, inv = self._attribute(None)
+        for text in lines:
+            throttle = patterns.is_throttle(text, self._throttle_re)
+            oom = patterns.oom_runtime(text) is not None
+            if inv is not None:
+                inv.log_lines += 1
+                inv.throttles += 1 if throttle else 0
+                inv.oom_log = inv.oom_log or oom
+            elif throttle:
+                self._counters["unattributed_throttles"] += 1
+        return []
 
     def _on_extension_log(self, ev: ExtensionLog, out: List[Output]) -> None:
         self._counters["extension_log_lines"] += 1

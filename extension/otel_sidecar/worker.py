@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # imported on the main thread before the first /next: keep ty
 OWN_LINE_PREFIX = "[otel-sidecar]"
 RUNTIME_DONE_MARK = b'"platform.runtimeDone"'
 SETUP_WAIT_S = 30.0               # the setup starts by then even if nothing released it (time stops while frozen)
+SKIM_BACKLOG = 16                 # batches waiting behind this one: from here on, log lines are only skimmed
 MAX_PENDING_INVOKES = 64          # INVOKE events not yet seen by the engine (one per invoke in practice)
 BACKGROUND_FLUSH_S = 2.0          # bound of a timer-driven flush (it overlaps the handler, never holds /next)
 WORKER_NICE = 10                  # the worker runs at a lower CPU priority than the function
@@ -351,7 +352,11 @@ class Worker:
                 self.queue.requeue_front(batches[i:])
                 self.counters["backlog_deferred"] += 1
                 return
-            self._on_batch(body)
+            behind = len(batches) - i - 1 + len(self.queue)
+            if behind >= SKIM_BACKLOG and self.events_mod is not None and self.engine is not None:
+                self._skim_batch(body)
+            else:
+                self._on_batch(body)
 
     # -- timer for periodic / continuous policies (never fires while the environment is frozen) --
     def _timer_wait(self) -> Optional[float]:
@@ -405,6 +410,9 @@ class Worker:
             self._fail("parse", exc)
             self.counters["malformed"] += 1
             return
+        self._on_parsed(parsed)
+
+    def _on_parsed(self, parsed: Any) -> None:
         self.counters["records_received"] += parsed.items
         self.counters["malformed"] += parsed.malformed
         self.counters["unknown_types"] += parsed.unknown_types
@@ -423,6 +431,25 @@ class Worker:
         except Exception as exc:  # noqa: BLE001
             self._fail("engine_events", exc)
         self._note_progress(events)
+
+    def _skim_batch(self, body: bytes) -> None:
+        """A log flood put us behind: this batch's function log lines are only counted and searched for
+        throttles and OOM (no OTLP log records: shed, and counted as dropped when OTLP logs are on); its
+        platform records are parsed as usual, so no invocation is lost to the flood."""
+        self.counters["batches"] += 1
+        self.counters["skimmed_batches"] += 1
+        exports_logs = any(getattr(s, "logs_enabled", False) for s in self.sinks)
+        for part in self.events_mod.parse_batch_skimming_logs(body):
+            if isinstance(part, tuple):
+                self.counters["records_received"] += len(part)
+                if exports_logs:
+                    self.counters["shed_log_records"] += len(part)
+                try:
+                    self._emit(self.engine.on_skimmed_logs(part, time.time()))
+                except Exception as exc:  # noqa: BLE001
+                    self._fail("engine_logs", exc)
+            else:
+                self._on_parsed(part)
 
     def _is_own_line(self, ev: Any) -> bool:
         """Our own stdout comes back as `extension` records: never feed them to the engine."""
@@ -566,6 +593,7 @@ def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
     # read, so it counts once)
     dropped = (detail.get("listener_dropped_records", 0) + detail.get("listener_oversized", 0)
                + detail.get("worker_dropped_invoke_events", 0) + detail.get("worker_dropped_at_shutdown_records", 0)
+               + detail.get("worker_shed_log_records", 0)
                + sink_dropped)
     out = {
         "records_received": detail.get("worker_records_received", 0),

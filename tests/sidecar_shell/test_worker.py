@@ -178,3 +178,30 @@ def test_a_flush_request_is_served_within_its_budget_despite_a_backlog():
             sc.queue.put(_log_batch(1000, t))
     assert w.flush(time.monotonic() + 1.0) is True   # the whole backlog would take seconds
     assert w.health()["worker_backlog_deferred"] >= 1
+
+
+def test_a_log_flood_is_skimmed_and_loses_no_invocation():
+    """Far behind, the worker only counts and searches log lines (no OTLP log records, counted as shed) and
+    still parses every platform record: each invocation of the flood keeps its signal, throttles included."""
+    sink = RecordingSink()
+    sink.logs_enabled = True                     # an OTLP sink with logs on
+    w, sc = make_worker(sink)
+    rids = [f"aaaaaaaa-0000-0000-0000-{i:012d}" for i in range(40)]
+    t = time.time()
+    with sc.cond:                                # hold the worker off while the flood piles up
+        for i, rid in enumerate(rids):
+            w.submit_invoke({"eventType": "INVOKE", "requestId": rid, "deadlineMs": int((t + 30) * 1000)})
+            lines = [{"time": _start(rid, t)["time"], "type": "function", "record": f"line {n}\n"} for n in range(50)]
+            lines[7]["record"] = "botocore: ThrottlingException: Rate exceeded\n"
+            sc.queue.put(json.dumps([_start(rid, t + i), *lines, _runtime_done(rid, t + i + 0.01),
+                                     _report(rid, t + i + 0.02)]).encode())
+    assert w.shutdown(None, time.monotonic() + 5, time.monotonic() + 10)
+    invs = {i.request_id: i for i in sink.of("InvocationSignal")}
+    assert set(invs) == set(rids) and all(i.complete and i.throttles == 1 and i.log_lines == 50 for i in invs.values())
+    h = w.health()
+    skimmed = h["worker_skimmed_batches"]
+    assert skimmed >= 40 - 16 and h["worker_shed_log_records"] == 50 * skimmed
+    assert h["worker_records_received"] == 40 * 53                # every record counted, skimmed or not
+    assert health_counters(h)["dropped"] == h["worker_shed_log_records"] + 2     # + RecordingSink's own 2
+    # the lines that were not skimmed became OTLP log signals
+    assert len(sink.of("LogSignal")) == 50 * (40 - skimmed)

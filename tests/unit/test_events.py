@@ -261,3 +261,16 @@ def test_parse_batch_never_raises_on_arbitrary_bytes(raw):
     assert p.malformed + len(p.events) >= 0
     if not p.events:
         assert p.malformed in (0, 1)
+
+
+def test_skimming_keeps_stream_order_and_parses_every_other_record():
+    start, report = EXAMPLES["start"], EXAMPLES["report"]
+    line = lambda text: {"time": start["time"], "type": "function", "record": text}  # noqa: E731
+    body = json.dumps([start, line("a\n"), line("b\n"), report, EXAMPLES["function_json"], line("c\n"), 7]).encode()
+    parts = ev.parse_batch_skimming_logs(body)
+    assert [type(p).__name__ for p in parts] == ["ParsedBatch", "tuple", "ParsedBatch", "tuple", "ParsedBatch"]
+    assert parts[1] == ("a\n", "b\n") and parts[3] == ("c\n",)
+    assert isinstance(parts[2].events[0], ev.Report) and isinstance(parts[2].events[1], ev.FunctionLog)  # JSON log: parsed
+    assert parts[4].malformed == 1
+    assert ev.parse_batch_skimming_logs(b"not json")[0].malformed == 1
+    assert ev.parse_batch_skimming_logs(b'{"a": 1}')[0].malformed == 1

@@ -544,3 +544,17 @@ def test_every_example_record_through_the_engine():
     assert handled.function_error and not handled.complete
     assert len(by_rid) == 5
     assert e.health["logs_dropped_records"] == 123 and e.health["extension_log_lines"] == 2
+
+
+def test_skimmed_log_lines_count_throttles_and_oom_for_the_current_invocation():
+    e = sg.SignalEngine()
+    assert e.on_skimmed_logs(["ThrottlingException before any invoke"], T0) == []     # nobody to blame
+    assert e.health["unattributed_throttles"] == 1
+    _, inv_event, now = s.invoke(R1, T0)
+    e.on_invoke(inv_event, now)
+    e.on_batch(parse_batch(s.body([s.start(T0, R1)])), T0)
+    assert e.on_skimmed_logs(["fine", "Rate exceeded", "MemoryError"], T0 + 0.1) == []
+    out = e.on_batch(parse_batch(s.body([s.runtime_done(T0 + 0.4, R1, 10.0), s.report(T0 + 0.5, R1, 20.0)])), T0 + 1)
+    (inv,) = [o for o in out if isinstance(o, sg.InvocationSignal)]
+    assert (inv.log_lines, inv.throttles, inv.oom, inv.complete) == (3, 1, True, True)
+    assert e.health["skimmed_log_lines"] == 4
