@@ -166,6 +166,7 @@ class TelemetryListener:
                     self._waiting.append(conn)
                     self._handoff.notify()
                     continue
+            self.count("connection_threads")
             threading.Thread(target=self._connection_thread, args=(conn,), name="otel-sidecar-listener-conn",
                              daemon=True).start()
 
