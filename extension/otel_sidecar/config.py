@@ -5,10 +5,13 @@ Every invalid value yields ONE warning naming the variable, the bad value and th
 
 from __future__ import annotations
 
-import re
-from typing import Callable, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
+import collections
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # on the path to the first /next: typing costs ~6 ms of CPU there (annotations are strings)
+    from typing import Callable, List, Mapping, Optional, Tuple, TypeVar
+
+    T = TypeVar("T")
 
 DEFAULT_NAMESPACE = "OtelSidecar"
 # Lambda list prices (USD, us-east-1): compute per GB-second and per request
@@ -19,7 +22,7 @@ FLUSH_MODES = ("adaptive", "end", "periodic", "continuous")
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "OFF")
 # Optional EMF dimensions: low-cardinality only (never request ids)
 EMF_DIMENSIONS = ("FunctionVersion", "Service", "MemorySize", "Architecture", "Region", "InitType")
-_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9 ._#:/-]{1,255}$")
+_NAMESPACE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ._#:/-")
 
 DEFAULT_FLUSH_INTERVAL_MS = 20000
 DEFAULT_FLUSH_BUDGET_MS = 30
@@ -55,10 +58,8 @@ VARIABLES: Tuple[Tuple[str, str, str], ...] = (
 )
 
 
-class Settings(NamedTuple):
-    """Immutable settings. A NamedTuple rather than a frozen dataclass: this module is imported on the path
-    to the first /next, and `dataclasses` pulls in `inspect` (~10 ms on a small Lambda); `typing` is loaded
-    already."""
+class _SettingsFields:
+    """The fields of Settings with their types and defaults (read once to build the namedtuple below)."""
 
     log_level: str = "INFO"
     # function identity (from the Lambda environment)
@@ -95,6 +96,15 @@ class Settings(NamedTuple):
     shutdown_drain_ms: int = 300
     # OTLP
     otlp_logs: bool = True
+
+
+# Immutable settings: a namedtuple rather than a frozen dataclass or typing.NamedTuple, because this module is
+# imported on the path to the first /next, and `dataclasses` pulls in `inspect` (~10 ms on a small Lambda),
+# `typing` ~6 ms. With postponed annotations the field types above stay strings: nothing to evaluate.
+Settings = collections.namedtuple(  # type: ignore[misc]
+    "Settings", list(_SettingsFields.__annotations__),
+    defaults=[getattr(_SettingsFields, name) for name in _SettingsFields.__annotations__])
+Settings.__doc__ = "Immutable settings (fields: see _SettingsFields)."
 
 
 class _Reader:
@@ -177,7 +187,7 @@ def load_settings(env: Mapping[str, str], machine: Optional[str] = None) -> Tupl
         ns_raw, ns_var = r.raw("POWERTOOLS_METRICS_NAMESPACE"), "POWERTOOLS_METRICS_NAMESPACE"
     namespace = DEFAULT_NAMESPACE
     if ns_raw is not None:
-        if _NAMESPACE_RE.match(ns_raw) and not ns_raw.upper().startswith("AWS/"):
+        if 1 <= len(ns_raw) <= 255 and set(ns_raw) <= _NAMESPACE_CHARS and not ns_raw.upper().startswith("AWS/"):
             namespace = ns_raw
         else:
             r.warn(ns_var, ns_raw, DEFAULT_NAMESPACE,
@@ -302,6 +312,8 @@ def _throttle_patterns(r: _Reader) -> Tuple[Tuple[str, ...], bool]:
         return ("(?!)",), False  # a pattern that never matches
     extend = raw.startswith("+")
     body = raw[1:] if extend else raw
+    import re  # only for a pattern list of the user's own
+
     items = [x.strip() for x in body.split(",") if x.strip()]
     good, bad = [], []
     for x in items:

@@ -19,8 +19,10 @@ Modes (SIDECAR_FLUSH):
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
-from typing import Deque, Optional, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the lifecycle builds the policy at the first INVOKE, on its own thread: no typing there
+    from typing import Deque, Optional, Sequence
 
 END = "end"
 PERIODIC = "periodic"
@@ -33,14 +35,10 @@ BACKUP_S = 60.0             # end mode: flush during an invocation running longe
 CONTINUOUS_INTERVAL_S = 1.0
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What to do after handing an INVOKE over: wait for runtimeDone?, then flush for at most budget_s."""
-
-    wait_runtime_done: bool = True
-    budget_s: float = 0.03
-    mode: str = END          # the effective mode the plan comes from
-    reason: str = ""
+# What to do after handing an INVOKE over: wait for runtimeDone?, then flush for at most budget_s; `mode`
+# is the effective mode the plan comes from. A namedtuple, not a dataclass: `dataclasses` imports `inspect`
+# (~10 ms of CPU), which would land in the first invocation's handler time.
+Plan = collections.namedtuple("Plan", "wait_runtime_done budget_s mode reason", defaults=(True, 0.03, END, ""))
 
 
 def effective_mode(mode: str, invoke_times: Sequence[float], now: float, window: int = BUSY_WINDOW,

@@ -1,9 +1,10 @@
 """Extensions API client and the /next loop: register, listen, subscribe, then serve INVOKE and SHUTDOWN.
 
 The path to `register` is on every cold start's critical path (Lambda starts the runtime only once every
-extension has registered), so this module imports only small standard-library modules: json, socket,
-threading. http.client (with email and ssl) and logging together cost ~50-60 ms of imports on a small
-Lambda, which is why the client below speaks HTTP/1.1 itself and the main thread logs through `_Log`.
+extension has registered), so this module imports only what it must: the C socket module (socket.py's
+enum and selectors imports cost ~10 ms of CPU, over 100 ms on a 128 MB function) and threading.
+http.client (with email and ssl) and logging together cost ~50-60 ms of imports on a small Lambda, which is
+why the client below speaks HTTP/1.1 itself and the main thread logs through `_Log`.
 The listener is imported after registering; the pure core, the sinks and `logging` are
 imported by the worker thread after the first /next.
 Fail open: after a successful registration nothing here ends the process except SHUTDOWN (or SIGTERM).
@@ -11,8 +12,8 @@ Fail open: after a successful registration nothing here ends the process except 
 
 from __future__ import annotations
 
+import _socket  # the C module behind socket.py (see above); its socket objects have all we use
 import os
-import socket
 import sys
 import threading
 import time
@@ -95,6 +96,50 @@ def setup_logging(level: str = "INFO") -> None:
     logger.setLevel({"WARN": logging.WARNING, "OFF": logging.CRITICAL + 1}.get(name, getattr(logging, name, 20)))
 
 
+class SocketReader:
+    """Buffered readline/read over a socket: what socket.makefile("rb") gives, without socket.py."""
+
+    __slots__ = ("sock", "buf")
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    def _take(self, n: int) -> bytes:
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def readline(self, limit: int = -1) -> bytes:
+        """Up to and including the next newline, at most `limit` bytes; what is left at EOF."""
+        start = 0
+        while True:
+            at = self.buf.find(b"\n", start)
+            if at >= 0 and (limit < 0 or at < limit):
+                return self._take(at + 1)
+            if 0 <= limit <= len(self.buf):
+                return self._take(limit)
+            start = len(self.buf)
+            if not self._fill():
+                return self._take(len(self.buf))
+
+    def read(self, n: int = -1) -> bytes:
+        """n bytes (fewer at EOF); n < 0: everything until EOF."""
+        while (n < 0 or len(self.buf) < n) and self._fill():
+            pass
+        return self._take(len(self.buf) if n < 0 else n)
+
+    def close(self) -> None:
+        self.buf = bytearray()
+
+
 class _Connection:
     """One keep-alive HTTP/1.1 connection (just what the Lambda APIs need: Content-Length or chunked bodies).
 
@@ -104,8 +149,8 @@ class _Connection:
 
     def __init__(self, host: str, port: int, timeout: Optional[float]) -> None:
         self.host, self.port, self.timeout = host, port, timeout
-        self.sock: Optional[socket.socket] = None
-        self.rfile: Any = None
+        self.sock: Any = None
+        self.rfile: Optional[SocketReader] = None
 
     def close(self) -> None:
         for obj in (self.rfile, self.sock):
@@ -120,8 +165,8 @@ class _Connection:
                 headers: Mapping[str, str]) -> Tuple[int, Dict[str, str], bytes]:
         if self.sock is None:
             self.sock = _connect(self.host, self.port, self.timeout)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.rfile = self.sock.makefile("rb")
+            self.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            self.rfile = SocketReader(self.sock)
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         if body is not None or method in ("POST", "PUT"):
@@ -208,7 +253,9 @@ class ExtensionsClient:
     def _ids(self) -> Dict[str, str]:
         return {"Lambda-Extension-Identifier": self.extension_id}
 
-    def register(self, name: str, events: Sequence[str]) -> Dict[str, Any]:
+    def register(self, name: str, events: Sequence[str]) -> bytes:
+        """POST register; the answer's body (function name, version, handler, account id) as Lambda sent it:
+        parsing it would import json, and its `re`, on the path to the first /next, for nothing used there."""
         path = "/2020-01-01/extension/register"
         status, headers, data = self._call(
             "_ctl_conn", "POST", path, _events_body(events),
@@ -219,20 +266,12 @@ class ExtensionsClient:
         self.extension_id = headers.get("lambda-extension-identifier", "")
         if not self.extension_id:
             raise ApiError(path, status, b"no Lambda-Extension-Identifier header in the answer")
-        import json  # after registering: json pulls in `re`
-
-        try:
-            info = json.loads(data.decode("utf-8") or "{}")
-        except ValueError:
-            info = {}
-        return info if isinstance(info, dict) else {}
+        return data
 
     def subscribe(self, body: Mapping[str, Any]) -> Tuple[int, str]:
         """PUT /2022-07-01/telemetry; returns (status, body text) whatever the status."""
-        import json
-
         headers = dict(self._ids(), **{"Content-Type": "application/json"})
-        status, _, data = self._call("_ctl_conn", "PUT", "/2022-07-01/telemetry", json.dumps(body).encode(),
+        status, _, data = self._call("_ctl_conn", "PUT", "/2022-07-01/telemetry", plain_json(body).encode(),
                                      headers, CONTROL_TIMEOUT_S)
         return status, data.decode("utf-8", "replace").strip()
 
@@ -251,23 +290,63 @@ class ExtensionsClient:
 
 # ---- small helpers ---------------------------------------------------------------------------------
 
-def _connect(host: str, port: int, timeout: Optional[float]) -> socket.socket:
+def _connect(host: str, port: int, timeout: Optional[float]) -> Any:
     """A TCP connection; an IP literal (Lambda's AWS_LAMBDA_RUNTIME_API is 127.0.0.1:9001) skips the name
     lookup, whose IDNA codec import alone costs ~5 ms at every cold start."""
-    for family in (socket.AF_INET, socket.AF_INET6):
+    addresses = []
+    for family in (_socket.AF_INET, _socket.AF_INET6):
         try:
-            socket.inet_pton(family, host)
+            _socket.inet_pton(family, host)
         except OSError:
             continue
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        addresses = [(family, (host, port))]
+        break
+    if not addresses:
+        addresses = [(info[0], info[4]) for info in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM)]
+    error: Optional[BaseException] = None
+    for family, address in addresses:
+        sock = _socket.socket(family, _socket.SOCK_STREAM)
         try:
             sock.settimeout(timeout)
-            sock.connect((host, port))
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
         except BaseException:
             sock.close()
             raise
-        return sock
-    return socket.create_connection((host, port), timeout=timeout)
+    raise error or OSError(f"no address for {host}")
+
+
+def plain_json(value: Any) -> str:
+    """JSON of plain data (dicts, lists, strings, numbers, booleans, None) without the json module: on the
+    path to the first /next, json would bring `re` along (a few ms of CPU, tens on a small function)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        out = ['"']
+        for ch in value:
+            if ch in '"\\':
+                out.append("\\" + ch)
+            elif ord(ch) < 0x20 or ord(ch) > 0x7E:
+                units = (ord(ch),) if ord(ch) < 0x10000 else _surrogates(ord(ch))
+                out.append("".join(f"\\u{u:04x}" for u in units))
+            else:
+                out.append(ch)
+        return "".join(out) + '"'
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{plain_json(str(k))}:{plain_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(plain_json(v) for v in value) + "]"
+    raise TypeError(f"not plain JSON data: {type(value).__name__}")
+
+
+def _surrogates(code: int) -> Tuple[int, int]:
+    code -= 0x10000
+    return 0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF)
 
 
 def _events_body(events: Sequence[str]) -> bytes:
@@ -304,7 +383,7 @@ def resolve_listener_host(hosts_file: str = "/etc/hosts", lookup_bound_s: float 
 
     def lookup() -> None:
         try:
-            found.append(socket.gethostbyname(LISTENER_HOSTNAME))
+            found.append(_socket.gethostbyname(LISTENER_HOSTNAME))
         except OSError:
             pass
 
@@ -462,21 +541,20 @@ class Sidecar:
             self.worker = None
 
     def install_signal_handlers(self) -> None:
-        import signal
+        import _signal  # signal.py would import enum (~3 ms) for its Signals class; the handler is the same
 
         try:
-            signal.signal(signal.SIGTERM, self._on_sigterm)
+            _signal.signal(_signal.SIGTERM, self._on_sigterm)
         except (ValueError, OSError):  # not the main thread (tests)
             pass
 
     # -- run --
     def run(self) -> int:
         try:
-            info = self.client.register(self.name, ["INVOKE", "SHUTDOWN"])
+            self.register_answer = self.client.register(self.name, ["INVOKE", "SHUTDOWN"])
         except Exception as exc:  # noqa: BLE001 - before any invoke exiting is allowed (init fails clearly)
             log.error("registration as %r failed: %s; exiting", self.name, exc)
             return 1
-        self.function_info = info
         # the listener's threads must get the GIL quickly even while the worker parses a burst of logs
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.install_signal_handlers()

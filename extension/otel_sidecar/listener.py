@@ -9,9 +9,11 @@ Standard library only, because the listener starts on the path to the first /nex
 
 from __future__ import annotations
 
+import _socket  # the C module: socket.py's imports cost ~10 ms on the path to the first /next (lifecycle.py)
 import collections
-import socket
 import threading
+
+from .lifecycle import SocketReader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds to import on the path to the first /next; annotations are never evaluated
@@ -118,10 +120,10 @@ class TelemetryListener:
         self.counters: Dict[str, int] = {"listener_requests": 0, "listener_bytes": 0,
                                          "listener_oversized": 0, "listener_oversized_bytes": 0,
                                          "listener_read_errors": 0}
-        self._sock: Optional[socket.socket] = None
+        self._sock: Any = None
         self._connections = 0
         self._handoff = threading.Condition()
-        self._waiting: Deque[socket.socket] = collections.deque()   # accepted, for an idle thread to serve
+        self._waiting: Deque[Any] = collections.deque()   # accepted sockets, for an idle thread to serve
         self._idle = 0                                               # threads waiting for a connection
         self._thread: Optional[threading.Thread] = None
         self.host: Optional[str] = None
@@ -129,8 +131,8 @@ class TelemetryListener:
 
     def bind(self, host: str, port: int = 0) -> int:
         """Bind and start serving; returns the port. Raises OSError when the address is unusable."""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+        sock = _socket.socket(family, _socket.SOCK_STREAM)
         try:
             # no SO_REUSEADDR: a port already in use must fail loudly, not be shared
             sock.bind((host, port))
@@ -145,10 +147,11 @@ class TelemetryListener:
         self._thread.start()
         return self.port
 
-    def _accept_loop(self, sock: socket.socket) -> None:
+    def _accept_loop(self, sock: Any) -> None:
         while True:
             try:
-                conn, _ = sock.accept()
+                fd, _ = sock._accept()
+                conn = _socket.socket(sock.family, _socket.SOCK_STREAM, 0, fd)
             except OSError:
                 if self._sock is None:
                     return              # closed
@@ -170,13 +173,13 @@ class TelemetryListener:
             threading.Thread(target=self._connection_thread, args=(conn,), name="otel-sidecar-listener-conn",
                              daemon=True).start()
 
-    def _connection_thread(self, conn: Optional[socket.socket]) -> None:
+    def _connection_thread(self, conn: Any) -> None:
         """Serve a connection, then wait (bounded) to be handed the next one."""
         while conn is not None:
             self._serve(conn)
             conn = self._next_connection()
 
-    def _next_connection(self) -> Optional[socket.socket]:
+    def _next_connection(self) -> Any:
         with self._handoff:
             self._idle += 1
             try:
@@ -185,11 +188,11 @@ class TelemetryListener:
             finally:
                 self._idle -= 1
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: Any) -> None:
         try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             conn.settimeout(IDLE_TIMEOUT_S)
-            rfile = conn.makefile("rb", buffering=_CHUNK)
+            rfile = SocketReader(conn)
             while self._one_request(rfile, conn):
                 pass
         except (OSError, ValueError):
@@ -202,7 +205,7 @@ class TelemetryListener:
             except OSError:
                 pass
 
-    def _one_request(self, rfile: Any, conn: socket.socket) -> bool:
+    def _one_request(self, rfile: Any, conn: Any) -> bool:
         """Read one request, queue a POST body, answer; False when the connection is over."""
         line = rfile.readline(MAX_HEADER_BYTES)
         while line in (b"\r\n", b"\n"):          # tolerated between requests (RFC 9112 2.2)
@@ -282,7 +285,7 @@ class TelemetryListener:
         with self._handoff:
             self._handoff.notify_all()
         if sock is not None:
-            for op in (lambda: sock.shutdown(socket.SHUT_RDWR), sock.close):
+            for op in (lambda: sock.shutdown(_socket.SHUT_RDWR), sock.close):
                 try:
                     op()
                 except OSError:

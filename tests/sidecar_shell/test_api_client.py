@@ -86,7 +86,7 @@ def test_register_then_next_over_chunked_and_keep_alive(server):
     srv = server([(_ok(b'{"functionName":"fn"}', "Lambda-Extension-Identifier: abc\r\n"), False),
                   (chunked, False), (_ok(event), False)])
     client = ExtensionsClient(f"127.0.0.1:{srv.port}")
-    assert client.register("otel-sidecar", ["INVOKE", "SHUTDOWN"]) == {"functionName": "fn"}
+    assert client.register("otel-sidecar", ["INVOKE", "SHUTDOWN"]) == b'{"functionName":"fn"}'   # kept raw
     assert client.next_event()["requestId"] == "r1"
     assert client.next_event()["eventType"] == "INVOKE"
     assert srv.requests[0].startswith(b"POST /2020-01-01/extension/register HTTP/1.1\r\n")

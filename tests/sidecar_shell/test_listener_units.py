@@ -6,6 +6,8 @@ import http.client
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from otel_sidecar.lifecycle import (
     epoch_to_monotonic,
     extension_name,
@@ -184,3 +186,27 @@ def test_a_connection_per_batch_reuses_the_connection_thread(listener):
         assert _post(listener.port, b"[%d]" % i) == 200
     assert listener.queue.get_all_nowait() == [b"[%d]" % i for i in range(6)]
     assert listener.health()["listener_connection_threads"] <= 2     # not one per connection
+
+
+plain = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63) | st.text(),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(plain)
+def test_plain_json_is_json(value):
+    import json
+
+    from otel_sidecar.lifecycle import plain_json
+
+    assert json.loads(plain_json(value)) == value
+
+
+def test_the_subscription_request_is_the_documented_json():
+    import json
+
+    from otel_sidecar.lifecycle import plain_json
+
+    body = subscription_body(["platform", "function"], 4321)
+    assert json.loads(plain_json(body)) == body
