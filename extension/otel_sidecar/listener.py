@@ -104,6 +104,9 @@ class BatchQueue:
     def __len__(self) -> int:
         return len(self._items)
 
+    def queued_bytes(self) -> int:
+        return self._bytes
+
     def health(self) -> Dict[str, int]:
         return {"listener_dropped_batches": self.dropped_batches, "listener_dropped_bytes": self.dropped_bytes,
                 "listener_dropped_records": self.dropped_records,

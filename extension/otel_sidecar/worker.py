@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # imported on the main thread before the first /next: keep ty
 OWN_LINE_PREFIX = "[otel-sidecar]"
 RUNTIME_DONE_MARK = b'"platform.runtimeDone"'
 SETUP_WAIT_S = 30.0               # the setup starts by then even if nothing released it (time stops while frozen)
-SKIM_BACKLOG = 16                 # batches waiting behind this one: from here on, log lines are only skimmed
+SKIM_FILL = 0.5                   # backlog (batches or bytes) as a share of the listener queue's bound from
+                                  # which log lines are only skimmed: a burst that fits is processed in full
 MAX_PENDING_INVOKES = 64          # INVOKE events not yet seen by the engine (one per invoke in practice)
 BACKGROUND_FLUSH_S = 2.0          # bound of a timer-driven flush (it overlaps the handler, never holds /next)
 WORKER_NICE = 10                  # the worker runs at a lower CPU priority than the function
@@ -346,14 +347,16 @@ class Worker:
         """Parse queued batches in order; stop early (putting the rest back) at stop_at, or as soon as a
         flush or shutdown request comes in, so that those are served within their bounds."""
         batches = self.queue.get_all_nowait()
+        left_bytes = sum(len(b) for b in batches)
         for i, body in enumerate(batches):
+            left_bytes -= len(body)
             if i and ((stop_at is not None and time.monotonic() >= stop_at)
                       or (stop_at is None and (self._flush_req is not None or self._shutdown_req is not None))):
                 self.queue.requeue_front(batches[i:])
                 self.counters["backlog_deferred"] += 1
                 return
-            behind = len(batches) - i - 1 + len(self.queue)
-            if behind >= SKIM_BACKLOG and self.events_mod is not None and self.engine is not None:
+            if self._far_behind(len(batches) - i - 1, left_bytes) and self.events_mod is not None \
+                    and self.engine is not None:
                 self._skim_batch(body)
             else:
                 self._on_batch(body)
@@ -431,6 +434,16 @@ class Worker:
         except Exception as exc:  # noqa: BLE001
             self._fail("engine_events", exc)
         self._note_progress(events)
+
+    def _far_behind(self, taken_batches: int, taken_bytes: int) -> bool:
+        """Is the backlog (what this round took and has not processed, plus what waits in the queue) half the
+        queue's bound? Past that, a flood would soon make the queue drop whole batches, platform records too."""
+        q = self.queue
+        max_batches, max_bytes = getattr(q, "max_batches", 0), getattr(q, "max_bytes", 0)
+        if not max_batches or not max_bytes:
+            return False
+        return (taken_batches + len(q) >= max_batches * SKIM_FILL
+                or taken_bytes + q.queued_bytes() >= max_bytes * SKIM_FILL)
 
     def _skim_batch(self, body: bytes) -> None:
         """A log flood put us behind: this batch's function log lines are only counted and searched for
