@@ -28,6 +28,7 @@ BACKGROUND_FLUSH_S = 2.0          # bound of a timer-driven flush (it overlaps t
 WORKER_NICE = 10                  # the worker runs at a lower CPU priority than the function
 SHUTDOWN_FLUSH_RESERVE_S = 0.4    # at SHUTDOWN, stop parsing this long before the deadline to flush
 FLUSH_SHARE = 0.5                 # share of a flush budget kept for the flush itself when there is a backlog
+OTLP_SETUP_RESERVE_S = 1.0       # at a SHUTDOWN before any invocation: start OTLP only with this much time left
 LOCAL_SINK_RESERVE_S = 0.05      # at SHUTDOWN, time kept after the network sinks for the stdout (EMF) sink
 HEALTH_INTERVAL_S = 60.0         # own counters go out at most this often (and always at shutdown)
 MAX_TRACKED_REQUESTS = 256        # request ids remembered for the shutdown drain
@@ -280,6 +281,15 @@ class Worker:
             except Exception as exc:  # noqa: BLE001
                 self.sidecar.degrade(f"the EMF sink is unavailable ({type(exc).__name__}: {exc})")
         if otlp_configured(self.settings, self.env):
+            with self.cond:
+                shutdown = self._shutdown_req
+            if shutdown is not None and shutdown[2] - time.monotonic() < OTLP_SETUP_RESERVE_S:
+                # SHUTDOWN came before any invocation released the setup (an init that served none) and
+                # leaves too little time to load the OTLP stack as well: the EMF lines still report the init
+                self.counters["otlp_skipped_at_shutdown"] += 1
+                log.warning("OTLP export skipped: the environment shuts down before its first invocation "
+                            "with too little time left to start it; EMF has the init")
+                return
             try:
                 from .otlp import create_sink
 

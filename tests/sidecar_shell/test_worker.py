@@ -207,3 +207,18 @@ def test_a_log_flood_is_skimmed_and_loses_no_invocation():
     assert health_counters(h)["dropped"] == h["worker_shed_log_records"] + 2     # + RecordingSink's own 2
     # the lines that were not skimmed became OTLP log signals
     assert len(sink.of("LogSignal")) == 50 * (40 - skimmed)
+
+
+def test_a_shutdown_before_any_invocation_with_little_time_skips_the_otlp_start():
+    cond = threading.Condition()
+    env = {"AWS_LAMBDA_FUNCTION_NAME": "fn", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    settings, _ = load_settings(env)
+    sidecar = SimpleNamespace(cond=cond, queue=BatchQueue(cond=cond), settings=settings, env=env, listener=None,
+                              subscribed_types=["platform"], time_to_first_next_ms=1.0, degraded=[],
+                              degrade=lambda why: sidecar.degraded.append(why))
+    w = Worker(sidecar)
+    w.start(defer_setup=True)                     # as the lifecycle starts it: nothing released the setup yet
+    now = time.monotonic()
+    assert w.shutdown(None, now + 0.1, now + 0.6)
+    assert w.health()["worker_otlp_skipped_at_shutdown"] == 1
+    assert [type(s).__name__ for s in w.sinks] == ["EmfSink"]
