@@ -9,6 +9,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from otel_sidecar.otlp import encode
 from otel_sidecar.otlp import metrics as m
 
 BOUNDS = (0.005, 0.01, 0.1, 1.0, 10.0)
@@ -121,14 +122,14 @@ def test_attribute_sets_are_bounded_and_the_overflow_is_kept():
 
 
 def test_windows_frame_into_one_valid_request():
-    env = m.MetricsEnvelope({"service.name": "orders"}, "otel_sidecar", "0.1.0")
+    env = encode.Envelope("metrics", {"service.name": "orders"}, "otel_sidecar", "0.1.0")
     agg = m.Aggregator("delta")
     agg.declare("c", m.COUNTER)
     windows = []
     for now in (1, 2):
         agg.add("c", float(now))
-        windows.append(env.resource_metrics(agg.collect(now)[0]))
-    req = ExportMetricsServiceRequest.FromString(env.request(windows))
+        windows.append(env.block(x.SerializeToString() for x in agg.collect(now)[0]))
+    req = ExportMetricsServiceRequest.FromString(env.join(windows))
     assert [rm.scope_metrics[0].metrics[0].sum.data_points[0].as_double for rm in req.resource_metrics] == [1.0, 2.0]
     assert req.resource_metrics[0].resource.attributes[0].value.string_value == "orders"
     assert req.resource_metrics[1].scope_metrics[0].scope.version == "0.1.0"

@@ -15,9 +15,11 @@ from __future__ import annotations
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics, ScopeMetrics
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
@@ -68,7 +70,11 @@ def attributes(attrs: Mapping[str, Any]) -> List[KeyValue]:
 
 
 class Envelope:
-    """Resource and scope of every request of one signal, serialized once; `request(items)` frames items."""
+    """Resource and scope of every request of one signal, serialized once.
+
+    `block(items)` is one Resource{Spans,Logs,Metrics} holding the serialized items (spans, log records or
+    Metric messages); `join(blocks)` makes a request of several (metrics: one block per collection window);
+    `request(items)` is both at once."""
 
     def __init__(self, signal: str, resource_attrs: Mapping[str, Any], scope_name: str,
                  scope_version: str = "") -> None:
@@ -78,6 +84,10 @@ class Envelope:
         elif signal == "logs":
             request_cls, resource_cls, scope_cls, items = ExportLogsServiceRequest, ResourceLogs, ScopeLogs, "log_records"
             outer, inner = "resource_logs", "scope_logs"
+        elif signal == "metrics":
+            request_cls, resource_cls, scope_cls, items = (ExportMetricsServiceRequest, ResourceMetrics, ScopeMetrics,
+                                                           "metrics")
+            outer, inner = "resource_metrics", "scope_metrics"
         else:
             raise ValueError(f"no envelope for {signal!r}")
         self._outer = _number(request_cls, outer)
@@ -88,10 +98,16 @@ class Envelope:
         self._resource_field = framed(_number(resource_cls, "resource"), resource)
         self._scope_field = framed(_number(scope_cls, "scope"), scope)
 
-    def request(self, items: Iterable[bytes]) -> bytes:
+    def block(self, items: Iterable[bytes]) -> bytes:
         item = self._item
         scoped = self._scope_field + b"".join(framed(item, b) for b in items)
-        return framed(self._outer, self._resource_field + framed(self._inner, scoped))
+        return self._resource_field + framed(self._inner, scoped)
+
+    def join(self, blocks: Iterable[bytes]) -> bytes:
+        return b"".join(framed(self._outer, b) for b in blocks)
+
+    def request(self, items: Iterable[bytes]) -> bytes:
+        return self.join([self.block(items)])
 
 
 def span(trace_id: int, span_id: int, parent_id: Optional[int], name: str, kind: int, start_ns: int,

@@ -17,20 +17,16 @@ Gauges report their last value (delta: only when set in the window).
 from __future__ import annotations
 
 import bisect
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AggregationTemporality,
     HistogramDataPoint,
     Metric,
     NumberDataPoint,
-    ResourceMetrics,
-    ScopeMetrics,
 )
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from .encode import attributes, framed
+from .encode import attributes
 
 COUNTER, HISTOGRAM, GAUGE = "counter", "histogram", "gauge"
 # the SDK's default explicit bounds, for histograms declared without their own
@@ -152,28 +148,3 @@ def _number(attrs: Attrs, value: float, start: int, now: int) -> NumberDataPoint
 def _point_count(metric: Metric) -> int:
     kind = metric.WhichOneof("data")
     return len(getattr(metric, kind).data_points) if kind else 0
-
-
-class MetricsEnvelope:
-    """Resource and scope serialized once; `resource_metrics(metrics)` is one window as ResourceMetrics bytes,
-    and `request(windows)` frames windows into an ExportMetricsServiceRequest."""
-
-    def __init__(self, resource_attrs: Mapping[str, Any], scope_name: str, scope_version: str = "") -> None:
-        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-
-        num = lambda cls, name: cls.DESCRIPTOR.fields_by_name[name].number  # noqa: E731
-        self._outer = num(ExportMetricsServiceRequest, "resource_metrics")
-        self._scope_metrics = num(ResourceMetrics, "scope_metrics")
-        self._metric = num(ScopeMetrics, "metrics")
-        self._resource = framed(num(ResourceMetrics, "resource"),
-                                Resource(attributes=attributes(resource_attrs)).SerializeToString())
-        self._scope = framed(num(ScopeMetrics, "scope"),
-                             InstrumentationScope(name=scope_name, version=scope_version).SerializeToString())
-
-    def resource_metrics(self, metrics: Sequence[Metric]) -> bytes:
-        scoped = self._scope + b"".join(framed(self._metric, m.SerializeToString()) for m in metrics)
-        return self._resource + framed(self._scope_metrics, scoped)
-
-    def request(self, windows: Sequence[bytes]) -> bytes:
-        return b"".join(framed(self._outer, w) for w in windows)
-

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 # an import inside its post-runtime window.
 from . import encode
 from .config import OtlpConfig, SignalExport
-from .metrics import Aggregator, MetricsEnvelope
+from .metrics import Aggregator
 from .spool import spool_from
 from .traceids import parse_xray, valid_span_id
 from .transport import GrpcSender, HttpSender, SendResult, encode_body, send_with_retry
@@ -238,8 +238,7 @@ class OtlpSink:
         self._raw: Dict[str, Deque[Tuple[str, int, bytes]]] = {sig: collections.deque() for sig in self._dest}
 
         self._envelopes = {sig: encode.Envelope(sig, resource_attrs, SCOPE, _sidecar_version())
-                           for sig in ("traces", "logs")}
-        self._metrics_envelope = MetricsEnvelope(resource_attrs, SCOPE, _sidecar_version())
+                           for sig in ("traces", "logs", "metrics")}
         self._catalog = _load_catalog()
         self._metrics_lock = threading.Lock()    # accept (worker) and collect (worker or sender) share it
         self._aggregator = Aggregator(cfg.temporality, time.time_ns())
@@ -620,7 +619,7 @@ class OtlpSink:
                 metrics, points = self._aggregator.collect(time.time_ns())
             if not points:
                 return
-            window = self._metrics_envelope.resource_metrics(metrics)
+            window = self._envelopes["metrics"].block(m.SerializeToString() for m in metrics)
         except Exception as exc:  # noqa: BLE001
             self._error("collect", exc)
             return
@@ -783,8 +782,8 @@ class OtlpSink:
 
     def _encode(self, sig: str, items: List[Any]) -> bytes:
         """One serialized Export*ServiceRequest (http/protobuf's body) of buffered items."""
-        if sig == "metrics":
-            return self._metrics_envelope.request(items)
+        if sig == "metrics":      # a buffered item is a whole window (its ResourceMetrics)
+            return self._envelopes[sig].join(items)
         return self._envelopes[sig].request(items)
 
     @staticmethod
