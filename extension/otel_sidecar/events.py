@@ -733,7 +733,7 @@ def exception_of(log: FunctionLog) -> Optional[ExceptionInfo]:
             # Node: "<time>\t<requestId>\tERROR\tInvoke Error \t{"errorType":...,"stack":[...]}"
             try:
                 obj = json.loads(log.message[log.message.index("{"):])
-            except ValueError:
+            except (ValueError, RecursionError):
                 return None
             if isinstance(obj, dict):
                 return _exception(obj.get("errorType"), obj.get("errorMessage"), obj.get("stack"))
