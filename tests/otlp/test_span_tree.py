@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from otel_sidecar.events import MAX_EXCEPTION_STACK, parse_time
 from otel_sidecar.signals import SignalEngine
 
@@ -232,3 +234,29 @@ def test_each_refused_signal_is_named_once_then_not_sent_and_counted(make_sink, 
     sink.accept([log_line("after", "req-9")])
     sink.flush(soon())
     assert attempts("/v1/logs") == 2 and [r["body"] for r in receiver.logs()][-1:] == ["after"]
+
+
+# ---- property: whatever the durations and times the platform reports, the tree stays well-formed --------------
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reinit=st.booleans(), init_ms=st.floats(1, 2000), gap_ms=st.floats(0, 50), run_ms=st.floats(0.5, 3000),
+       ext_ms=st.floats(0, 500), report_ms=st.floats(0, 6000), overhead=st.one_of(st.none(), st.floats(0, 800)),
+       traced=st.booleans())
+def test_tree_invariants_hold_for_any_reported_durations(make_sink, receiver, reinit, init_ms, gap_ms, run_ms,
+                                                         ext_ms, report_ms, overhead, traced):
+    receiver.clear()
+    phase = "invoke" if reinit else "init"
+    tr = sq.tracing() if traced else None
+    t_init_end = T0 + init_ms / 1000
+    t1 = t_init_end + gap_ms / 1000
+    t_rd = t1 + run_ms / 1000
+    t_rep = t_rd + ext_ms / 1000
+    steps = [batch(init_start(T0, phase=phase), init_runtime_done(t_init_end, phase=phase),
+                   init_report(t_init_end, round(init_ms, 3), phase=phase)),
+             invoke(R1, t1, trace_value=sq.TRACE_VALUE if traced else None),
+             batch(start(t1, R1, tr), runtime_done(t_rd, R1, round(run_ms, 3), trace=tr)),
+             # report.durationMs as reported, even when it cannot fit (the sidecar must not trust it blindly)
+             batch(report(t_rep, R1, round(report_ms, 3), ext_overhead_ms=overhead, trace=tr,
+                          init_ms=None if reinit else round(init_ms, 3)))]
+    spans = export(make_sink, receiver, steps)
+    assert_tree(spans, steps)
+    assert len([s for s in spans if s["name"] == "init my-function"]) == 1
