@@ -582,6 +582,9 @@ class OtlpSink:
     def _on_log(self, sig: Any) -> None:
         if not self.logs_enabled:
             return
+        if self._dest["logs"].refused_until and time.monotonic() < self._dest["logs"].refused_until:
+            self._count("dropped_logs_refused", 1)        # the backend refuses logs: not even encoded
+            return
         level = (getattr(sig, "level", None) or "").upper() or None
         extra = [self._log_attribute("log.source", getattr(sig, "source", "function") or "function")]
         rid = getattr(sig, "request_id", None)
