@@ -132,7 +132,7 @@ class Report:
     status: str = "success"
     error_type: Optional[str] = None
     duration_ms: Optional[float] = None
-    billed_duration_ms: Optional[float] = None
+    billed_duration_ms: Optional[int] = None      # an integer in Lambda's report (ceil of the duration)
     memory_size_mb: Optional[int] = None
     max_memory_used_mb: Optional[int] = None
     init_duration_ms: Optional[float] = None
@@ -474,7 +474,7 @@ def _platform(etype: str, t: float, rec: Any, c: _Ctx) -> Event:
         m = c.metrics(rec, etype)
         return Report(time=t, request_id=c.req_str(rec, "requestId"), status=c.str_or(rec, "status", "success"),
                       error_type=c.opt_str(rec, "errorType"), duration_ms=c.opt_num(m, "durationMs"),
-                      billed_duration_ms=c.opt_num(m, "billedDurationMs"),
+                      billed_duration_ms=c.opt_int(m, "billedDurationMs"),
                       memory_size_mb=c.opt_int(m, "memorySizeMB"), max_memory_used_mb=c.opt_int(m, "maxMemoryUsedMB"),
                       init_duration_ms=c.opt_num(m, "initDurationMs"),
                       restore_duration_ms=c.opt_num(m, "restoreDurationMs"), spans=c.spans(rec),
@@ -686,3 +686,62 @@ def parse_batch_skimming_logs(body: Union[bytes, bytearray, str]) -> List[Union[
     if run:
         out.append(tuple(run))
     return out
+
+
+# ---- the exception a runtime printed (for the invocation span's exception event) ----------------------------
+MAX_EXCEPTION_TYPE = 256
+MAX_EXCEPTION_MESSAGE = 1024
+MAX_EXCEPTION_STACK = 4096
+_MAX_EXCEPTION_SCAN = 65536          # only this much of a line is searched (bounded work per line)
+# awslambdaric: "[ERROR] <Type>: <message>" then "Traceback (most recent call last):" and the frames, one record
+# (lines joined by \n on the telemetry FD, by \r on plain stdout); a bare "[ERROR] MemoryError" before a traceback
+_PY_ERROR = re.compile(r"\[ERROR\] ([A-Za-z_][\w.]*)(?::[ \t]?([^\r\n]*))?(?:[\r\n]+(.*))?\Z", re.S)
+
+
+@dataclass(frozen=True)
+class ExceptionInfo:
+    type: str
+    message: str
+    stacktrace: Optional[str] = None
+
+
+def _clip(s: str, n: int) -> str:
+    return s if len(s) <= n else s[:n - 3] + "..."
+
+
+def _exception(etype: Any, message: Any, stack: Any) -> Optional[ExceptionInfo]:
+    if not isinstance(etype, str) or not etype.strip():
+        return None
+    if isinstance(stack, list):
+        stack = "".join(x if x.endswith("\n") else x + "\n" for x in stack if isinstance(x, str)).rstrip("\n")
+    stack = stack.replace("\r", "\n") if isinstance(stack, str) and stack.strip() else None
+    return ExceptionInfo(_clip(etype.strip(), MAX_EXCEPTION_TYPE),
+                         _clip(message if isinstance(message, str) else "", MAX_EXCEPTION_MESSAGE),
+                         _clip(stack, MAX_EXCEPTION_STACK) if stack else None)
+
+
+def exception_of(log: FunctionLog) -> Optional[ExceptionInfo]:
+    """The exception a function log record reports, if it reports one: the JSON log format's (or a JSON
+    line's) errorType / errorMessage / stackTrace (Node: stack), or awslambdaric's text "[ERROR] Type: message"
+    with its traceback. Bounded: type 256, message 1 KiB, stack trace 4 KiB (clipped with "...")."""
+    f = log.fields
+    if f is not None:
+        return _exception(f.get("errorType"), f.get("errorMessage"), f.get("stackTrace") or f.get("stack"))
+    text = log.text[:_MAX_EXCEPTION_SCAN]
+    if not text.startswith("[ERROR] "):
+        if log.level == "ERROR" and "{" in log.message and len(log.message) <= _MAX_EXCEPTION_SCAN:
+            # Node: "<time>\t<requestId>\tERROR\tInvoke Error \t{"errorType":...,"stack":[...]}"
+            try:
+                obj = json.loads(log.message[log.message.index("{"):])
+            except (ValueError, RecursionError):
+                return None
+            if isinstance(obj, dict):
+                return _exception(obj.get("errorType"), obj.get("errorMessage"), obj.get("stack"))
+        return None
+    m = _PY_ERROR.match(text)
+    if m is None:
+        return None
+    etype, message, rest = m.group(1), m.group(2), m.group(3)
+    if message is None and not (rest or "").startswith("Traceback"):
+        return None      # "[ERROR] something" printed by the function, not an exception
+    return _exception(etype, message or "", rest)

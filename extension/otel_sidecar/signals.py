@@ -13,6 +13,7 @@ from . import patterns
 from .config import Settings
 from .events import (
     Event,
+    ExceptionInfo,
     ExtensionLog,
     ExtensionState,
     FunctionLog,
@@ -33,6 +34,7 @@ from .events import (
     TelemetrySubscription,
     TraceContext,
     UnknownEvent,
+    exception_of,
 )
 
 # InitSignal.kind values
@@ -95,7 +97,7 @@ class InvocationSignal:
     init_duration_ms: Optional[float]   # from report.initDurationMs (or the re-init of this invoke)
     restore_duration_ms: Optional[float]
     duration_ms: Optional[float]        # report.durationMs
-    billed_duration_ms: Optional[float]
+    billed_duration_ms: Optional[int]
     runtime_duration_ms: Optional[float]  # runtimeDone.durationMs (the first runtimeDone)
     post_runtime_ms: Optional[float]    # extensionOverhead span, else report - runtimeDone
     response_latency_ms: Optional[float]
@@ -117,6 +119,7 @@ class InvocationSignal:
     tenant_id: Optional[str] = None
     shutdown_reason: Optional[str] = None  # timeout | failure when a SHUTDOWN ended this invocation
     init: Optional[InitSignal] = None   # the init this invocation was the first for
+    exception: Optional[ExceptionInfo] = None  # the last exception the runtime printed during it (bounded)
 
     @property
     def succeeded(self) -> bool:
@@ -190,7 +193,7 @@ class _Inv:
     """What we know so far about one invocation."""
 
     __slots__ = ("rid", "invoke", "invoke_time", "start", "rt_done", "rt_statuses", "rt_error_type", "report",
-                 "throttles", "log_lines", "oom_log", "shutdown_reason", "init")
+                 "throttles", "log_lines", "oom_log", "shutdown_reason", "init", "exception")
 
     def __init__(self, rid: str) -> None:
         self.rid = rid
@@ -206,6 +209,7 @@ class _Inv:
         self.oom_log = False
         self.shutdown_reason: Optional[str] = None
         self.init: Optional[InitSignal] = None
+        self.exception: Optional[ExceptionInfo] = None
 
 
 class _Init:
@@ -478,7 +482,7 @@ class SignalEngine:
             version=inv.start.version if inv.start is not None else None,
             tenant_id=(inv.start.tenant_id if inv.start is not None else None)
             or (rep.tenant_id if rep is not None else None),
-            shutdown_reason=inv.shutdown_reason, init=init)
+            shutdown_reason=inv.shutdown_reason, init=init, exception=inv.exception)
 
     # ---- inits --------------------------------------------------------------------------------------------
     def _current_init(self, init_type: str, phase: str, restore: bool, time: float,
@@ -643,6 +647,8 @@ class SignalEngine:
             inv.log_lines += 1
             inv.throttles += 1 if throttle else 0
             inv.oom_log = inv.oom_log or oom
+            if ev.level == "ERROR" or (ev.fields is not None and "errorType" in ev.fields):
+                inv.exception = exception_of(ev) or inv.exception
         elif rid is not None:
             self._counters["late_logs"] += 1
             if throttle:

@@ -103,6 +103,7 @@ class OtlpReceiver:
         self.port = port
         self.store_path = Path(store_path) if store_path is not None else None
         self._fault: Optional[Fault] = Fault.parse(fault) if isinstance(fault, str) else fault
+        self._path_status: Dict[str, int] = {}        # a backend that does not serve a signal (e.g. 405 /v1/metrics)
         self._cond = threading.Condition()
         self._received: List[Received] = []
         self._log: List[Dict[str, Any]] = []          # every request answered: path, status, bytes, fault
@@ -208,6 +209,17 @@ class OtlpReceiver:
 
     def clear_fault(self) -> None:
         self.set_fault(None)
+
+    def set_path_status(self, path: str, status: Optional[int]) -> None:
+        """Answer every request to `path` (e.g. "/v1/metrics") with `status` (e.g. 405, as a traces-only backend
+        does) until set to None; the other paths are served normally."""
+        if path not in _SIGNALS:
+            raise ValueError(f"unknown path {path!r}; expected one of {', '.join(_SIGNALS)}")
+        with self._cond:
+            if status is None:
+                self._path_status.pop(path, None)
+            else:
+                self._path_status[path] = int(status)
 
     def _take_fault(self) -> Optional[Fault]:
         with self._cond:
@@ -349,6 +361,9 @@ class _Handler(BaseHTTPRequestHandler):
             raw = self.rfile.read(length) if length else b""
         if path not in _SIGNALS:
             return self._reply(404, b"unknown path", "text/plain", path, len(raw))
+        refused = rx._path_status.get(path)
+        if refused is not None:
+            return self._reply(refused, b"not served here", "text/plain", path, len(raw), f"path:{refused}")
         fault = rx._take_fault()
         if fault is not None:
             if fault.mode == "stall":

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from lambda_sandbox import OtlpReceiver, Sandbox, SandboxConfig
+from otel_sidecar.events import parse_time
 
 from tests.helpers import dev_layer, emf_values, sidecar_emf
 
@@ -96,13 +97,28 @@ def test_mix_of_invocations_spans_metrics_and_logs(otlp_sandbox, receiver):
     for c in children:
         assert c["trace_id"] == by[rid[1]]["trace_id"] and c["end_ns"] >= c["start_ns"] > 0
 
-    # one init span per init, each a child of the first invocation it served
+    # one init span per init: the cold start's a sibling of the first invocation (same trace and parent, linked
+    # from it); the re-init after the timeout inside the invocation it ran in, as its child
     inits = [s for s in receiver.spans() if s["name"] == "init otlp-e2e"]
     n_inits = sum(1 for ev in sb.events if ev.event["type"] == "platform.initStart")
     assert len(inits) == n_inits >= 2
+    first = by[rid[0]]
+    instance = next(ev.event["record"]["instanceId"] for ev in sb.events if ev.event["type"] == "platform.initStart")
+    assert first["attributes"]["faas.instance"] == first["resource"]["faas.instance"] == instance
+    assert (inits[0]["trace_id"], inits[0]["parent_span_id"]) == (first["trace_id"], first["parent_span_id"])
+    assert [ln["span_id"] for ln in first["links"]] == [inits[0]["span_id"]]
     parents = {s["span_id"]: rq for rq, s in by.items()}
-    assert parents[inits[0]["parent_span_id"]] == rid[0]
     assert results[4].request_id in {parents.get(i["parent_span_id"]) for i in inits}    # re-init after timeout
+    # the tree: children inside their parents, each invocation over by its platform.report
+    spans_by_id = {s["span_id"]: s for s in receiver.spans()}
+    for s in spans_by_id.values():
+        parent = spans_by_id.get(s["parent_span_id"] or "")
+        if parent is not None:
+            assert parent["start_ns"] <= s["start_ns"] <= s["end_ns"] <= parent["end_ns"], s["name"]
+    for ev in sb.events:
+        if ev.event["type"] == "platform.report" and ev.event["record"]["requestId"] in by:
+            t = parse_time(ev.event["time"])
+            assert by[ev.event["record"]["requestId"]]["end_ns"] <= round(t * 1e9)
 
     # Active tracing: the span joins the X-Ray trace, parented on Lambda's segment, id = the function's Parent
     for ev in sb.events:
@@ -172,6 +188,22 @@ def test_backend_outage_does_not_touch_the_function(otlp_sandbox, receiver, faul
         assert sum(emf_values(docs, "SidecarDropped")) >= 1
     else:                                            # retryable or stalled: kept, and what never got out is counted
         assert unsent_at_shutdown >= 1
+
+
+def test_a_traces_only_backend_gets_one_warning_per_refused_signal_and_no_more_requests(otlp_sandbox, receiver):
+    receiver.set_path_status("/v1/metrics", 405)      # as arize-phoenix answers
+    receiver.set_path_status("/v1/logs", 405)
+    sb = otlp_sandbox(timeout_s=3.0)
+    results = [sb.invoke({"action": "spam", "n": 3}) for i in range(6)]      # log lines at every invoke
+    assert [r.outcome for r in results] == ["success"] * 6
+    sb.shutdown()
+    lines = [getattr(line, "text", str(line)) for line in sb.extension_lines(SIDECAR)]
+    refused = [line for line in lines if "refuses" in line]
+    assert len(refused) == 2 and sum(" metrics " in x for x in refused) == sum(" logs " in x for x in refused) == 1
+    posts = [r["path"] for r in receiver.request_log]
+    assert posts.count("/v1/metrics") == 1 and posts.count("/v1/logs") == 1       # not again at every flush
+    assert {r.request_id for r in results} <= set(server_spans(receiver))         # traces still go out
+    assert sum(emf_values(sidecar_emf(sb), "SidecarDropped")) >= 1                # what was not sent is counted
 
 
 def test_invalid_configuration_gives_one_clear_message_and_a_working_function(otlp_sandbox, receiver):

@@ -207,3 +207,16 @@ def test_chunked_request_bodies_are_read():
         assert conn.getresponse().status == 200
         conn.close()
         assert [s["name"] for s in rx.spans()] == ["chunked"]
+
+
+def test_per_path_status_refuses_one_signal_and_serves_the_others():
+    with OtlpReceiver() as rx:
+        rx.set_path_status("/v1/metrics", 405)
+        assert post(rx, "/v1/metrics", ExportMetricsServiceRequest().SerializeToString())[0] == 405
+        assert post(rx, "/v1/logs", ExportLogsServiceRequest().SerializeToString())[0] == 200
+        assert [(r["path"], r["status"]) for r in rx.request_log] == [("/v1/metrics", 405), ("/v1/logs", 200)]
+        assert rx.requests["/v1/metrics"]["count"] == 0                    # refused: nothing stored
+        rx.set_path_status("/v1/metrics", None)
+        assert post(rx, "/v1/metrics", ExportMetricsServiceRequest().SerializeToString())[0] == 200
+        with pytest.raises(ValueError, match="/v1/nothing"):
+            rx.set_path_status("/v1/nothing", 405)

@@ -69,7 +69,7 @@ def test_errors_timeouts_and_oom_set_error_status_and_type(make_sink, receiver, 
     assert inv["attributes"]["error.type"] == error_type
 
 
-def test_init_span_is_a_child_of_the_first_invocation_it_served(make_sink, receiver):
+def test_init_span_is_a_linked_sibling_of_the_first_invocation_it_served(make_sink, receiver):
     sink = make_sink()
     i = init(first="req-1")
     sink.accept([i])
@@ -80,7 +80,8 @@ def test_init_span_is_a_child_of_the_first_invocation_it_served(make_sink, recei
     spans = receiver.spans()
     (init_span,) = by_name(spans, "init my-function")
     first = next(s for s in spans if s["attributes"].get("faas.invocation_id") == "req-1" and s["kind"] == "SERVER")
-    assert init_span["parent_span_id"] == first["span_id"] and init_span["trace_id"] == first["trace_id"]
+    assert init_span["parent_span_id"] == first["parent_span_id"] and init_span["trace_id"] == first["trace_id"]
+    assert [ln["span_id"] for ln in first["links"]] == [init_span["span_id"]]
     assert init_span["attributes"]["faas.coldstart"] is True
     assert init_span["end_ns"] - init_span["start_ns"] == pytest.approx(250e6, abs=1e3)
 

@@ -274,3 +274,58 @@ def test_skimming_keeps_stream_order_and_parses_every_other_record():
     assert parts[4].malformed == 1
     assert ev.parse_batch_skimming_logs(b"not json")[0].malformed == 1
     assert ev.parse_batch_skimming_logs(b'{"a": 1}')[0].malformed == 1
+
+
+# ---- the exception a runtime printed (exception_of) -----------------------------------------------------------
+def _flog(record):
+    return ev.parse_batch(body([{"time": "2026-01-01T00:00:00.000Z", "type": "function", "record": record}])).events[0]
+
+
+@pytest.mark.parametrize("record, expected", [
+    ('[ERROR] ValueError: bad order\rTraceback (most recent call last):\r  File "/var/task/app.py", line 3, in h\r'
+     '    raise ValueError("bad order")\n',
+     ("ValueError", "bad order", 'Traceback (most recent call last):\n  File "/var/task/app.py", line 3, in h\n'
+                                 '    raise ValueError("bad order")')),
+    ("[ERROR] Runtime.HandlerNotFound: Handler 'nothere' missing on module 'app'\n",
+     ("Runtime.HandlerNotFound", "Handler 'nothere' missing on module 'app'", None)),
+    ("[ERROR] MemoryError\nTraceback (most recent call last):\n  File x\n", ("MemoryError", "", "Traceback (most recent call last):\n  File x")),
+    ({"timestamp": "2026-01-01T00:00:00Z", "log_level": "ERROR", "errorType": "KeyError", "errorMessage": "'id'",
+      "requestId": "11111111-1111-4111-8111-111111111111", "stackTrace": ["  File a\n", "    x['id']\n"]},
+     ("KeyError", "'id'", "  File a\n    x['id']")),
+    ('2026-01-01T00:00:00.000Z\t11111111-1111-4111-8111-111111111111\tERROR\tInvoke Error \t{"errorType":"TypeError",'
+     '"errorMessage":"x is not a function","stack":["TypeError: x is not a function","    at h (/var/task/i.js:2:3)"]}\n',
+     ("TypeError", "x is not a function", "TypeError: x is not a function\n    at h (/var/task/i.js:2:3)")),
+])
+def test_exception_of_the_runtimes_formats(record, expected):
+    exc = ev.exception_of(_flog(record))
+    assert (exc.type, exc.message, exc.stacktrace) == expected
+
+
+@pytest.mark.parametrize("record", [
+    "[ERROR] boom\n",                                           # a printed line, not an exception
+    "[ERROR]\t2026-01-01T00:00:00.000Z\t11111111-1111-4111-8111-111111111111\tfailed to call\n",  # logging.error
+    "ValueError: not from the runtime\n", {"level": "ERROR", "message": "no type"},
+])
+def test_exception_of_ignores_other_error_lines(record):
+    assert ev.exception_of(_flog(record)) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=300).map(lambda t: "[ERROR] " + t), st.text(max_size=300),
+                 st.dictionaries(st.sampled_from(["errorType", "errorMessage", "stackTrace", "stack", "level"]),
+                                 st.one_of(st.text(), st.integers(), st.lists(st.one_of(st.text(), st.none())),
+                                           st.none()))))
+def test_exception_of_never_raises_and_is_bounded(record):
+    exc = ev.exception_of(ev.FunctionLog(time=0.0, text=record if isinstance(record, str) else "{}",
+                                         level="ERROR", fields=None if isinstance(record, str) else record,
+                                         message=record if isinstance(record, str) else ""))
+    if exc is not None:
+        assert exc.type and len(exc.type) <= ev.MAX_EXCEPTION_TYPE
+        assert len(exc.message) <= ev.MAX_EXCEPTION_MESSAGE
+        assert exc.stacktrace is None or len(exc.stacktrace) <= ev.MAX_EXCEPTION_STACK
+
+
+def test_report_billed_duration_is_an_int_like_max_memory():
+    (rep,) = ev.parse_batch(body([EXAMPLES["report"]])).events
+    assert (rep.billed_duration_ms, rep.max_memory_used_mb) == (18, 75)
+    assert type(rep.billed_duration_ms) is int and type(rep.max_memory_used_mb) is int

@@ -558,3 +558,20 @@ def test_skimmed_log_lines_count_throttles_and_oom_for_the_current_invocation():
     (inv,) = [o for o in out if isinstance(o, sg.InvocationSignal)]
     assert (inv.log_lines, inv.throttles, inv.oom, inv.complete) == (3, 1, True, True)
     assert e.health["skimmed_log_lines"] == 4
+
+
+def test_handled_error_signal_carries_the_exception_the_runtime_printed():
+    e = engine()
+    steps = [s.invoke(R1, T0), s.batch(s.start(T0, R1),
+                                       s.env("function", "[ERROR] ValueError: bad order\rTraceback (most recent call "
+                                             "last):\r  File \"/var/task/app.py\", line 3\n", T0 + 0.01),
+                                       s.runtime_done(T0 + 0.02, R1, 20.0, produced_bytes=0, spans=False)),
+             s.batch(s.report(T0 + 0.021, R1, 21.0))]
+    inv = invocation(s.run(e, steps), R1)
+    assert inv.function_error and inv.exception is not None
+    assert (inv.exception.type, inv.exception.message) == ("ValueError", "bad order")
+
+
+def test_init_signal_carries_the_instance_id_of_init_start():
+    (init,) = of(s.run(engine(), s.seq_a_cold_then_warm()), sg.InitSignal)
+    assert init.instance_id == "2026/01/01/[$LATEST]0123456789abcdef"

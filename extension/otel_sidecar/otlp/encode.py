@@ -12,7 +12,7 @@ twice; tests check the assembled requests against the official classes.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -112,10 +112,13 @@ class Envelope:
 
 def span(trace_id: int, span_id: int, parent_id: Optional[int], name: str, kind: int, start_ns: int,
          end_ns: int, attrs: Mapping[str, Any], error: Optional[str] = None, remote_parent: bool = False,
-         extra: Sequence[bytes] = ()) -> bytes:
+         extra: Sequence[bytes] = (), events: Sequence[Tuple[str, int, Mapping[str, Any]]] = (),
+         links: Sequence[Tuple[int, int, Mapping[str, Any]]] = ()) -> bytes:
     """One serialized Span (sampled: the sidecar only builds the spans it exports).
 
     `extra`: more attributes, already serialized as Span fields by span_attribute() (constant ones, built once).
+    `events`: (name, time_ns, attributes), e.g. the OpenTelemetry "exception" event; `links`: (trace id, span id,
+    attributes) of related spans (sampled ones: the sidecar only links spans it exports).
     """
     msg = Span(trace_id=trace_id.to_bytes(16, "big"), span_id=span_id.to_bytes(8, "big"), name=name, kind=kind,
                start_time_unix_nano=start_ns, end_time_unix_nano=max(start_ns, end_ns),
@@ -123,6 +126,12 @@ def span(trace_id: int, span_id: int, parent_id: Optional[int], name: str, kind:
                flags=FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | (FLAG_IS_REMOTE if remote_parent else 0))
     if parent_id:
         msg.parent_span_id = parent_id.to_bytes(8, "big")
+    for ev_name, ev_ns, ev_attrs in events:
+        msg.events.add(name=ev_name, time_unix_nano=min(max(ev_ns, start_ns), max(start_ns, end_ns)),
+                       attributes=attributes(ev_attrs))
+    for l_trace, l_span, l_attrs in links:
+        msg.links.add(trace_id=l_trace.to_bytes(16, "big"), span_id=l_span.to_bytes(8, "big"),
+                      attributes=attributes(l_attrs), flags=FLAG_SAMPLED | FLAG_HAS_IS_REMOTE)
     if error is not None:
         msg.status.code = STATUS_ERROR
         msg.status.message = error

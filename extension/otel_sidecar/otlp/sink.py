@@ -57,6 +57,8 @@ FLUSH_BATCH = 128               # items per request inside the post-runtime wind
 URGENT = 0.9                    # a buffer this full cuts the sender's rest short (a drop is imminent)
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
 SPOOL_REASONS = ("timeout", "failure")   # SHUTDOWN reasons after which the environment (and /tmp) lives on
+REFUSED = (404, 405, 501)       # a backend that does not serve a signal at all (Phoenix: 405 for metrics, logs)
+REPROBE_S = 600.0               # ...gets that signal again only this often; meanwhile it is dropped, counted
 FINAL_ATTEMPTS = 3              # at shutdown a backend that failed before still gets retries (time is there)
 
 
@@ -186,6 +188,8 @@ class _Destination:
                                          export.timeout_s, resp)
         self.backoff = backoff
         self.max_items = 1 << 30          # items per request; the sink caps it by its batch size
+        self.refused_until = 0.0          # after a permanent refusal (REFUSED): not sent before (monotonic)
+        self.refusal_warned = False
 
 
 class OtlpSink:
@@ -425,13 +429,11 @@ class OtlpSink:
         init = getattr(sig, "init", None)
         if init is not None:
             self._forget_pending(init)
+            self._learn_instance(init)
         if not ids.sampled:
             self._count("spans_unsampled", 1 + len(getattr(sig, "spans", ()) or ()) + (1 if init is not None else 0))
             return
-        start = sig.start if sig.start is not None else sig.time
-        duration = getattr(sig, "duration_ms", None)
-        end = start + duration / 1000.0 if duration is not None and sig.start is not None else sig.time
-        end = max(end, start)
+        start, end, reinit = invocation_bounds(sig)
         attrs: Dict[str, Any] = {"faas.invocation_id": sig.request_id, "faas.coldstart": bool(sig.cold_start)}
         if getattr(sig, "start_kind", None) and sig.start_kind != "warm":
             attrs["aws.lambda.start_kind"] = sig.start_kind
@@ -440,22 +442,38 @@ class OtlpSink:
         for name, key in (("billed_duration_ms", "aws.lambda.billed_duration_ms"),
                           ("max_memory_used_mb", "aws.lambda.max_memory_used_mb")):
             v = getattr(sig, name, None)
-            if v is not None:
-                attrs[key] = v
+            if v is not None:   # both integers in Lambda's report: int attributes, not one double, one int
+                attrs[key] = int(v) if isinstance(v, float) and v.is_integer() else v
         error_type = None
         if sig.error:
             error_type = sig.error_type or ("Runtime.OutOfMemory" if sig.oom else "timeout" if sig.timeout
                                             else sig.status if sig.status != "success" else "FunctionError")
             attrs["error.type"] = error_type
+        status_message = error_type
+        events = []
+        exc = getattr(sig, "exception", None)
+        if sig.error and exc is not None:
+            events.append(exception_event(exc, sig, end))
+            if getattr(sig, "function_error", False):
+                error_type = attrs["error.type"] = exc.type
+                status_message = f"{exc.type}: {exc.message}"[:256] if exc.message else exc.type
         constant = self._constant_attributes(getattr(sig, "version", None) or self.function_version,
                                              getattr(sig, "memory_size_mb", None), getattr(sig, "invoked_arn", None))
+        # the init span: inside the invocation when it ran inside it (a re-init after a reset), else before it, so
+        # not its child (a child outside its parent is drawn off-scale): a sibling, linked from the invocation
+        init_id = _random_id(64) if init is not None else None
+        links = [(ids.trace_id, init_id, {"aws.lambda.link": "init"})] if init_id is not None and not reinit else []
         self._buffers["traces"].add(encode.span(
             ids.trace_id, ids.span_id, ids.parent_id, self.function_name, encode.KIND_SERVER, _ns(start), _ns(end),
-            attrs, error_type, remote_parent=ids.parent_id is not None, extra=constant))
+            attrs, status_message if error_type else None, remote_parent=ids.parent_id is not None, extra=constant,
+            events=events, links=links))
         for ps in getattr(sig, "spans", ()) or ():
-            self._phase_span(ps, ids.trace_id, ids.span_id)
+            self._phase_span(ps, ids.trace_id, ids.span_id, (start, end))
         if init is not None:
-            self._emit_init_span(init, ids.trace_id, ids.span_id)
+            if reinit:
+                self._emit_init_span(init, ids.trace_id, ids.span_id, init_id, (start, end))
+            else:
+                self._emit_init_span(init, ids.trace_id, ids.parent_id, init_id, remote_parent=ids.parent_id is not None)
 
     def _constant_attributes(self, version: str, mem_mb: Optional[int], arn: Optional[str]) -> Tuple[bytes, ...]:
         """The invocation span's attributes that only change with the version, memory size or invoked ARN,
@@ -488,15 +506,19 @@ class OtlpSink:
         out = self._constants[key] = tuple(encode.span_attribute(k, v) for k, v in attrs.items())
         return out
 
-    def _phase_span(self, ps: Any, trace_id: int, parent_id: int) -> None:
+    def _phase_span(self, ps: Any, trace_id: int, parent_id: int,
+                    within: Optional[Tuple[float, float]] = None) -> None:
         start = float(ps.start)
         end = start + max(0.0, float(ps.duration_ms)) / 1000.0
+        if within is not None:      # platform span starts have ms precision: keep the child inside its parent
+            start, end = _clamp(start, end, within)
         self._buffers["traces"].add(encode.span(
             trace_id, _random_id(64), parent_id, ps.name, encode.KIND_INTERNAL, _ns(start), _ns(end),
             {"aws.lambda.phase.duration_ms": float(ps.duration_ms)}))
 
     def _on_init(self, init: Any) -> None:
         self._record_catalog("init", init)
+        self._learn_instance(init)
         # The span goes out with the first invocation it served (InvocationSignal.init), as its child;
         # an init that never served one is exported as its own trace at shutdown.
         if _init_key(init) in self._emitted_inits:       # its invocation came first and carried it already
@@ -511,12 +533,17 @@ class OtlpSink:
             if _init_key(p) == _init_key(init):
                 self._pending_inits.remove(p)
 
-    def _emit_init_span(self, init: Any, trace_id: Optional[int], parent_id: Optional[int]) -> None:
-        """The init's span: a child of the first invocation it served, else the root of a trace of its own."""
+    def _emit_init_span(self, init: Any, trace_id: Optional[int], parent_id: Optional[int],
+                        span_id: Optional[int] = None, within: Optional[Tuple[float, float]] = None,
+                        remote_parent: bool = False) -> None:
+        """The init's span, in the trace of the first invocation it served (inside it for a re-init, else its
+        sibling, linked from it), else the root of a trace of its own."""
         self._emitted_inits.append(_init_key(init))
         end = float(init.time)
         duration = getattr(init, "duration_ms", None)
         start = init.start if init.start is not None else (end - duration / 1000.0 if duration else end)
+        if within is not None:
+            start, end = _clamp(start, end, within)
         attrs = {"faas.coldstart": bool(getattr(init, "cold_start", False)),
                  "aws.lambda.init.type": getattr(init, "initialization_type", "") or "",
                  "aws.lambda.init.phase": getattr(init, "phase", "") or "",
@@ -530,11 +557,22 @@ class OtlpSink:
             attrs["error.type"] = error
         if trace_id is None:
             trace_id, parent_id = _random_id(128), None
-        span_id = _random_id(64)
+        span_id = span_id or _random_id(64)
         self._buffers["traces"].add(encode.span(trace_id, span_id, parent_id, f"init {self.function_name}",
-                                                encode.KIND_INTERNAL, _ns(start), _ns(max(end, start)), attrs, error))
+                                                encode.KIND_INTERNAL, _ns(start), _ns(max(end, start)), attrs, error,
+                                                remote_parent=remote_parent and parent_id is not None))
         for ps in getattr(init, "spans", ()) or ():
-            self._phase_span(ps, trace_id, span_id)
+            self._phase_span(ps, trace_id, span_id, (start, max(end, start)))
+
+    def _learn_instance(self, init: Any) -> None:
+        """faas.instance from platform.initStart's instanceId (extensions get no AWS_LAMBDA_LOG_STREAM_NAME)."""
+        instance = getattr(init, "instance_id", None)
+        if instance and instance != self.instance:
+            self.instance = instance
+            self._constants.clear()
+            resource_attrs = self._resource_attributes()
+            self._envelopes = {sig: encode.Envelope(sig, resource_attrs, SCOPE, _sidecar_version())
+                               for sig in ("traces", "logs", "metrics")}
 
     def _on_shutdown_signal(self, sig: Any) -> None:
         self._record_catalog("shutdown", sig)
@@ -543,6 +581,9 @@ class OtlpSink:
     # ---- logs ----------------------------------------------------------------------------------------
     def _on_log(self, sig: Any) -> None:
         if not self.logs_enabled:
+            return
+        if self._dest["logs"].refused_until and time.monotonic() < self._dest["logs"].refused_until:
+            self._count("dropped_logs_refused", 1)        # the backend refuses logs: not even encoded
             return
         level = (getattr(sig, "level", None) or "").upper() or None
         extra = [self._log_attribute("log.source", getattr(sig, "source", "function") or "function")]
@@ -670,6 +711,8 @@ class OtlpSink:
         now = time.monotonic()
         if now >= deadline:
             return False
+        if now < dest.refused_until:
+            return False
         if mode not in (FINAL, FINAL_FIRST) and now < dest.backoff.next_attempt:
             self._count("export_skipped_backoff", 1)
             return False
@@ -697,6 +740,9 @@ class OtlpSink:
         if res.attempts > 1:
             self._count("export_retries", res.attempts - 1)
         if res.ok:
+            if dest.refused_until:
+                dest.refused_until = 0.0
+                log.info("OTLP: %s accepted again by %s", sig, dest.export.endpoint)
             dest.backoff.ok(time.monotonic() - t0 if res.attempts == 1 else None)
             self._count(f"exported_{_unit(sig)}", weight - min(res.rejected, weight))
             if res.rejected:
@@ -713,6 +759,10 @@ class OtlpSink:
             self._count("export_splits", 1)
             return "split"
         self._count("export_failures", 1)
+        if _refused(res):
+            self._refused(sig, dest, res)
+            self._count(f"dropped_{_unit(sig)}_refused", weight)
+            return "rejected"
         self._first_failure(sig, res)
         if res.retryable:
             dest.backoff.failed(time.monotonic(), res.retry_after)
@@ -754,6 +804,11 @@ class OtlpSink:
             n = buf.clear()
             if n:
                 self._count(f"disabled_{_unit(sig)}", n)
+            return
+        if time.monotonic() < dest.refused_until:      # the backend does not take this signal: drop, counted
+            n = buf.clear()
+            if n:
+                self._count(f"dropped_{_unit(sig)}_refused", n)
             return
         # small steps inside the post-runtime window: encoding is not interruptible, so a step's size is
         # what a flush can overrun its deadline by
@@ -871,6 +926,15 @@ class OtlpSink:
                         sig, self._dest[sig].export.endpoint, res.error or f"HTTP {res.status}",
                         "kept for retry" if res.retryable else "dropped")
 
+    def _refused(self, sig: str, dest: _Destination, res: SendResult) -> None:
+        """A permanent refusal: one warning per signal, then that signal waits REPROBE_S before it is tried again."""
+        first, dest.refusal_warned = not dest.refusal_warned, True
+        dest.refused_until = time.monotonic() + REPROBE_S
+        if first:
+            log.warning("OTLP: %s refuses %s (%s); %s are dropped (counted in SidecarDropped, reason "
+                        "dropped_%s_refused) and tried again every %d minutes", dest.export.endpoint, sig,
+                        res.error or f"HTTP {res.status}", _unit(sig), _unit(sig), int(REPROBE_S // 60))
+
     def _resource_attributes(self) -> Dict[str, Any]:
         attrs: Dict[str, Any] = {"telemetry.sdk.language": "python", "telemetry.sdk.name": "otel-sidecar",
                                  "telemetry.sdk.version": _sidecar_version(),
@@ -902,6 +966,47 @@ def _sidecar_version() -> str:
         return str(__version__)
     except Exception:  # noqa: BLE001
         return ""
+
+
+def invocation_bounds(sig: Any) -> Tuple[float, float, bool]:
+    """(start, end, reinit) of an invocation span, each bounded by the events that bound it (lambda-apis.md 4.2,
+    4.4): the span starts at platform.start, or at platform.initStart when the init ran inside the invoke (a
+    re-init after a reset, phase=invoke: report.durationMs includes it), and lasts report.durationMs, but never
+    ends after platform.report, which Lambda emits once the invoke is over."""
+    init = getattr(sig, "init", None)
+    start = sig.start if sig.start is not None else sig.time
+    reinit = bool(init is not None and getattr(init, "phase", None) == "invoke" and init.start is not None
+                  and sig.start is not None and init.start <= sig.start)
+    if reinit:
+        start = init.start
+    duration = getattr(sig, "duration_ms", None)
+    end = start + duration / 1000.0 if duration is not None and sig.start is not None else sig.time
+    if getattr(sig, "complete", True) and sig.time is not None:
+        end = min(end, sig.time)
+    return start, max(end, start), reinit
+
+
+def exception_event(exc: Any, sig: Any, end: float) -> Tuple[str, int, Dict[str, Any]]:
+    """The OpenTelemetry exception event (exception.type, .message, .stacktrace; bounded by events.py), at
+    runtimeDone (the runtime's next /next) when known, else at the span's end."""
+    t = end
+    if sig.start is not None and getattr(sig, "runtime_duration_ms", None) is not None:
+        t = min(end, sig.start + sig.runtime_duration_ms / 1000.0)
+    attrs: Dict[str, Any] = {"exception.type": exc.type, "exception.message": exc.message}
+    if exc.stacktrace:
+        attrs["exception.stacktrace"] = exc.stacktrace
+    return "exception", _ns(t), attrs
+
+
+def _clamp(start: float, end: float, within: Tuple[float, float]) -> Tuple[float, float]:
+    lo, hi = within
+    start = min(max(start, lo), hi)
+    return start, min(max(end, start), hi)
+
+
+def _refused(res: SendResult) -> bool:
+    """Not served at all (HTTP 404/405/501, gRPC UNIMPLEMENTED), as opposed to a bad or unlucky request."""
+    return res.status in REFUSED or (res.status is None and "UNIMPLEMENTED" in (res.error or ""))
 
 
 def _init_key(init: Any) -> Tuple[Any, ...]:
