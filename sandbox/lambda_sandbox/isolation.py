@@ -1,11 +1,13 @@
-"""Where the environment's files live: a private mount namespace (/opt, /var/task, /var/runtime,
-private /tmp, sandbox.localdomain in /etc/hosts) or plain per-run directories.
+"""Where the environment's files live: its own read-only root in a private mount namespace, or plain
+per-run directories (the `dirs` fallback, with none of the guarantees below).
 
-Namespace mode (lambda-apis.md 9): a holder process started with `unshare -m --propagation private`
-sets up bind mounts in its own namespace and sleeps; every environment process is then started with
-`nsenter -t <holder> -m`. Nothing is mounted in the machine's namespace. Host paths under /tmp that
-processes still need (this checkout, the interpreter, the dev venv, ...) are re-bound inside the
-private /tmp so they stay reachable.
+Namespace mode: a holder process started with `unshare -m --propagation private` assembles a root on a
+small tmpfs (host /usr, /bin, /sbin, /lib*, a staged copy of a few /etc files, the code at /var/task, the
+layers at /opt, the runtime at /var/runtime and the host interpreter's prefix at /var/lang and at its own
+path, all bound read-only; a tmpfs /tmp of --ephemeral-storage MB; /proc; a /dev with null, zero, random,
+urandom, full), pivot_roots into it and sleeps. Every environment process is then started with
+`prlimit <Lambda's limits> nsenter -t <holder> -m -S 993 -G 990`: inside that root, as sbx_user1051.
+Nothing is mounted in the machine's namespace. docs/sandbox-fidelity.md lists what is visible and why.
 """
 
 from __future__ import annotations
