@@ -51,7 +51,7 @@ class SandboxConfig:
     runtime_shutdown_ms: int = 300          # the runtime's share of the window (DOC value; RAPID would give 600)
     bill_init: bool = True                  # since Aug 2025 the init of on-demand functions is billed (4.7)
     runtime_version: str = "python:3.11.v0"
-    keep_paths: Sequence[Any] = ()          # host paths under /tmp processes still need in namespace mode
+    keep_paths: Sequence[Any] = ()          # host paths bound read-only at their own path (namespace mode)
     run_root: Optional[Any] = None          # parent of per-run directories (default ~/.cache/lambda-sandbox/runs)
     keep_run_dir: bool = False
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional
 from . import records, xray
 from .api import ApiServer, Control, Extension, Invocation
 from .config import ConfigError, InvokeResult, LogLine, SandboxConfig, ShutdownResult
-from .isolation import Layout, prepare
+from .isolation import Layout, host_paths_of_layers, prepare
 from .layers import list_extensions
 from .processes import Cgroups, EnvProcess, Launcher, peak_rss_bytes, unique_cgroup_name
 from .telemetry import TelemetryHub
@@ -137,7 +137,7 @@ class Sandbox:
             cfg = self.cfg
             try:
                 self.layout = prepare(cfg.code_dir, cfg.layers, cfg.isolation, cfg.run_root,
-                                      list(cfg.keep_paths) + self._env_paths(), cfg.keep_run_dir,
+                                      list(cfg.keep_paths) + host_paths_of_layers(cfg.layers), cfg.keep_run_dir,
                                       cfg.ephemeral_storage_mb)
                 self.notes.extend(self.layout.notes)
                 self._setup_cgroups()
@@ -175,19 +175,6 @@ class Sandbox:
             return 0
         finally:
             probe.close()
-
-    def _env_paths(self) -> List[str]:
-        """Host paths named by customer variables (or their nearest existing parent): kept reachable."""
-        out = []
-        for value in self.cfg.env.values():
-            if not value.startswith("/") or "\n" in value:
-                continue
-            path = Path(value)
-            while not path.exists() and path != path.parent:
-                path = path.parent
-            if path != Path("/"):
-                out.append(str(path))
-        return out
 
     def _setup_cgroups(self) -> None:
         cfg = self.cfg

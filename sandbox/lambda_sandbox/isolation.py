@@ -242,7 +242,20 @@ def _stage_etc(dest: Path) -> None:
     os.chmod(dest, 0o755)
 
 
-def _root_script(layout: Layout, root: Path, etc: Path, tmp_mb: int) -> List[str]:
+HOST_PATHS_FILE = ".lambda-sandbox-host-paths"
+
+
+def host_paths_of_layers(layers: Iterable[os.PathLike]) -> List[str]:
+    """Host paths a development layer directory declares it needs (one a line in HOST_PATHS_FILE)."""
+    out: List[str] = []
+    for layer in layers:
+        marker = Path(layer) / HOST_PATHS_FILE
+        if marker.is_file():
+            out += [ln.strip() for ln in marker.read_text().splitlines() if ln.strip().startswith("/")]
+    return out
+
+
+def _root_script(layout: Layout, root: Path, etc: Path, tmp_mb: int, extra: Iterable[Path] = ()) -> List[str]:
     r = _q(root)
 
     def ro(src: os.PathLike, dst: str) -> List[str]:
@@ -262,6 +275,9 @@ def _root_script(layout: Layout, root: Path, etc: Path, tmp_mb: int) -> List[str
         if i == 0:
             lines += ro(p, "/var/lang")
         lines += [f"mkdir -p {r}{_q(p)}"] + ro(p, str(p))
+    for p in extra:
+        lines += [f"mkdir -p {r}{_q(p)}" if p.is_dir() else f"mkdir -p {r}{_q(p.parent)} && touch {r}{_q(p)}"]
+        lines += ro(p, str(p))
     lines.append(f"mount -t tmpfs -o size={tmp_mb}m,mode=1777,nodev,nosuid sbxtmp {r}/tmp")
     lines.append(f"mount -t proc -o nosuid,nodev,noexec,hidepid=invisible proc {r}/proc "
                  f"|| mount -t proc -o nosuid,nodev,noexec proc {r}/proc")
@@ -283,7 +299,15 @@ def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike]) -> None:
     _stage_etc(etc)
     for p in (layout.task_host, layout.opt_host, layout.runtime_host):
         os.chmod(p, 0o755)
-    lines = _root_script(layout, root, etc, layout.tmp_mb)
+    system = [Path("/") / d for d in SYSTEM_DIRS] + [Path("/etc"), Path("/tmp"), Path("/proc"), Path("/dev")]
+    extra: List[Path] = []
+    for raw in keep_paths:
+        p = Path(raw).resolve()
+        if p.exists() and p != Path("/") and not any(_under(p, q) for q in system + extra):
+            extra.append(p)
+    extra.sort(key=lambda p: len(p.parts))
+    extra = [p for i, p in enumerate(extra) if not any(_under(p, q) for q in extra[:i])]
+    lines = _root_script(layout, root, etc, layout.tmp_mb, extra)
     lines += ["echo ready", "exec sleep 2147483647"]
     holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", "\n".join(lines)],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -300,9 +324,9 @@ def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike]) -> None:
         layout.holder = None
         raise IsolationError(f"mount namespace setup failed: {err.decode(errors='replace').strip() or ready!r}")
     layout.tmp_host = Path(f"/proc/{holder.pid}/root/tmp")
-    ignored = [str(p) for p in keep_paths]
-    if ignored:
-        layout.notes.append("not visible inside the environment (its own root): " + ", ".join(ignored))
+    if extra:
+        layout.notes.append("host paths visible read-only at their own path (keep_paths or a development "
+                            "layer's " + HOST_PATHS_FILE + "): " + ", ".join(str(p) for p in extra))
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:
