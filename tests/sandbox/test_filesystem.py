@@ -127,7 +127,15 @@ def test_handler_and_extension_see_lambdas_filesystem_user_and_limits(probe_sand
     _check(ext)
     # runtime-only variables never reach extensions (environment.md 3.1)
     assert ext["env"] == {"AWS_LAMBDA_LOG_STREAM_NAME": None, "AWS_EXECUTION_ENV": None, "LAMBDA_TASK_ROOT": None}
-    assert sb.api_address.startswith("127.0.0.1:")
+    # Lambda's port 9001 by default (loopback: the environment shares the machine's network)
+    assert sb.api_address == "127.0.0.1:9001" or any("9001 is in use" in n for n in sb.notes)
+
+
+def test_api_port_chooses_the_runtime_api_port(make_sandbox):
+    sb = make_sandbox("hello.handler", isolation="namespace", api_port=0)
+    host, port = sb.api_address.split(":")
+    assert host == "127.0.0.1" and port != "9001" and int(port) > 0
+    assert sb.invoke({}).outcome == "success"
 
 
 def test_tmp_is_kept_across_invokes_and_readable_from_the_host(probe_sandbox):
