@@ -41,6 +41,8 @@ def dev_layer(tmp_path: Union[str, Path], name: str = SIDECAR_NAME, python: Opti
         f"exec {shlex.quote(exe)} -E -s -S -c {shlex.quote(_BOOT)} {shlex.quote(paths)} "
         f"--name \"$(basename \"$0\")\"\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    # the sandbox's own root hides the host: name the checkout's sidecar and the venv it runs from
+    (layer / ".lambda-sandbox-host-paths").write_text("\n".join([str(EXTENSION_DIR)] + _site_packages()) + "\n")
     return layer
 
 

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--function-name", default="my-function")
     run.add_argument("--isolation", choices=["auto", "namespace", "dirs"], default="auto")
     run.add_argument("--freeze", choices=["auto", "cgroup", "signal", "none"], default="auto")
+    run.add_argument("--ephemeral-storage", type=int, default=512, metavar="MB",
+                     help="size of the environment's private /tmp in namespace mode (Lambda: 512..10240)")
+    run.add_argument("--api-port", type=int, default=None, metavar="PORT",
+                     help="Runtime API port on 127.0.0.1 (default 9001 in namespace mode when free, else any)")
     run.add_argument("--cpu-quota", action="store_true", help="CPU in proportion to memory (1769 MB = 1 vCPU)")
     run.add_argument("--enforce-memory", action="store_true", help="OOM-kill the runtime above --memory")
     run.add_argument("--otlp-receiver", action="store_true",
@@ -101,7 +105,8 @@ def run(args: argparse.Namespace, out=sys.stdout) -> int:
                         timeout_s=args.timeout, env=env, function_name=args.function_name, tracing=args.tracing,
                         init_type=args.init_type, log_format=args.log_format, isolation=args.isolation,
                         freeze=args.freeze, cpu_quota=args.cpu_quota, enforce_memory=args.enforce_memory,
-                        otlp_receiver=receiver)
+                        otlp_receiver=receiver, ephemeral_storage_mb=args.ephemeral_storage,
+                        api_port=args.api_port)
     lock = threading.Lock()
 
     def show(line: LogLine) -> None:
@@ -136,6 +141,9 @@ def run(args: argparse.Namespace, out=sys.stdout) -> int:
               file=out)
         print(f"isolation {report['environment']['isolation']}, freeze {report['environment']['freeze']}, "
               f"cpu quota {'applied' if report['environment']['cpuQuotaApplied'] else 'not applied'}", file=out)
+        for note in report["environment"].get("notes", []):
+            if note.startswith("isolation 'dirs'"):
+                print(f"WARNING {note}", file=out)
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2, default=str) + "\n")
         print(f"report written to {args.report}", file=out)

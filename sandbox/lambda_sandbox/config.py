@@ -42,7 +42,8 @@ class SandboxConfig:
     cpu_quota: bool = False
     enforce_memory: bool = False
     init_timeout_s: float = 10.0
-    api_port: int = 0
+    api_port: Optional[int] = None          # None: 9001 in namespace mode when free, else ephemeral
+    ephemeral_storage_mb: int = 512         # size of the private /tmp (namespace mode), 512..10240
     otlp_receiver: Any = None
     # Knobs for the points lambda-apis.md marks as uncertain (section 7).
     shutdown_budget_ms: int = 2000          # with external extensions (4.3)
@@ -50,7 +51,7 @@ class SandboxConfig:
     runtime_shutdown_ms: int = 300          # the runtime's share of the window (DOC value; RAPID would give 600)
     bill_init: bool = True                  # since Aug 2025 the init of on-demand functions is billed (4.7)
     runtime_version: str = "python:3.11.v0"
-    keep_paths: Sequence[Any] = ()          # host paths under /tmp processes still need in namespace mode
+    keep_paths: Sequence[Any] = ()          # host paths bound read-only at their own path (namespace mode)
     run_root: Optional[Any] = None          # parent of per-run directories (default ~/.cache/lambda-sandbox/runs)
     keep_run_dir: bool = False
 
@@ -66,6 +67,11 @@ class SandboxConfig:
         if float(self.init_timeout_s) <= 0:
             raise ConfigError(f"init_timeout_s={self.init_timeout_s!r} must be positive")
         self.init_timeout_s = float(self.init_timeout_s)
+        if not isinstance(self.ephemeral_storage_mb, int) or not 1 <= self.ephemeral_storage_mb <= 10240:
+            raise ConfigError(f"ephemeral_storage_mb={self.ephemeral_storage_mb!r} is out of range: use 1..10240 "
+                              "(Lambda: 512..10240)")
+        if self.api_port is not None and (not isinstance(self.api_port, int) or not 0 <= self.api_port <= 65535):
+            raise ConfigError(f"api_port={self.api_port!r} is out of range: use 0..65535 (0 = any free port)")
         for name, allowed in (("init_type", INIT_TYPES), ("isolation", ISOLATIONS), ("freeze", FREEZES),
                               ("tracing", TRACINGS), ("log_format", LOG_FORMATS)):
             value = getattr(self, name)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional
 from . import records, xray
 from .api import ApiServer, Control, Extension, Invocation
 from .config import ConfigError, InvokeResult, LogLine, SandboxConfig, ShutdownResult
-from .isolation import Layout, prepare
+from .isolation import Layout, host_paths_of_layers, prepare
 from .layers import list_extensions
 from .processes import Cgroups, EnvProcess, Launcher, peak_rss_bytes, unique_cgroup_name
 from .telemetry import TelemetryHub
@@ -137,12 +137,13 @@ class Sandbox:
             cfg = self.cfg
             try:
                 self.layout = prepare(cfg.code_dir, cfg.layers, cfg.isolation, cfg.run_root,
-                                      list(cfg.keep_paths) + self._env_paths(), cfg.keep_run_dir)
+                                      list(cfg.keep_paths) + host_paths_of_layers(cfg.layers), cfg.keep_run_dir,
+                                      cfg.ephemeral_storage_mb)
                 self.notes.extend(self.layout.notes)
                 self._setup_cgroups()
                 ns = self.layout.ns_prefix if self.layout.mode == "namespace" else None
                 self.launcher = Launcher(self.cgroups, ns)
-                self.api = ApiServer(self.control, cfg.api_port).start()
+                self.api = ApiServer(self.control, self._api_port()).start()
                 self._api_address = self.api.address
                 self._api_errors = self.api.errors
                 receiver = cfg.otlp_receiver
@@ -155,18 +156,25 @@ class Sandbox:
             _LIVE.add(self)
             return self
 
-    def _env_paths(self) -> List[str]:
-        """Host paths named by customer variables (or their nearest existing parent): kept reachable."""
-        out = []
-        for value in self.cfg.env.values():
-            if not value.startswith("/") or "\n" in value:
-                continue
-            path = Path(value)
-            while not path.exists() and path != path.parent:
-                path = path.parent
-            if path != Path("/"):
-                out.append(str(path))
-        return out
+    def _api_port(self) -> int:
+        """--api-port; by default Lambda's 9001 in namespace mode when free on loopback (environment.md 5)."""
+        if self.cfg.api_port is not None:
+            return int(self.cfg.api_port)
+        if self.layout is None or self.layout.mode != "namespace":
+            return 0
+        import socket
+
+        probe = socket.socket()
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", 9001))
+            return 9001
+        except OSError:
+            self.notes.append("127.0.0.1:9001 is in use (another sandbox?): the Runtime API is on a random "
+                              "loopback port instead; pass --api-port to choose one")
+            return 0
+        finally:
+            probe.close()
 
     def _setup_cgroups(self) -> None:
         cfg = self.cfg
@@ -293,8 +301,12 @@ class Sandbox:
     # ---- environment variables (2.2) ---------------------------------------------------------------
     def _platform_env(self) -> Dict[str, str]:
         cfg = self.cfg
-        path = [os.path.dirname(self.base_python), "/usr/local/bin", "/usr/bin", "/bin",
-                f"{self.layout.opt}/bin"]
+        if self.layout.mode == "namespace":
+            # Lambda's PATH (environment.md 3.1); /var/lang/bin holds the runtime's interpreter
+            path = ["/var/lang/bin", "/usr/local/bin", "/usr/bin/", "/bin", "/opt/bin"]
+        else:
+            path = [os.path.dirname(self.base_python), "/usr/local/bin", "/usr/bin", "/bin",
+                    f"{self.layout.opt}/bin"]
         env = dict(cfg.env)
         env.update(self._env_extra)
         env.update({
@@ -309,9 +321,14 @@ class Sandbox:
             "AWS_LAMBDA_RUNTIME_API": self.api.address,
             "AWS_LAMBDA_INITIALIZATION_TYPE": cfg.init_type,
         })
-        ld = os.environ.get("LD_LIBRARY_PATH")
-        if ld and "LD_LIBRARY_PATH" not in cfg.env:
-            env["LD_LIBRARY_PATH"] = ld
+        if self.layout.mode == "namespace":
+            if "LD_LIBRARY_PATH" not in cfg.env:
+                env["LD_LIBRARY_PATH"] = ("/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:"
+                                          "/var/task:/var/task/lib:/opt/lib")
+        else:
+            ld = os.environ.get("LD_LIBRARY_PATH")
+            if ld and "LD_LIBRARY_PATH" not in cfg.env:
+                env["LD_LIBRARY_PATH"] = ld
         if self.layout.mode == "dirs":
             env.setdefault("TMPDIR", self.layout.tmp)
         return env
@@ -334,8 +351,8 @@ class Sandbox:
             "LAMBDA_TASK_ROOT": lay.task,
             "LAMBDA_RUNTIME_DIR": lay.runtime,
             "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-            "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
-            "_AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129",
+            "AWS_XRAY_DAEMON_ADDRESS": "169.254.100.1:2000",
+            "_AWS_XRAY_DAEMON_ADDRESS": "169.254.100.1",
             "_AWS_XRAY_DAEMON_PORT": "2000",
             "PYTHONPATH": ":".join(paths),
             "_LAMBDA_TELEMETRY_LOG_FD": str(log_fd),
@@ -352,7 +369,11 @@ class Sandbox:
         try:
             # -S: no site-packages of the machine; -P (3.11+): no cwd entry, so sys.path starts with the task root
             flags = ["-S", "-P"] if sys.version_info >= (3, 11) else ["-S"]
-            argv = [self.base_python, *flags, "-m", "awslambdaric", self.cfg.handler]
+            python = self.base_python
+            if self.layout.mode == "namespace":
+                # the host interpreter's prefix is bound read-only at /var/lang (and at its own path)
+                python = f"/var/lang/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+            argv = [python, *flags, "-m", "awslambdaric", self.cfg.handler]
             proc = self.launcher.launch("runtime", "runtime", argv, self._runtime_env(wfd), self.layout.task,
                                         self._on_runtime_line, self._on_exit, pass_fds=(wfd,),
                                         on_frame_fd=rfd, on_frame=self._on_runtime_frame)

@@ -1,11 +1,13 @@
-"""Where the environment's files live: a private mount namespace (/opt, /var/task, /var/runtime,
-private /tmp, sandbox.localdomain in /etc/hosts) or plain per-run directories.
+"""Where the environment's files live: its own read-only root in a private mount namespace, or plain
+per-run directories (the `dirs` fallback, with none of the guarantees below).
 
-Namespace mode (lambda-apis.md 9): a holder process started with `unshare -m --propagation private`
-sets up bind mounts in its own namespace and sleeps; every environment process is then started with
-`nsenter -t <holder> -m`. Nothing is mounted in the machine's namespace. Host paths under /tmp that
-processes still need (this checkout, the interpreter, the dev venv, ...) are re-bound inside the
-private /tmp so they stay reachable.
+Namespace mode: a holder process started with `unshare -m --propagation private` assembles a root on a
+small tmpfs (host /usr, /bin, /sbin, /lib*, a staged copy of a few /etc files, the code at /var/task, the
+layers at /opt, the runtime at /var/runtime and the host interpreter's prefix at /var/lang and at its own
+path, all bound read-only; a tmpfs /tmp of --ephemeral-storage MB; /proc; a /dev with null, zero, random,
+urandom, full), pivot_roots into it and sleeps. Every environment process is then started with
+`prlimit <Lambda's limits> nsenter -t <holder> -m -S 993 -G 990`: inside that root, as sbx_user1051.
+Nothing is mounted in the machine's namespace. docs/sandbox-fidelity.md lists what is visible and why.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class Layout:
     holder: Optional[subprocess.Popen] = None
     notes: List[str] = field(default_factory=list)
     keep_run_dir: bool = False
+    tmp_mb: int = 512
 
     def to_host(self, path: str) -> Path:
         """Translate a path as processes see it to the host path (for reading files in tests)."""
@@ -112,8 +115,10 @@ class Layout:
         return Path(path)
 
     def ns_prefix(self, cwd: str) -> List[str]:
+        """Enter the environment's root as sbx_user1051 (993:990) with Lambda's rlimits."""
         assert self.holder is not None
-        return ["nsenter", "-t", str(self.holder.pid), "-m", f"--wdns={cwd}", "--"]
+        return ["prlimit", *RLIMITS, "--", "nsenter", "-t", str(self.holder.pid), "-m", f"--wdns={cwd}",
+                "-S", str(SBX_UID), "-G", str(SBX_GID), "--"]
 
     def close(self) -> None:
         if self.holder is not None:
@@ -135,7 +140,7 @@ class Layout:
 
 def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str = "auto",
             run_root: Optional[os.PathLike] = None, keep_paths: Iterable[os.PathLike] = (),
-            keep_run_dir: bool = False) -> Layout:
+            keep_run_dir: bool = False, ephemeral_storage_mb: int = 512) -> Layout:
     """Create the per-run directory, unpack layers, copy the runtime and set up the chosen isolation."""
     code = Path(code_dir).resolve()
     if not code.is_dir():
@@ -169,16 +174,18 @@ def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str
             else:
                 mode = "namespace"
         if mode == "dirs":
+            notes.append(DIRS_CAVEAT)
             return Layout("dirs", run_dir, str(opt_host), str(code), str(runtime_host), str(tmp_host),
                           opt_host, code, runtime_host, tmp_host, False, used, None, notes, keep_run_dir)
         layout = Layout("namespace", run_dir, NS_OPT, NS_TASK, NS_RUNTIME, "/tmp", opt_host, code,
-                        runtime_host, tmp_host, True, used, None, notes, keep_run_dir)
+                        runtime_host, tmp_host, True, used, None, notes, keep_run_dir, ephemeral_storage_mb)
         try:
             _start_holder(layout, keep_paths)
         except (IsolationError, OSError) as exc:
             if isolation == "namespace":
                 raise
             notes.append(f"namespace isolation failed ({exc}); using per-run directories")
+            notes.append(DIRS_CAVEAT)
             return Layout("dirs", run_dir, str(opt_host), str(code), str(runtime_host), str(tmp_host),
                           opt_host, code, runtime_host, tmp_host, False, used, None, notes, keep_run_dir)
         return layout
@@ -188,52 +195,120 @@ def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str
         raise
 
 
-def _default_keep() -> List[Path]:
-    here = Path(__file__).resolve()
-    return [here.parents[2], Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix),
-            Path(sys._base_executable).resolve().parent if hasattr(sys, "_base_executable") else Path(sys.prefix),
-            Path.cwd()]
+SBX_UID, SBX_GID = 993, 990
+PASSWD_LINE = "sbx_user1051:x:993:990::/home/sbx_user1051:/sbin/nologin\n"
+# host /etc entries a runtime needs (libraries, name resolution, certificates, time zone); copied, never bound
+ETC_KEEP = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "resolv.conf", "host.conf", "gai.conf",
+            "protocols", "services", "ssl", "pki", "ca-certificates", "ca-certificates.conf", "localtime",
+            "os-release", "alternatives", "mime.types")
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+DEV_NODES = ("null", "zero", "random", "urandom", "full")
+# what every process of the environment runs under (environment.md 1 and 5)
+RLIMITS = ("--nofile=1024:1024", "--nproc=1024:1024", "--memlock=65536:65536", "--stack=8388608:unlimited")
+DIRS_CAVEAT = ("isolation 'dirs': NOT like Lambda: processes run as this user (not uid 993), the host's whole "
+               "filesystem is visible and writable where this user may write, /tmp has no size limit and no "
+               "rlimits are applied")
 
 
-def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike]) -> None:
-    for mount_point in (NS_TASK, NS_RUNTIME):
-        if not os.path.isdir(mount_point):
-            # an empty mount point in the host's /var; nothing is mounted on it outside the namespace
-            os.makedirs(mount_point, exist_ok=True)
-            layout.notes.append(f"created empty mount point {mount_point} on the host")
-    hosts = layout.run_dir / "hosts"
+def interpreter_paths() -> List[Path]:
+    """Host directories the runtime's interpreter needs at their own path (shared libraries by rpath)."""
+    out: List[Path] = []
+    for p in (Path(sys.base_prefix), Path(sys.exec_prefix) if sys.exec_prefix == sys.base_exec_prefix else None,
+              Path(getattr(sys, "_base_executable", sys.executable)).resolve().parent.parent):
+        if p is not None and p.resolve() not in out and str(p.resolve()) not in ("/", "/usr"):
+            out.append(p.resolve())
+    return [p for p in out if not any(_under(p, q) and p != q for q in out)]
+
+
+def _stage_etc(dest: Path) -> None:
+    dest.mkdir()
+    for name in ETC_KEEP:
+        src = Path("/etc") / name
+        if src.is_symlink() and not src.is_dir():
+            target = src.resolve()
+            if target.is_file():
+                shutil.copy2(target, dest / name)
+        elif src.is_dir():
+            shutil.copytree(src, dest / name, symlinks=True, ignore_dangling_symlinks=True)
+        elif src.is_file():
+            shutil.copy2(src, dest / name)
+    (dest / "passwd").write_text("root:x:0:0:root:/root:/sbin/nologin\n" + PASSWD_LINE)
+    (dest / "group").write_text("root:x:0:\n")      # gid 990 has no entry, as in Lambda
     try:
         original = Path("/etc/hosts").read_text()
     except OSError:
         original = "127.0.0.1\tlocalhost\n"
-    hosts.write_text(original.rstrip("\n") + "\n" + HOSTS_LINE)
-    hosttmp = layout.run_dir / "hosttmp"
-    hosttmp.mkdir()
-    host_tmp = Path("/tmp").resolve()
-    keep: List[Path] = []
-    for p in list(keep_paths) + _default_keep() + [layout.run_dir]:
-        rp = Path(p).resolve()
-        # /tmp itself is never re-bound: that would undo the private /tmp
-        if rp != host_tmp and _under(rp, host_tmp) and rp.exists() and rp not in keep:
-            keep.append(rp)
-    keep.sort(key=lambda p: len(p.parts))
-    lines = [
-        "set -e",
-        f"mount --bind {_q(layout.opt_host)} {NS_OPT}",
-        f"mount --bind {_q(layout.task_host)} {NS_TASK}",
-        f"mount --bind {_q(layout.runtime_host)} {NS_RUNTIME}",
-        f"mount --bind /tmp {_q(hosttmp)}",
-        f"mount --bind {_q(layout.tmp_host)} /tmp",
-    ]
-    for p in keep:
-        rel = p.relative_to(host_tmp)
-        src = hosttmp / rel
-        if p.is_dir():
-            lines.append(f"mkdir -p {_q(p)}")
-        else:
-            lines.append(f"mkdir -p {_q(p.parent)} && touch {_q(p)}")
-        lines.append(f"mount --bind {_q(src)} {_q(p)}")
-    lines += [f"mount --bind {_q(hosts)} /etc/hosts", "echo ready", "exec sleep 2147483647"]
+    (dest / "hosts").write_text(original.rstrip("\n") + "\n" + HOSTS_LINE)
+    os.chmod(dest, 0o755)
+
+
+HOST_PATHS_FILE = ".lambda-sandbox-host-paths"
+
+
+def host_paths_of_layers(layers: Iterable[os.PathLike]) -> List[str]:
+    """Host paths a development layer directory declares it needs (one a line in HOST_PATHS_FILE)."""
+    out: List[str] = []
+    for layer in layers:
+        marker = Path(layer) / HOST_PATHS_FILE
+        if marker.is_file():
+            out += [ln.strip() for ln in marker.read_text().splitlines() if ln.strip().startswith("/")]
+    return out
+
+
+def _root_script(layout: Layout, root: Path, etc: Path, tmp_mb: int, extra: Iterable[Path] = ()) -> List[str]:
+    r = _q(root)
+
+    def ro(src: os.PathLike, dst: str) -> List[str]:
+        return [f"mount --bind {_q(src)} {r}{_q(dst)}", f"mount -o remount,bind,ro {r}{_q(dst)}"]
+
+    lines = ["set -e", f"mount -t tmpfs -o size=4m,mode=0755 sbxroot {r}"]
+    for name in SYSTEM_DIRS:
+        host = Path("/") / name
+        if host.is_symlink():
+            lines.append(f"ln -s {_q(os.readlink(host))} {r}/{name}")
+        elif host.is_dir():
+            lines += [f"mkdir {r}/{name}"] + ro(host, "/" + name)
+    lines.append(f"mkdir -p {r}/var/task {r}/var/runtime {r}/var/lang {r}/opt {r}/tmp {r}/proc {r}/dev {r}/etc")
+    lines += ro(etc, "/etc") + ro(layout.task_host, NS_TASK) + ro(layout.opt_host, NS_OPT)
+    lines += ro(layout.runtime_host, NS_RUNTIME)
+    for i, p in enumerate(interpreter_paths()):
+        if i == 0:
+            lines += ro(p, "/var/lang")
+        lines += [f"mkdir -p {r}{_q(p)}"] + ro(p, str(p))
+    for p in extra:
+        lines += [f"mkdir -p {r}{_q(p)}" if p.is_dir() else f"mkdir -p {r}{_q(p.parent)} && touch {r}{_q(p)}"]
+        lines += ro(p, str(p))
+    lines.append(f"mount -t tmpfs -o size={tmp_mb}m,mode=1777,nodev,nosuid sbxtmp {r}/tmp")
+    lines.append(f"mount -t proc -o nosuid,nodev,noexec,hidepid=invisible proc {r}/proc "
+                 f"|| mount -t proc -o nosuid,nodev,noexec proc {r}/proc")
+    lines.append(f"mount -t tmpfs -o size=64k,mode=0755,nosuid sbxdev {r}/dev")
+    for node in DEV_NODES:
+        lines += [f"touch {r}/dev/{node}", f"mount --bind /dev/{node} {r}/dev/{node}"]
+    for i, name in enumerate(("stdin", "stdout", "stderr")):
+        lines.append(f"ln -s /proc/self/fd/{i} {r}/dev/{name}")
+    lines += [f"ln -s /proc/self/fd {r}/dev/fd", f"cd {r}", "mkdir .oldroot", "pivot_root . .oldroot",
+              "cd /", "umount -l /.oldroot", "rmdir /.oldroot", "mount -o remount,ro /"]
+    return lines
+
+
+def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike]) -> None:
+    """A private mount namespace whose root is assembled from read-only pieces (see docs/sandbox-fidelity.md)."""
+    root = layout.run_dir / "root"
+    root.mkdir()
+    etc = layout.run_dir / "etc"
+    _stage_etc(etc)
+    for p in (layout.task_host, layout.opt_host, layout.runtime_host):
+        os.chmod(p, 0o755)
+    system = [Path("/") / d for d in SYSTEM_DIRS] + [Path("/etc"), Path("/tmp"), Path("/proc"), Path("/dev")]
+    extra: List[Path] = []
+    for raw in keep_paths:
+        p = Path(raw).resolve()
+        if p.exists() and p != Path("/") and not any(_under(p, q) for q in system + extra):
+            extra.append(p)
+    extra.sort(key=lambda p: len(p.parts))
+    extra = [p for i, p in enumerate(extra) if not any(_under(p, q) for q in extra[:i])]
+    lines = _root_script(layout, root, etc, layout.tmp_mb, extra)
+    lines += ["echo ready", "exec sleep 2147483647"]
     holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", "\n".join(lines)],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               start_new_session=True)
@@ -248,8 +323,10 @@ def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike]) -> None:
             pass
         layout.holder = None
         raise IsolationError(f"mount namespace setup failed: {err.decode(errors='replace').strip() or ready!r}")
-    if keep:
-        layout.notes.append("re-bound under the private /tmp: " + ", ".join(str(p) for p in keep))
+    layout.tmp_host = Path(f"/proc/{holder.pid}/root/tmp")
+    if extra:
+        layout.notes.append("host paths visible read-only at their own path (keep_paths or a development "
+                            "layer's " + HOST_PATHS_FILE + "): " + ", ".join(str(p) for p in extra))
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:

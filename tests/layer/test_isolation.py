@@ -19,7 +19,7 @@ from .conftest import FUNCTION_OTEL_VERSION
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
-# Static, outside /tmp, so it is reachable in both isolation modes: fnlib plus poisoned yaml, requests
+# Static, bound read-only at its own path in namespace mode (keep_paths): fnlib plus poisoned yaml, requests
 # and sitecustomize that write "POISON" to stderr if anything imports them.
 CUSTOMER_PATH = Path(__file__).resolve().parent / "customer_path"
 
@@ -42,7 +42,8 @@ def test_function_and_sidecar_each_use_their_own_packages(layer_zip, function_ot
     with OtlpReceiver() as receiver:
         cfg = SandboxConfig(code_dir=str(FUNCTIONS), handler="otel_app.handler", function_name="iso",
                             layers=[str(layer_zip), str(function_otel_deps)], memory_mb=512, timeout_s=10.0,
-                            env=env, otlp_receiver=receiver)
+                            env=env, otlp_receiver=receiver, isolation=isolation,
+                            keep_paths=[function_otel_deps, customer])  # host paths named by PYTHONPATH
         with Sandbox(cfg) as sb:
             first = sb.invoke({})
             second = sb.invoke({})
@@ -82,7 +83,7 @@ def test_function_keeps_working_when_the_sidecar_has_no_python(layer_zip):
     customer = CUSTOMER_PATH
     cfg = SandboxConfig(code_dir=str(FUNCTIONS), handler="otel_app.handler", function_name="nopy",
                         layers=[str(layer_zip)], memory_mb=128, timeout_s=5.0,
-                        env={"SIDECAR_FORCE_NO_PYTHON": "1", "PYTHONPATH": str(customer)})
+                        env={"SIDECAR_FORCE_NO_PYTHON": "1", "PYTHONPATH": str(customer)}, keep_paths=[customer])
     with Sandbox(cfg) as sb:
         # the function has no opentelemetry of its own here: it fails with ImportError, a handled error;
         # what matters is that init passed (the stand-in registered) and every invoke got an answer
