@@ -483,10 +483,12 @@ def test_a_big_backlog_leaves_the_short_window_in_small_steps_and_the_rest_in_th
     deadline = soon(0.01)
     sink.flush(deadline)
     assert time.monotonic() <= deadline + SLACK
+    left_after_flush = 1000 - sink.health().get("otlp_exported_spans", 0)
     assert receiver.wait_for(lambda r: len(r.spans()) >= 1000, timeout=10)
     # the sender counts a request once its answer is read, just after the receiver stored it
     assert receiver.wait_for(lambda r: sink.health().get("otlp_exported_spans") == 1000, timeout=5)
-    assert sink.health()["otlp_background_sends"] >= 1
+    if left_after_flush:  # on an idle machine the short window may send all 1,000 itself
+        assert sink.health()["otlp_background_sends"] >= 1
 
 
 def test_a_later_signal_with_the_trace_header_wins_over_fresh_ids(make_sink, receiver):
