@@ -449,7 +449,7 @@ class Sidecar:
         self._exiting = threading.Lock()
         self._warned_unknown = False
         self._stalled_at: Optional[int] = None   # runtime_done_total when a wait for runtimeDone timed out
-        self._plan_mode: Optional[str] = None     # the flush plan's mode after the last invoke (logged on change)
+        self._plan_mode: Any = None               # the last flush plan's (mode, reason): logged when it changes
 
     # -- logging --
     def degrade(self, why: str) -> None:
@@ -606,10 +606,10 @@ class Sidecar:
         first = not worker.ready
         worker.submit_invoke(event)
         plan = worker.plan_after_invoke(deadline)
-        mode = getattr(plan, "mode", None)
-        if mode != self._plan_mode:
-            self._plan_mode = mode
-            log.info("flush plan: %s (%s)", mode, getattr(plan, "reason", ""))
+        mode, reason = getattr(plan, "mode", None), getattr(plan, "reason", "")
+        if (mode, reason) != self._plan_mode:
+            self._plan_mode = (mode, reason)
+            log.info("flush plan: %s (%s)", mode, reason)
         if "platform" not in self.subscribed_types:
             worker.release_setup()       # no runtimeDone will ever say the response is out
         if self._stalled_at is not None and worker.runtime_done_total > self._stalled_at:
