@@ -25,8 +25,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--memory", default=None, help="comma-separated memory sizes in MB (default 128,1024)")
     p.add_argument("--variants", default=None, help="comma-separated variant keys a..g (default all)")
     p.add_argument("--no-cpu-quota", action="store_true", help="do not ask the sandbox for the CPU quota")
-    p.add_argument("--phases", default="latency,init,resources,logs",
-                   help="comma-separated subset of latency,init,resources,logs")
+    p.add_argument("--phases", "--phase", dest="phases", default="latency,init,traffic,resources,logs",
+                   help="comma-separated subset of latency,init,traffic,resources,logs")
     p.add_argument("--out", default=str(BENCH), help="where results.json, results.md and PNGs go (default bench/)")
     p.add_argument("--render", metavar="RESULTS_JSON", default=None,
                    help="measure nothing: re-evaluate the targets of an existing results.json and rewrite it and "
@@ -87,6 +87,8 @@ def main(argv: List[str]) -> int:
             run["latency"] = bench.latency(mem)
         if "init" in phases:
             run["init"] = bench.init(mem)
+        if "traffic" in phases:
+            run["traffic"] = bench.traffic(mem)
         results["runs"][str(mem)] = run
     if "resources" in phases:
         log(f"sidecar resources: soak of {plan.soak} invocations at {plan.soak_memory} MB")

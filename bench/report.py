@@ -19,6 +19,7 @@ def evaluate(results: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Every target of issue 6 against the figures, one row per (target, variant, memory size)."""
     rows: List[Dict[str, Any]] = []
     for mem, run in sorted(results.get("runs", {}).items(), key=lambda kv: int(kv[0])):
+        rows += traffic_targets(mem, run.get("traffic", {}).get("runs", []))
         lat = run.get("latency", {}).get("variants", {})
         for key in SIDECAR_KEYS:
             v = lat.get(key)
@@ -101,6 +102,43 @@ def _load(values: Any) -> str:
     return "/".join(f"{v:.2f}" for v in values) if values else "?"
 
 
+def traffic_lines(mem: str, runs: List[Dict[str, Any]]) -> List[str]:
+    """The traffic phase's table: one row per (mean gap, freshness budget)."""
+    if not runs:
+        return []
+    out = [f"## {mem} MB: Poisson traffic (sidecar against bare and the null extension)", "",
+           "| mean gap s | budget ms | n | post-runtime p50 / mean / p99 ms | first invocation post-runtime ms "
+           "| billed mean sidecar / bare ms | caller p50 / null | caller p99 − null ms "
+           "| staleness p50 / p99 / max s | lost spans |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        p, st, b = r["post_runtime_ms"], r["staleness_s"], r["billed_ms"]
+        out.append(f"| {r['gap_s']} | {r['budget_ms']} | {r['invocations']} | {_f(p['p50'], 2)} / {_f(p['mean'], 2)} / "
+                   f"{_f(p['p99'], 2)} | {_f(r.get('first_post_runtime_ms'), 1)} | {_f(b['b']['mean'], 1)} / "
+                   f"{_f(b['a']['mean'], 1)} | {_f(r['caller_p50_to_null'], 3)} | {_f(r['caller_p99_minus_null_ms'], 2)} | "
+                   f"{_f(st['p50'], 2)} / {_f(st['p99'], 2)} / {_f(st['max'], 2)} | {r['lost']} |")
+    out.append("")
+    return out
+
+
+def traffic_targets(mem: str, runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Issue 10's traffic targets: post-runtime below the budget, staleness within budget + 1 s or SHUTDOWN."""
+    rows: List[Dict[str, Any]] = []
+    for r in runs:
+        where = f"{mem} MB, gap {r['gap_s']} s, budget {r['budget_ms']} ms"
+        p = r["post_runtime_ms"]
+        if 2 * r["gap_s"] * 1000 < r["budget_ms"]:
+            rows.append(_target("post-runtime p50 < 1 ms below the budget", "p50 < 1 ms", p["p50"],
+                                None if p["p50"] is None else p["p50"] < 1.0, where))
+            rows.append(_target("post-runtime mean < 2 ms below the budget", "mean < 2 ms", p["mean"],
+                                None if p["mean"] is None else p["mean"] < 2.0, where))
+        sb = r.get("staleness_before_shutdown_s", {})
+        mx = sb.get("max")
+        rows.append(_target("staleness max <= budget + 1 s (or SHUTDOWN)", "max before SHUTDOWN <= budget + 1 s",
+                            mx, None if mx is None else mx <= r["budget_ms"] / 1000.0 + 1.0, where))
+        rows.append(_target("no span lost", "lost == 0", r["lost"], r["lost"] == 0, where))
+    return rows
+
+
 def markdown(results: Dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -124,6 +162,7 @@ def markdown(results: Dict[str, Any]) -> str:
     lines += ["Variants: " + "; ".join(f"({k}) **{v['name']}**: {v['description']}"
                                        for k, v in results.get("variants", {}).items()), ""]
     for mem, run in sorted(results.get("runs", {}).items(), key=lambda kv: int(kv[0])):
+        lines += traffic_lines(mem, run.get("traffic", {}).get("runs", []))
         lat = run.get("latency", {}).get("variants", {})
         if lat:
             lines += [f"## {mem} MB: caller-observed latency and post-runtime duration", "",

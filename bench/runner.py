@@ -40,9 +40,13 @@ class Plan:
     ingest_s: float = 2.0
     variants: Sequence[str] = ("a", "b", "c", "d", "e", "f", "g")
     seed: int = 7
+    # traffic phase: Poisson arrivals per mean gap (s) -> invocations; (gap, budget ms) runs with the budget
+    # below the gap show the end-of-invocation flush
+    traffic: Sequence[Any] = ((0.2, 200, None), (1.0, 100, None), (5.0, 40, None), (1.0, 60, 1000))
 
 
-QUICK = Plan(soak=5000)
+TRAFFIC_QUICK = ((0.2, 40, None), (1.0, 15, None), (5.0, 5, None), (1.0, 10, 1000))
+QUICK = Plan(soak=5000, traffic=TRAFFIC_QUICK)
 FULL = Plan(rounds=5, invokes=500, warmup=50, init_reps=7, soak=5000,
             log_steps=(1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 400000),
             ingest_rates=(20000, 50000, 100000, 200000, None), ingest_s=3.0)
@@ -280,6 +284,83 @@ class Bench:
         finally:
             rx.stop()
         return out
+
+    # -- traffic: Poisson arrivals at several mean gaps; bare, sidecar and null extension side by side --
+    def traffic(self, memory_mb: int) -> Dict[str, Any]:
+        """Per (mean gap, budget): post-runtime, billed duration against bare, caller latency against the null
+        extension, and staleness (the caller's end of an invocation -> its SERVER span at the receiver)."""
+        runs = []
+        for gap, n, budget_ms in self.plan.traffic:
+            keys = ("a", "b", "g")
+            rx = self._receiver("ok")
+            boxes: Dict[str, Any] = {}
+            lat: Dict[str, List[float]] = {k: [] for k in keys}
+            billed: Dict[str, List[float]] = {k: [] for k in keys}
+            ends: Dict[str, float] = {}
+            try:
+                for k in keys:
+                    v = BY_KEY[k]
+                    extra = {"SIDECAR_MAX_EXPORT_DELAY_MS": str(budget_ms)} if (budget_ms and v.sidecar) else None
+                    cfg = sandbox_config(v, memory_mb=memory_mb, cpu_quota=self.plan.cpu_quota, layers=self.layers,
+                                         receiver=rx if v.sidecar else None, extra_env=extra)
+                    from lambda_sandbox import Sandbox
+
+                    boxes[k] = Sandbox(cfg).start()
+                    boxes[k].init()
+                label = f"gap {gap} s" + (f", budget {budget_ms} ms" if budget_ms else "")
+                self.say(f"traffic {memory_mb} MB {label}: {n} Poisson arrivals")
+                first_post: Optional[float] = None
+                order = list(keys)
+                for i in range(n):
+                    time.sleep(self.rng.expovariate(1.0 / gap))
+                    self.rng.shuffle(order)
+                    for k in order:
+                        r = boxes[k].invoke({"n": i})
+                        if r.outcome != "success":
+                            continue
+                        lat[k].append(r.latency_ms)
+                        if r.billed_duration_ms is not None:
+                            billed[k].append(float(r.billed_duration_ms))
+                        if k == "b":
+                            ends[r.request_id] = time.time()
+                shut_at = time.time()
+                for sb in boxes.values():
+                    sb.shutdown()
+                pr = post_runtime_ms(boxes["b"].events)
+                first_rid = next(iter(ends), None)
+                if first_rid is not None:
+                    first_post = pr.get(first_rid)
+                arrived: Dict[str, float] = {}
+                for rec in rx.received:
+                    if rec.path != "/v1/traces":
+                        continue
+                    from lambda_sandbox.otlp_receiver import flatten_spans
+
+                    for span in flatten_spans(rec.message):
+                        rid = span.get("attributes", {}).get("faas.invocation_id")
+                        if span.get("kind") == "SERVER" and rid in ends and rid not in arrived:
+                            arrived[rid] = rec.time
+                stale = [max(0.0, arrived[rid] - end) for rid, end in ends.items() if rid in arrived]
+                stale_before_shutdown = [max(0.0, arrived[rid] - end) for rid, end in ends.items()
+                                         if rid in arrived and arrived[rid] < shut_at]
+                post = [pr[rid] for rid in ends if rid in pr and rid != first_rid]
+                base, null, side = summarize(lat["a"]), summarize(lat["g"]), summarize(lat["b"])
+                runs.append({
+                    "gap_s": gap, "budget_ms": budget_ms or 30000, "invocations": len(ends),
+                    "post_runtime_ms": summarize(post), "first_post_runtime_ms": first_post,
+                    "billed_ms": {k: summarize(billed[k]) for k in keys},
+                    "billed_mean_to_bare": ratio(summarize(billed["b"])["mean"], summarize(billed["a"])["mean"]),
+                    "caller_ms": {"bare": base, "sidecar": side, "null": null},
+                    "caller_p50_to_null": ratio(side["p50"], null["p50"]),
+                    "caller_p99_minus_null_ms": delta(side["p99"], null["p99"]),
+                    "staleness_s": summarize(stale), "staleness_before_shutdown_s": summarize(stale_before_shutdown),
+                    "spans_received": len(arrived), "lost": len(ends) - len(arrived),
+                })
+            finally:
+                for sb in boxes.values():
+                    sb.close()
+                rx.stop()
+        return {"runs": runs}
 
     # -- the sidecar's own ingest capacity: batches posted straight to its listener --
     def listener_ingest(self) -> Dict[str, Any]:

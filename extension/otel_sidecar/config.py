@@ -53,6 +53,8 @@ VARIABLES: Tuple[Tuple[str, str, str], ...] = (
     ("SIDECAR_FLUSH", "adaptive", "adaptive, end, periodic[:ms] or continuous[:ms]."),
     ("SIDECAR_FLUSH_BUDGET_MS", "30", "Longest post-runtime flush (bounded by the invoke deadline minus the margin)."),
     ("SIDECAR_FLUSH_MARGIN_MS", "100", "Safety margin kept before an invoke's deadline."),
+    ("SIDECAR_MAX_EXPORT_DELAY_MS", "30000", "Freshness budget of the adaptive flush: data may wait for a later "
+     "invocation or SHUTDOWN this long at most (1000-3600000)."),
     ("SIDECAR_SHUTDOWN_DRAIN_MS", "300", "How long to wait for late telemetry at SHUTDOWN before the final flush."),
     ("SIDECAR_OTLP_LOGS", "on", "Export function log lines as OTLP logs (when OTLP is configured)."),
 )
@@ -93,6 +95,7 @@ class _SettingsFields:
     flush_interval_explicit: bool = False  # SIDECAR_FLUSH carried :ms (continuous otherwise uses 1 s)
     flush_budget_ms: int = DEFAULT_FLUSH_BUDGET_MS
     flush_margin_ms: int = DEFAULT_FLUSH_MARGIN_MS
+    max_export_delay_ms: int = 30000
     shutdown_drain_ms: int = 300
     # OTLP
     otlp_logs: bool = True
@@ -247,6 +250,7 @@ def load_settings(env: Mapping[str, str], machine: Optional[str] = None) -> Tupl
             interval = parsed[1] if parsed[1] is not None else d.flush_interval_ms
     budget = r.int_range("SIDECAR_FLUSH_BUDGET_MS", d.flush_budget_ms, 0, 10000)
     margin = r.int_range("SIDECAR_FLUSH_MARGIN_MS", d.flush_margin_ms, 0, 5000)
+    max_delay = r.int_range("SIDECAR_MAX_EXPORT_DELAY_MS", d.max_export_delay_ms, 1000, 3_600_000)
     drain = r.int_range("SIDECAR_SHUTDOWN_DRAIN_MS", d.shutdown_drain_ms, 0, 1500)
     otlp_logs = r.flag("SIDECAR_OTLP_LOGS", True)
 
@@ -257,7 +261,7 @@ def load_settings(env: Mapping[str, str], machine: Optional[str] = None) -> Tupl
         price_per_request=price_req, throttle_patterns=patterns, throttle_patterns_extend=extend,
         telemetry_types=types, listener_port=port, buffer_timeout_ms=buf_timeout, buffer_max_items=buf_items,
         buffer_max_bytes=buf_bytes, queue_max=queue_max, flush_mode=mode, flush_interval_ms=interval, flush_interval_explicit=explicit,
-        flush_budget_ms=budget, flush_margin_ms=margin, shutdown_drain_ms=drain, otlp_logs=otlp_logs,
+        flush_budget_ms=budget, flush_margin_ms=margin, max_export_delay_ms=max_delay, shutdown_drain_ms=drain, otlp_logs=otlp_logs,
     )
     return settings, r.warnings
 

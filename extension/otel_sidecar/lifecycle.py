@@ -449,6 +449,7 @@ class Sidecar:
         self._exiting = threading.Lock()
         self._warned_unknown = False
         self._stalled_at: Optional[int] = None   # runtime_done_total when a wait for runtimeDone timed out
+        self._plan_mode: Any = None               # the last flush plan's (mode, reason): logged when it changes
 
     # -- logging --
     def degrade(self, why: str) -> None:
@@ -605,6 +606,10 @@ class Sidecar:
         first = not worker.ready
         worker.submit_invoke(event)
         plan = worker.plan_after_invoke(deadline)
+        mode, reason = getattr(plan, "mode", None), getattr(plan, "reason", "")
+        if (mode, reason) != self._plan_mode:
+            self._plan_mode = (mode, reason)
+            log.info("flush plan: %s (%s)", mode, reason)
         if "platform" not in self.subscribed_types:
             worker.release_setup()       # no runtimeDone will ever say the response is out
         if self._stalled_at is not None and worker.runtime_done_total > self._stalled_at:
@@ -620,8 +625,9 @@ class Sidecar:
                 log.warning("no platform.runtimeDone for %s before its deadline; not waiting for it after the "
                             "next invokes until platform telemetry flows again", rid)
         if first and plan.wait_runtime_done:
-            # The response is out: the one-time setup happens now, in this invocation's post-runtime time,
-            # not during the init or the next handler (bounded by the deadline and SETUP_HOLD_MAX_S).
+            # The data must leave now and the one-time setup is not over (the adaptive policy defers the first
+            # invocation, so this is an explicit `end` mode or sporadic traffic): finish it in this
+            # invocation's post-runtime time (bounded by the deadline and SETUP_HOLD_MAX_S).
             worker.wait_ready(min(time.monotonic() + SETUP_HOLD_MAX_S, deadline))
         if plan.budget_s > 0:
             worker.flush(min(time.monotonic() + plan.budget_s, deadline))

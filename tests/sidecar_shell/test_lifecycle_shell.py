@@ -173,7 +173,7 @@ def test_periodic_flush_returns_to_next_without_waiting(fake):
 
 
 def test_after_a_missed_runtime_done_it_stops_waiting_until_telemetry_flows_again(fake):
-    api, proc = fake()
+    api, proc = fake(env={"SIDECAR_FLUSH": "end"})   # the mode that waits for runtimeDone after every invoke
     api.wait_next_calls(1)
     api.invoke("lost", timeout_s=1.0)                      # its runtimeDone never comes
     api.wait_next_calls(2, timeout=5)
