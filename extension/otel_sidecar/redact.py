@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import reprlib
 from typing import Any, Iterable, Tuple, Union
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 LINE_LIMIT = 300          # characters of one printed line
 VALUE_LIMIT = 80          # characters of one value inside a line
@@ -31,18 +31,18 @@ _CONTROL.update({0x7F: "\\x7f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"})
 
 
 def url(u: str) -> str:
-    """The URL as printable: userinfo removed, query values replaced by ***, cut to VALUE_LIMIT * 2."""
+    """The URL as printable: userinfo removed, query values replaced by ***, cut to VALUE_LIMIT * 2.
+
+    Done on the text, not through urlsplit: a malformed URL (`https:///:pw@host`) must lose its userinfo too,
+    so everything between "://" and the last "@" goes.
+    """
     text = str(u)
-    try:
-        parts = urlsplit(text)
-        netloc = parts.netloc.rpartition("@")[2]
-        query = "&".join(f"{p.partition('=')[0]}=***" if "=" in p else p
-                         for p in parts.query.split("&")) if parts.query else ""
-        text = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-    except ValueError:
-        # unparsable: drop everything up to the last @ anyway (it may be user:password)
-        text = text.rpartition("@")[2]
-    return shorten(text, VALUE_LIMIT * 2)
+    scheme, sep, rest = text.partition("://") if "://" in text else ("", "", text)
+    # everything up to the last "@" goes (in printing only: a path holding "@" loses its start)
+    head, q, query = rest.rpartition("@")[2].partition("?")
+    if query:
+        query = "&".join(f"{p.partition('=')[0]}=***" if "=" in p else p for p in query.split("&"))
+    return shorten(f"{scheme}{sep}{head}{q}{query}", VALUE_LIMIT * 2)
 
 
 def has_userinfo(u: str) -> bool:
