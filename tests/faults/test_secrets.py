@@ -103,24 +103,29 @@ def moto_url():
     sm = boto3.client("secretsmanager", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
                       aws_secret_access_key="testing")
     sm.create_secret(Name="otlp-headers", SecretString=json.dumps({"x-api-key": SECRET}))
+    boto3.client("ssm", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").put_parameter(Name="/otlp/headers", Value=f"x-api-key={SECRET}\n",
+                                                                Type="SecureString")
     try:
         yield url
     finally:
         srv.stop()
 
 
-def _aws_env(url: str, secret: str) -> Dict[str, str]:
+def _aws_env(url: str, secret: str, var: str = "SIDECAR_OTLP_HEADERS_SECRET_ARN") -> Dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "session",
-            "AWS_ENDPOINT_URL_SECRETS_MANAGER": url, "SIDECAR_OTLP_HEADERS_SECRET_ARN": secret}
+            "AWS_ENDPOINT_URL": url, var: secret}
 
 
-def test_headers_from_secrets_manager_reach_every_export_and_no_line(sidecar_env, moto_url):
-    sb, rx = sidecar_env(env=_aws_env(moto_url, "otlp-headers"))
+@pytest.mark.parametrize("var, name", [("SIDECAR_OTLP_HEADERS_SECRET_ARN", "otlp-headers"),
+                                       ("SIDECAR_OTLP_HEADERS_SSM_PARAMETER", "/otlp/headers")])
+def test_headers_from_secrets_manager_or_ssm_reach_every_export_and_no_line(sidecar_env, moto_url, var, name):
+    sb, rx = sidecar_env(env=_aws_env(moto_url, name, var))
     run(sb)
     assert rx.wait_for(lambda r: len(invocation_spans(r)) >= N, timeout=5)
     sent = sent_headers(rx)
     assert sent and all(h.get("x-api-key") == SECRET for h in sent)
-    assert any("SIDECAR_OTLP_HEADERS_SECRET_ARN" in ln and "x-api-key" in ln for ln in sidecar_text(sb).splitlines())
+    assert any(var in ln and "x-api-key" in ln for ln in sidecar_text(sb).splitlines())
     assert SECRET not in everything_printed(sb)
 
 
