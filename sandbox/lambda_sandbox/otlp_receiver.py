@@ -90,6 +90,7 @@ class Received:
     encoding: str
     size: int
     message: Any
+    headers: Tuple[Tuple[str, str], ...] = ()     # the request's headers (tests check what a sender sent)
 
 
 class OtlpReceiver:
@@ -387,7 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001 - any undecodable body is the client's 400
             return self._reply(400, _status_body(400, f"cannot decode: {exc}"), "application/x-protobuf",
                                path, len(raw))
-        rx._store(Received(path, time.time(), ctype, encoding, len(raw), message))
+        rx._store(Received(path, time.time(), ctype, encoding, len(raw), message, tuple(self.headers.items())))
         resp = resp_cls()
         fault_name = None
         if fault is not None and fault.mode == "partial":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from otel_sidecar.otlp.config import load_otlp_config
 
 
@@ -53,8 +55,9 @@ def test_headers_are_parsed_decoded_and_hidden_from_repr():
 def test_bad_header_entry_is_reported_without_its_value():
     cfg, warnings = load({"OTEL_EXPORTER_OTLP_HEADERS": "good=1,bad key=topsecret,novalue"})
     assert dict(cfg.traces.headers) == {"good": "1"}
-    assert len(warnings) == 2
-    assert all("OTEL_EXPORTER_OTLP_HEADERS" in w and "topsecret" not in w for w in warnings)
+    assert len(warnings) == 1          # one line per variable, each entry named by position
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in warnings[0] and "entry 2" in warnings[0] and "entry 3" in warnings[0]
+    assert "topsecret" not in warnings[0] and "novalue" not in warnings[0] and "bad key" not in warnings[0]
 
 
 def test_timeout_is_milliseconds_per_spec_with_a_hint_for_seconds():
@@ -251,3 +254,119 @@ def test_tls_files_per_signal_override_the_base():
     assert warnings == []
     assert (cfg.traces.certificate, cfg.logs.certificate) == ("/ca.pem", "/logs-ca.pem")
     assert (cfg.metrics.client_certificate, cfg.metrics.client_key) == ("/c.pem", "/k.pem")
+
+
+# ---- secrets and hostile input (issue 9) -------------------------------------------------------------------
+SECRET = "pa55w0rd-S3cret"
+
+
+def test_an_endpoint_without_a_scheme_names_the_variable_and_the_value_really_used():
+    cfg, warnings = load({"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"},
+                         {"/opt/collector-config/config.yaml": open("collector-config/config.yaml").read()},
+                         default="/opt/collector-config/config.yaml")
+    assert cfg.traces.endpoint == "http://localhost:4318/v1/traces"
+    assert len(warnings) == 1, warnings                       # not a second one blaming the default config file
+    w = warnings[0]
+    assert w.startswith("OTEL_EXPORTER_OTLP_ENDPOINT='localhost:4318' is invalid")
+    assert "'http://localhost:4318' (the default)" in w and "config.yaml" not in w and "next configured" not in w
+
+
+def test_userinfo_becomes_basic_auth_and_leaves_the_endpoint():
+    import base64
+
+    cfg, warnings = load({"OTEL_EXPORTER_OTLP_ENDPOINT": f"https://user:{SECRET}@otlp.example.com"})
+    assert warnings == [] and cfg.traces.endpoint == "https://otlp.example.com/v1/traces"
+    assert dict(cfg.traces.headers)["Authorization"] == "Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode()
+    cfg, warnings = load({"OTEL_EXPORTER_OTLP_ENDPOINT": f"https://user:{SECRET}@otlp.example.com",
+                          "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer abc"})
+    assert dict(cfg.traces.headers) == {"authorization": "Bearer abc"}
+    assert len(warnings) == 1 and "OTEL_EXPORTER_OTLP_ENDPOINT" in warnings[0] and SECRET not in warnings[0]
+
+
+def test_an_invalid_url_with_userinfo_is_reported_without_it():
+    _, warnings = load({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"https://user:{SECRET}@host:99999/"})
+    assert len(warnings) == 1 and "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in warnings[0]
+    assert SECRET not in warnings[0] and "user" not in warnings[0]
+
+
+@pytest.mark.parametrize("raw, kept, named", [
+    (f"Authorization Bearer {SECRET}", {}, "entry 1"),
+    (f"x-ok=1,x-api-key={SECRET}%0D%0AX-Evil: 1", {"x-ok": "1"}, "'x-api-key'"),
+    (f"x-api-key={SECRET}%E2%82%AC", {}, "'x-api-key'"),                 # a euro sign: not Latin-1
+    (f"x-api-key={SECRET}%0A", {"x-api-key": SECRET}, None),             # surrounding whitespace trimmed
+    (f"x-api-key={SECRET}%FF", {}, "'x-api-key'"),                       # not UTF-8 once decoded
+])
+def test_header_values_are_checked_at_load_and_never_printed(raw, kept, named):
+    cfg, warnings = load({"OTEL_EXPORTER_OTLP_HEADERS": raw})
+    assert dict(cfg.traces.headers) == kept
+    if named:
+        assert len(warnings) == 1 and named in warnings[0] and "OTEL_EXPORTER_OTLP_HEADERS" in warnings[0]
+    else:
+        assert warnings == []
+    assert not any(SECRET in w or "Bearer" in w for w in warnings)
+
+
+def test_a_yaml_block_scalar_header_is_trimmed_and_bad_ones_named_by_key():
+    text = f"""
+exporters:
+  otlphttp:
+    endpoint: http://x:4318
+    headers:
+      x-api-key: |
+        {SECRET}
+      x-bad: "a\\nb{SECRET}"
+      x-list: [1, 2]
+service: {{pipelines: {{traces: {{exporters: [otlphttp]}}}}}}
+"""
+    cfg, warnings = load({"SIDECAR_COLLECTOR_CONFIG": "/c.yaml"}, {"/c.yaml": text})
+    assert dict(cfg.traces.headers) == {"x-api-key": SECRET}
+    assert len(warnings) == 1 and "'x-bad'" in warnings[0] and "'x-list'" in warnings[0]
+    assert SECRET not in warnings[0]
+
+
+LAUGHS = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+          + "".join(f"{c}: &{c} [" + ",".join([f"*{p}"] * 9) + "]\n" for p, c in zip("abcdefgh", "bcdefghi")))
+
+
+@pytest.mark.parametrize("text, why", [
+    (LAUGHS, "expands to more than 10000 nodes"),
+    ("exporters: {otlphttp: {headers: " + LAUGHS.replace("\n", " ") + "}}", "not used"),
+    ("[" * 20000 + "]" * 20000, "nested deeper than 100"),
+    ("- " * 20000 + "x", "nested deeper than 100"),
+    ("a: &x [*x]", "recursive"),
+    ("x: " + "y" * 70000, "more than the 65536 allowed"),
+    (f"a: 'unterminated {SECRET}", "line 1"),
+])
+def test_hostile_yaml_is_refused_with_one_short_line(text, why):
+    cfg, warnings = load({"SIDECAR_COLLECTOR_CONFIG": "/c.yaml"}, {"/c.yaml": text})
+    assert len(warnings) == 1 and why in warnings[0] and len(warnings[0]) <= 300, warnings
+    assert SECRET not in warnings[0]
+    assert cfg.traces.endpoint == "http://localhost:4318/v1/traces"
+
+
+def test_aliases_within_the_bounds_still_work():
+    text = """
+x-common: &common {compression: none, timeout: 2s}
+exporters:
+  otlphttp: {<<: *common, endpoint: "http://b:4318"}
+service: {pipelines: {traces: {exporters: [otlphttp]}}}
+"""
+    cfg, warnings = load({"SIDECAR_COLLECTOR_CONFIG": "/c.yaml"}, {"/c.yaml": text})
+    assert (cfg.traces.compression, cfg.traces.timeout_s, cfg.traces.endpoint) == ("none", 2.0, "http://b:4318/v1/traces")
+    assert [w for w in warnings if "x-common" not in w] == []
+
+
+_VALUE_CHARS = st.sampled_from(list("aZ9 -_.:/+=%\t\r\n\x00\x7f") + ["é", "€", "\u2028", "%0A", "%E2%82%AC", "%FF"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["x-api-key", "Authorization", "bad key", "", "k\u00e9y"]),
+                          st.lists(_VALUE_CHARS, max_size=6).map("".join), st.booleans()), min_size=1, max_size=5))
+def test_no_warning_ever_holds_a_header_value(entries):
+    # values hold the marker; commas are the separator, so a value never has one (the format percent-encodes it)
+    raw = ",".join(f"{k}={SECRET}{v}" if eq else f"{k} {SECRET}{v}" for k, v, eq in entries)
+    cfg, warnings = load({"OTEL_EXPORTER_OTLP_HEADERS": raw})
+    assert len(warnings) <= 1
+    assert not any(SECRET in w for w in warnings)
+    for _key, value in cfg.traces.headers:
+        assert value == value.strip() and value.replace("\t", " ").isprintable() and value.encode("latin-1")

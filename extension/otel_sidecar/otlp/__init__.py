@@ -26,10 +26,29 @@ def default_config_path() -> Optional[str]:
 
 
 def _read_file(path: str) -> Optional[str]:
-    p = Path(path)
-    if not p.is_file():
+    """The text of a config file: None when absent; never blocks (a FIFO) nor reads past the YAML limit."""
+    import os
+    import stat
+
+    from .config import MAX_YAML_BYTES
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
         return None
-    return p.read_text(encoding="utf-8")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file")
+        data = os.read(fd, MAX_YAML_BYTES + 1)
+        while len(data) <= MAX_YAML_BYTES:
+            more = os.read(fd, MAX_YAML_BYTES + 1 - len(data))
+            if not more:
+                break
+            data += more
+    finally:
+        os.close(fd)
+    # past the limit: enough text for the size check to refuse it, without reading the rest
+    return data.decode("utf-8", errors="strict" if len(data) <= MAX_YAML_BYTES else "replace")
 
 
 def _grpc_available() -> bool:
@@ -59,15 +78,23 @@ def create_sink(settings: Any, env: Mapping[str, str]) -> Any:
     if not (cfg.traces.enabled or cfg.metrics.enabled or (cfg.logs.enabled and logs_on)):
         log.info("OTLP export is off (every signal's exporter is none)")
         return None
+    # headers kept in Secrets Manager / SSM: fetched on their own thread from here (the worker's one-time
+    # setup, after the first response), while the OTLP stack below loads; the senders wait for them
+    from ..aws_secrets import start as start_header_fetch
+
+    fetch = start_header_fetch(env)
     from .sink import OtlpSink
 
     mode = getattr(settings, "flush_mode", "adaptive") if settings is not None else "adaptive"
     interval = getattr(settings, "flush_interval_ms", 20000) if settings is not None else 20000
     sink = OtlpSink(cfg, settings, env, logs_enabled=logs_on, flush_mode=mode, flush_interval_ms=interval)
-    signals = [f"{sig} -> {exp.endpoint} ({exp.protocol})" for sig, exp in
+    from ..redact import url as printable
+
+    signals = [f"{sig} -> {printable(exp.endpoint)} ({exp.protocol})" for sig, exp in
                (("traces", cfg.traces), ("metrics", cfg.metrics), ("logs", cfg.logs))
                if exp.enabled and (sig != "logs" or logs_on)]
-    log.info("OTLP export on: %s; %s", ", ".join(signals), stack_versions())
+    extra = f"; headers from {fetch.names}" if fetch is not None else ""
+    log.info("OTLP export on: %s%s; %s", ", ".join(signals), extra, stack_versions())
     return sink
 
 

@@ -2,7 +2,12 @@
 
 Precedence: environment variables, then the YAML file, then the defaults of the OTLP specification.
 Every invalid value gives ONE warning naming the variable (or YAML key), the value and what is used
-instead. Header values are secrets: warnings name the header, never its value.
+instead. Secrets never appear in a warning: header values and the user:password of a URL are never
+printed (a header is named by its key, a malformed entry by its position), and every printed URL or value
+goes through redact.py. A URL's user:password is used as HTTP Basic auth (an Authorization header) and
+removed from the endpoint. Header values are checked here (no CR, LF, NUL or other control characters;
+Latin-1 for HTTP, ASCII for gRPC) so that a bad one is dropped once, at start, with one warning naming the
+variable and the header, rather than failing every export.
 
 YAML subset (collector-style; anything else is reported and ignored):
 
@@ -20,10 +25,13 @@ YAML subset (collector-style; anything else is reported and ignored):
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from .. import redact
 
 SIGNALS = ("traces", "metrics", "logs")
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
@@ -41,6 +49,10 @@ CONFIG_VARS = ("SIDECAR_COLLECTOR_CONFIG", "OPENTELEMETRY_COLLECTOR_CONFIG_URI",
 
 _ENV_REF = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _HEADER_KEY = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")          # HTAB is the one control a value may hold
+ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT",) + tuple(f"OTEL_EXPORTER_OTLP_{s.upper()}_ENDPOINT"
+                                                        for s in SIGNALS)
+MAX_YAML_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,9 @@ def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str],
                      grpc_available: bool = False) -> Tuple[OtlpConfig, List[str]]:
     """OtlpConfig from the environment and (through read_file) the YAML; returns (config, warnings)."""
     w = _Warn()
+    # an endpoint variable that is invalid is reported once, under its own name, even where the config
+    # file substitutes it (the layer's default config.yaml has endpoint: ${env:OTEL_EXPORTER_OTLP_ENDPOINT})
+    w.bad_urls = {v for v in (_raw(env, n) for n in ENDPOINT_VARS) if v is not None and not _valid_url(v)}
     yaml_cfg, config_file = _load_yaml(env, read_file, default_config_path, w)
     base_protocol = _choice(env, "OTEL_EXPORTER_OTLP_PROTOCOL", None, PROTOCOLS, w)
     base_compression = _choice(env, "OTEL_EXPORTER_OTLP_COMPRESSION", None, COMPRESSIONS, w)
@@ -91,6 +106,7 @@ def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str],
     base_endpoint = _url(env, "OTEL_EXPORTER_OTLP_ENDPOINT", w)
     grpc_warned = False
     exports: Dict[str, SignalExport] = {}
+    used: Dict[str, Tuple[str, str]] = {}       # signal -> (endpoint, where it came from)
     for sig in SIGNALS:
         up = sig.upper()
         y = yaml_cfg.get(sig, {})
@@ -98,23 +114,28 @@ def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str],
                     or y.get("protocol") or "http/protobuf")
         if protocol == "grpc" and not grpc_available:
             if not grpc_warned:
-                w.add("OTLP protocol 'grpc' (OTEL_EXPORTER_OTLP[_<SIGNAL>]_PROTOCOL or an `otlp` exporter in the "
-                      "config file) is unavailable: grpcio is not installed with the sidecar; using "
+                w.add("OTLP protocol 'grpc' (OTEL_EXPORTER_OTLP[_<SIGNAL>]_PROTOCOL or an otlp exporter in the "
+                      "config file) needs grpcio, which is not installed with the sidecar; using "
                       "'http/protobuf' instead")
                 grpc_warned = True
             protocol = "http/protobuf"
         enabled = _enabled(env, sig, w) and y.get("enabled", True)
-        sig_endpoint = _url(env, f"OTEL_EXPORTER_OTLP_{up}_ENDPOINT", w)
+        sig_var = f"OTEL_EXPORTER_OTLP_{up}_ENDPOINT"
+        sig_endpoint = _url(env, sig_var, w)
         if sig_endpoint is not None:
             endpoint = sig_endpoint if urlsplit(sig_endpoint).path else sig_endpoint + "/"
+            source = sig_var
         elif base_endpoint is not None:
-            endpoint = _join(base_endpoint, sig, protocol)
+            endpoint, source = _join(base_endpoint, sig, protocol), "OTEL_EXPORTER_OTLP_ENDPOINT"
         elif y.get("signal_endpoint"):
-            endpoint = y["signal_endpoint"]
+            endpoint, source = y["signal_endpoint"], f"{y.get('_where', 'the config file')}.{sig}_endpoint"
         elif y.get("endpoint"):
-            endpoint = _join(y["endpoint"], sig, protocol)
+            endpoint, source = _join(y["endpoint"], sig, protocol), f"{y.get('_where', 'the config file')}.endpoint"
         else:
             endpoint = _join(DEFAULT_GRPC_ENDPOINT if protocol == "grpc" else DEFAULT_HTTP_ENDPOINT, sig, protocol)
+            source = "the default"
+        endpoint, basic = _split_userinfo(endpoint)
+        used[sig] = (endpoint, source)
         compression = (_choice(env, f"OTEL_EXPORTER_OTLP_{up}_COMPRESSION", None, COMPRESSIONS, w)
                        or base_compression or y.get("compression") or "gzip")
         timeout = (_timeout(env, f"OTEL_EXPORTER_OTLP_{up}_TIMEOUT", None, w) or base_timeout
@@ -122,6 +143,14 @@ def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str],
         headers = dict(y.get("headers", {}))
         headers.update(base_headers)
         headers.update(_headers(env, f"OTEL_EXPORTER_OTLP_{up}_HEADERS", w))
+        if basic is not None:
+            if any(k.lower() == "authorization" for k in headers):
+                w.add(f"{source}: the user:password in the URL is not used (an Authorization header is set "
+                      "too, and is sent instead)")
+            else:
+                headers["Authorization"] = basic
+        if protocol == "grpc":
+            headers = _grpc_headers(headers, sig, w)
         tls = {key: _raw(env, f"OTEL_EXPORTER_OTLP_{up}_{var}") or _raw(env, f"OTEL_EXPORTER_OTLP_{var}")
                for key, var in (("certificate", "CERTIFICATE"), ("client_certificate", "CLIENT_CERTIFICATE"),
                                 ("client_key", "CLIENT_KEY"))}
@@ -130,6 +159,9 @@ def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str],
         w.resolve(f"OTEL_EXPORTER_OTLP_{up}_PROTOCOL", protocol)
         w.resolve(f"OTEL_EXPORTER_OTLP_{up}_COMPRESSION", compression)
         w.resolve(f"OTEL_EXPORTER_OTLP_{up}_TIMEOUT", f"{float(timeout) * 1000:g}ms")
+    for sig in SIGNALS:
+        w.resolve(f"OTEL_EXPORTER_OTLP_{sig.upper()}_ENDPOINT", _describe({sig: used[sig]}))
+    w.resolve("OTEL_EXPORTER_OTLP_ENDPOINT", _describe(used))
     w.resolve("OTEL_EXPORTER_OTLP_PROTOCOL", exports["traces"].protocol)
     w.resolve("OTEL_EXPORTER_OTLP_COMPRESSION", exports["traces"].compression)
     w.resolve("OTEL_EXPORTER_OTLP_TIMEOUT", f"{exports['traces'].timeout_s * 1000:g}ms")
@@ -168,26 +200,36 @@ def _spool_dir(env: Mapping[str, str]) -> Optional[str]:
 
 
 class _Warn:
+    """The warnings of one load: each a line of at most redact.LINE_LIMIT characters, values bounded."""
+
     def __init__(self) -> None:
         self.items: List[str] = []
-        self.pending: Dict[str, Tuple[str, str, int]] = {}   # name -> (value, why, position)
+        self.pending: Dict[str, Tuple[str, str, int]] = {}   # name -> (value as printed, why, position)
+        self.bad_urls: set = set()                            # endpoint values already reported by variable
 
     def later(self, name: str, value: str, why: str) -> None:
         """A bad value whose replacement is only known once everything is resolved."""
-        self.pending[name] = (value, why, len(self.items))
+        self.pending[name] = (redact.value(value), why, len(self.items))
         self.items.append("")
 
     def resolve(self, name: str, used: Any) -> None:
         if name in self.pending:
             value, why, pos = self.pending.pop(name)
-            self.items[pos] = f"{name}={value!r} is invalid ({why}); using {used!r} instead"
+            shown = used if isinstance(used, _Plain) else redact.value(used)
+            self.items[pos] = redact.line(f"{name}={value} is invalid ({why}); using {shown} instead")
 
     def add(self, text: str) -> None:
+        text = redact.line(text)
         if text not in self.items:
             self.items.append(text)
 
     def bad(self, name: str, value: Any, used: Any, why: str) -> None:
-        self.add(f"{name}={value!r} is invalid ({why}); using {used!r} instead")
+        shown = used if isinstance(used, _Plain) else redact.value(used)
+        self.add(f"{name}={redact.value(value)} is invalid ({why}); using {shown} instead")
+
+
+class _Plain(str):
+    """A replacement described in words ("'http://localhost:4318' (the default)"), printed as it is."""
 
 
 def _raw(env: Mapping[str, str], name: str) -> Optional[str]:
@@ -259,13 +301,43 @@ def _timeout(env: Mapping[str, str], name: str, default: Optional[float], w: _Wa
 
 
 def _url(env: Mapping[str, str], name: str, w: _Warn) -> Optional[str]:
+    """A valid endpoint URL (still with any user:password, split off once the endpoint is chosen)."""
     v = _raw(env, name)
     if v is None:
         return None
     if _valid_url(v):
         return v
-    w.bad(name, v, "the next configured endpoint or http://localhost:4318", "expected an http:// or https:// URL")
+    why = (f"no scheme: write {redact.url('http://' + v)!r} or https://..." if "://" not in v
+           else "expected an http:// or https:// URL with a host and a valid port")
+    w.later(name, redact.url(v), why)
     return None
+
+
+def _split_userinfo(url: str) -> Tuple[str, Optional[str]]:
+    """(the URL without user:password@, the HTTP Basic Authorization value it stood for, or None)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment)), f"Basic {token}"
+
+
+def _describe(used: Mapping[str, Tuple[str, str]]) -> _Plain:
+    """What an invalid endpoint variable was replaced by, in words: "'http://localhost:4318' (the default)"."""
+    def base(endpoint: str, sig: str) -> str:
+        suffix = f"/v1/{sig}"
+        return endpoint[: -len(suffix)] if endpoint.endswith(suffix) else endpoint
+
+    groups: Dict[Tuple[str, str], List[str]] = {}
+    for sig, (ep, source) in used.items():
+        groups.setdefault((base(ep, sig), source), []).append(sig)
+    if len(groups) == 1:
+        (ep, source), = groups
+        return _Plain(f"{redact.url(ep)!r} ({source})")
+    return _Plain(", ".join(f"{redact.url(ep)!r} ({source}) for {' and '.join(sigs)}"
+                            for (ep, source), sigs in groups.items()))
 
 
 def _valid_url(v: str) -> bool:
@@ -274,13 +346,14 @@ def _valid_url(v: str) -> bool:
         _ = parts.port
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not _CONTROL.search(v)
 
 
 def _join(base: str, sig: str, protocol: str) -> str:
     if protocol == "grpc":
         return base
-    return base.rstrip("/") + f"/v1/{sig}"
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + f"/v1/{sig}"))
 
 
 def _enabled(env: Mapping[str, str], sig: str, w: _Warn) -> bool:
@@ -311,21 +384,108 @@ def _pairs(raw: str) -> Tuple[List[Tuple[str, str]], List[str]]:
     return good, bad
 
 
+def header_problem(key: str, value: str, grpc: bool = False) -> Optional[str]:
+    """Why this header cannot be sent (None: it can). Never quotes the value."""
+    if not _HEADER_KEY.match(key):
+        return "its name is not an HTTP token"
+    if _CONTROL.search(value):
+        return "its value holds a line break or another control character"
+    try:
+        value.encode("ascii" if grpc else "latin-1")
+    except UnicodeEncodeError:
+        return "its value is not ASCII (gRPC metadata)" if grpc else \
+            "its value has characters outside Latin-1, which HTTP headers cannot carry"
+    return None
+
+
+def parse_headers(raw: str) -> Tuple[Dict[str, str], List[str]]:
+    """`key=value,...` (OTEL_EXPORTER_OTLP_HEADERS: percent-decoded, trimmed) -> (headers, what was dropped).
+
+    What was dropped is described by key when the key is a valid header name, else by position ("entry 2"),
+    never by text that may be the secret (a missing '=' makes the whole entry the "key").
+    """
+    out: Dict[str, str] = {}
+    dropped: List[str] = []
+    position = 0
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        position += 1
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        try:
+            key = unquote(key, errors="strict")
+            value = unquote(value.strip(), errors="strict").strip()
+        except UnicodeDecodeError:
+            dropped.append(_name(key, position) + " (percent-encoding that is not UTF-8)")
+            continue
+        if not sep or not key:
+            dropped.append(f"entry {position} (no '=' between a header name and its value)")
+            continue
+        why = header_problem(key, value)
+        if why:
+            dropped.append(f"{_name(key, position)} ({why})")
+            continue
+        out[key] = value
+    return out, dropped
+
+
+def check_headers(pairs: Mapping[Any, Any]) -> Tuple[Dict[str, str], List[str]]:
+    """A mapping of headers (YAML, a secret's JSON object) -> (the sendable ones, what was dropped, by key)."""
+    out: Dict[str, str] = {}
+    dropped: List[str] = []
+    for position, (key, value) in enumerate(pairs.items(), 1):
+        key = str(key).strip()
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            value = str(value)
+        elif not isinstance(value, str):
+            dropped.append(f"{_name(key, position)} (its value is not a string)")
+            continue
+        value = value.strip()         # a YAML block scalar (|) ends with a newline
+        why = header_problem(key, value)
+        if why:
+            dropped.append(f"{_name(key, position)} ({why})")
+            continue
+        out[key] = value
+    return out, dropped
+
+
+def dropped_line(name: str, dropped: List[str]) -> str:
+    """One warning for all the headers of one variable (or key) that are not sent."""
+    what = "; ".join(dropped)
+    return f"{name}: {what}; {'that header is' if len(dropped) == 1 else 'those are'} not sent (values not shown)"
+
+
+def _name(key: str, position: int) -> str:
+    """How a header is named in a warning: by its key when that is a valid name, else by its position."""
+    return f"header {key!r}" if _HEADER_KEY.match(key) and len(key) <= 64 else f"entry {position}"
+
+
 def _headers(env: Mapping[str, str], name: str, w: _Warn) -> Dict[str, str]:
     v = _raw(env, name)
     if v is None:
         return {}
-    good, bad = _pairs(v)
+    out, dropped = parse_headers(v)
+    if dropped:
+        w.add(dropped_line(name, dropped))
+    return out
+
+
+def _grpc_headers(headers: Dict[str, str], sig: str, w: _Warn) -> Dict[str, str]:
     out = {}
-    for key, value in good:
-        if _HEADER_KEY.match(key) and "\n" not in value and "\r" not in value:
-            out[key] = value
+    dropped = []
+    for key, value in headers.items():
+        why = header_problem(key, value, grpc=True)
+        if why:
+            dropped.append(f"header {key!r} ({why})")
         else:
-            bad.append(key)
-    for key in bad:
-        # never echo the value: header values are credentials
-        w.add(f"{name}: the entry for header {key[:40]!r} is invalid (expected key=value with a token key); "
-              "that entry is ignored (value not shown)")
+            out[key] = value
+    if dropped:
+        w.add(dropped_line(f"OTLP/gRPC {sig}", dropped))
     return out
 
 
@@ -360,11 +520,17 @@ def _load_yaml(env: Mapping[str, str], read_file: Optional[Callable[[str], Optio
     try:
         text = read_file(path)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a configuration error, not a crash
-        w.bad(var or "collector config", path, "environment variables only", f"cannot read it: {exc}")
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        w.bad(var or "collector config", path, _Plain("environment variables only"), f"cannot read it: {why}")
         return {}, None
     if text is None:
         if var is not None:
-            w.bad(var, path, "environment variables only", "no such file")
+            w.bad(var, path, _Plain("environment variables only"), "no such file")
+        return {}, None
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_YAML_BYTES:
+        w.add(f"{redact.value(path)}: the file is {size} bytes, more than the {MAX_YAML_BYTES} allowed; "
+              "using environment variables only")
         return {}, None
     doc = _parsed_twin(path, text, read_file) if var is None else None
     if doc is not None:
@@ -423,16 +589,15 @@ _RECEIVERS = {"telemetryapi"}
 
 def parse_collector_yaml(text: str, w: Any, where: str = "config.yaml") -> Dict[str, Dict[str, Any]]:
     """The per-signal settings the YAML asks for: {signal: {endpoint, protocol, ...}, "_batch": n}."""
-    import yaml
+    from .yamlsafe import safe_load
 
     if not isinstance(w, _Warn):
         w = _wrap(w)
-    try:
-        doc = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        w.add(f"{where}: not valid YAML ({str(exc).splitlines()[0]}); using environment variables only")
+    doc, problem = safe_load(text)
+    if problem is not None:
+        w.add(f"{where}: not used ({problem}); using environment variables only")
         return {}
-    return parse_collector_doc(doc, w, where)
+    return parse_collector_doc(doc or {}, w, where)
 
 
 def parse_collector_doc(doc: Any, w: Any, where: str = "config.yaml") -> Dict[str, Dict[str, Any]]:
@@ -467,7 +632,7 @@ def parse_collector_doc(doc: Any, w: Any, where: str = "config.yaml") -> Dict[st
             if isinstance(size, int) and not isinstance(size, bool) and size > 0:
                 out["_batch"] = size  # type: ignore[assignment]
             else:
-                w.add(f"{where}: processors.{name}.send_batch_size={size!r} is invalid (expected a positive "
+                w.add(f"{where}: processors.{name}.send_batch_size={redact.value(size)} is invalid (expected a positive "
                       f"integer); using {DEFAULT_BATCH} instead")
     exporters = _mapping(doc.get("exporters"), f"{where}: exporters", w)
     parsed_exporters: Dict[str, Dict[str, Any]] = {}
@@ -492,10 +657,10 @@ def parse_collector_doc(doc: Any, w: Any, where: str = "config.yaml") -> Dict[st
         names = body.get("exporters") or []
         if not isinstance(names, list):
             names = [names]
-        usable = [n for n in names if n in parsed_exporters]
+        usable = [n for n in names if isinstance(n, str) and n in parsed_exporters]
         for n in names:
-            if n not in parsed_exporters:
-                w.add(f"{where}: service.pipelines.{pname}.exporters names {n!r}, which is not a supported "
+            if not isinstance(n, str) or n not in parsed_exporters:
+                w.add(f"{where}: service.pipelines.{pname}.exporters names {redact.value(n)}, which is not a supported "
                       "exporter defined under exporters; ignored")
         if len(usable) > 1:
             w.add(f"{where}: service.pipelines.{pname} lists {len(usable)} exporters; this sidecar sends each "
@@ -505,6 +670,7 @@ def parse_collector_doc(doc: Any, w: Any, where: str = "config.yaml") -> Dict[st
         if usable:
             chosen = parsed_exporters[usable[0]]
             entry = {k: v for k, v in chosen.items() if k != "endpoints"}
+            entry["_where"] = f"{where}: exporters.{usable[0]}"
             ep = chosen.get("endpoints", {}).get(sig)
             if ep:
                 entry["signal_endpoint"] = ep
@@ -537,42 +703,48 @@ def _exporter(kind: str, name: str, body: Dict[str, Any], w: _Warn, where: str) 
     key = f"{where}: exporters.{name}"
     for k, v in body.items():
         if k not in _EXPORTER_KEYS[kind]:
-            w.add(f"{key}.{k} is not supported; ignored")
+            w.add(f"{key}.{redact.shorten(k, 60)} is not supported; ignored")
             continue
         if k == "endpoint" or k.endswith("_endpoint"):
-            s = str(v or "").strip()
-            if not s:
+            s = v.strip() if isinstance(v, str) else ""
+            if v is not None and not isinstance(v, str):
+                w.add(f"{key}.{k} is not a string; using the default endpoint")
+            elif not s:
                 w.add(f"{key}.{k} is empty; using the default endpoint")
             elif not _valid_url(s):
-                w.add(f"{key}.{k}={s!r} is invalid (expected an http:// or https:// URL); using the default endpoint")
+                if s not in w.bad_urls:       # else already reported under the variable substituted here
+                    w.add(f"{key}.{k}={redact.url(s)!r} is invalid (expected a URL starting with http:// or "
+                          "https://); using the default endpoint")
             elif k == "endpoint":
                 out["endpoint"] = s
             else:
                 out["endpoints"][k[: -len("_endpoint")]] = s
         elif k == "headers":
             if isinstance(v, dict):
-                out["headers"] = {str(hk): str(hv) for hk, hv in v.items() if hv is not None}
+                out["headers"], dropped = check_headers(v)
+                if dropped:
+                    w.add(dropped_line(f"{key}.headers", dropped))
             else:
                 w.add(f"{key}.headers must be a mapping; ignored")
         elif k == "compression":
-            s = str(v).strip().lower()
+            s = str(v).strip().lower() if isinstance(v, (str, int, float)) else ""
             if s in COMPRESSIONS:
                 out["compression"] = s
             else:
-                w.add(f"{key}.compression={v!r} is invalid (expected gzip or none); using 'gzip' instead")
+                w.add(f"{key}.compression={redact.value(v)} is invalid (expected gzip or none); using 'gzip' instead")
         elif k == "timeout":
             secs = _duration(v)
             if secs is None:
-                w.add(f"{key}.timeout={v!r} is invalid (expected a duration like 5s or 500ms); "
+                w.add(f"{key}.timeout={redact.value(v)} is invalid (expected a duration like 5s or 500ms); "
                       f"using '{DEFAULT_TIMEOUT_S:g}s' instead")
             else:
                 out["timeout"] = secs
         elif k == "encoding":
-            s = str(v).strip().lower()
+            s = str(v).strip().lower() if isinstance(v, (str, int, float)) else ""
             if s in ("proto", "json"):
                 out["protocol"] = "http/json" if s == "json" else "http/protobuf"
             else:
-                w.add(f"{key}.encoding={v!r} is invalid (expected proto or json); using 'proto' instead")
+                w.add(f"{key}.encoding={redact.value(v)} is invalid (expected proto or json); using 'proto' instead")
     return out
 
 
@@ -581,7 +753,9 @@ def _duration(v: Any) -> Optional[float]:
     if isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):
-        return float(v) if v > 0 else None
+        return float(v) if 0 < v < float("inf") else None
+    if not isinstance(v, str) or len(v) > 40:
+        return None
     m = re.match(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*$", str(v))
     if not m:
         return None

@@ -5,6 +5,12 @@ own schedule, so a flush could not be held to the time left before /next. Here e
 read gets the remaining budget as its timeout; 429/502/503/504 (and dropped connections) are retried
 only while the budget allows, honouring Retry-After; a partial success is reported, never retried.
 Bodies are built by opentelemetry-exporter-otlp-proto-common's encoders (see sink.py).
+
+Headers: those of the configuration (checked at load: a bad value never reaches a request), plus those
+fetched from Secrets Manager / SSM (aws_secrets.py) once that fetch is over. Before it is over a request
+waits for it within its own budget (a budget under WAIT_MIN_S, a post-runtime flush, does not wait: the
+data stays buffered); after a failed fetch every request fails at once, unsent and not retryable, so its
+data is dropped and counted. No error text here ever includes a header value.
 """
 
 from __future__ import annotations
@@ -22,9 +28,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
+from .. import redact
+
 _JITTER = random.Random()   # own generator: never disturbs (or races on) the global one
 RETRYABLE = frozenset((429, 502, 503, 504))
 USER_AGENT = "otel-sidecar-otlp/0.1"
+WAIT_MIN_S = 0.25          # a request with less time than this does not wait for the fetched headers
+_PROCESS = object()        # "the process's header fetch" (aws_secrets.current()), the default
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
 
 
@@ -81,13 +91,15 @@ class HttpSender:
 
     def __init__(self, endpoint: str, headers: Mapping[str, str], compression: str, timeout_s: float,
                  response_cls: Any = None, certificate: Optional[str] = None,
-                 client_certificate: Optional[str] = None, client_key: Optional[str] = None) -> None:
+                 client_certificate: Optional[str] = None, client_key: Optional[str] = None,
+                 late_headers: Any = _PROCESS) -> None:
         parts = urlsplit(endpoint)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (443 if self.https else 80)
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.headers = dict(headers)
+        self.late = _late_source(late_headers)
         self.compression = compression
         self.timeout_s = timeout_s
         self.response_cls = response_cls
@@ -126,7 +138,15 @@ class HttpSender:
         left = min(budget, self.timeout_s)
         if left <= 0.001:
             return SendResult(False, None, True, error="no time left", cut=True)
-        headers = {"Content-Type": content_type, "User-Agent": USER_AGENT, **self.headers}
+        extra, early = late_headers(self.late, left, budget < self.timeout_s)
+        if early is not None:
+            return early
+        if self.late is not None:     # the wait for the fetched headers may have used some of the time
+            budget = deadline - time.monotonic()
+            left = min(budget, self.timeout_s)
+            if left <= 0.001:
+                return SendResult(False, None, True, error="no time left", cut=True)
+        headers = {"Content-Type": content_type, "User-Agent": USER_AGENT, **_merge(self.headers, extra)}
         if self.compression == "gzip":
             body = body if compressed else self.compress(body)
             headers["Content-Encoding"] = "gzip"
@@ -149,7 +169,12 @@ class HttpSender:
             return SendResult(False, None, True, error=f"timed out ({exc or 'no answer'})", cut=budget < self.timeout_s)
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            return SendResult(False, None, True, error=f"{type(exc).__name__}: {exc}")
+            return SendResult(False, None, True, error=f"{type(exc).__name__}: {redact.shorten(str(exc), 120)}")
+        except (ValueError, UnicodeError) as exc:
+            # http.client refuses a header (its message quotes the value: never printed); load-time checks
+            # make this unreachable for configured headers
+            self.close()
+            return SendResult(False, None, False, error=f"a header cannot be sent ({type(exc).__name__})")
         if 200 <= status < 300:
             return SendResult(True, status, rejected=self._rejected(data, resp.getheader("Content-Type", "")))
         return SendResult(False, status, status in RETRYABLE, retry_after, error=f"HTTP {status}")
@@ -199,7 +224,7 @@ class GrpcSender:
     """OTLP/gRPC (only when grpcio is installed): one unary Export call per batch, deadline = time left."""
 
     def __init__(self, signal: str, endpoint: str, headers: Mapping[str, str], compression: str,
-                 timeout_s: float) -> None:
+                 timeout_s: float, late_headers: Any = _PROCESS) -> None:
         import grpc
         from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
         from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
@@ -215,6 +240,7 @@ class GrpcSender:
                 "logs": logs_service_pb2_grpc.LogsServiceStub}[signal]
         self.stub = stub(self.channel)
         self.metadata = tuple((k.lower(), v) for k, v in headers.items())
+        self.late = _late_source(late_headers)
         self.compression = grpc.Compression.Gzip if compression == "gzip" else grpc.Compression.NoCompression
         self.timeout_s = timeout_s
         # OTLP/gRPC: these codes are transient and may be retried
@@ -227,8 +253,22 @@ class GrpcSender:
         left = min(budget, self.timeout_s)
         if left <= 0.001:
             return SendResult(False, None, True, error="no time left", cut=True)
+        extra, early = late_headers(self.late, left, budget < self.timeout_s)
+        if early is not None:
+            return early
+        if self.late is not None:     # the wait for the fetched headers may have used some of the time
+            budget = deadline - time.monotonic()
+            left = min(budget, self.timeout_s)
+            if left <= 0.001:
+                return SendResult(False, None, True, error="no time left", cut=True)
+        metadata = self.metadata
+        if extra:
+            low = {k.lower() for k in extra}
+            metadata = tuple((k, v) for k, v in metadata if k not in low) + tuple((k.lower(), v) for k, v in extra.items())
         try:
-            resp = self.stub.Export(message, timeout=left, metadata=self.metadata, compression=self.compression)
+            resp = self.stub.Export(message, timeout=left, metadata=metadata, compression=self.compression)
+        except (ValueError, TypeError) as exc:
+            return SendResult(False, None, False, error=f"a header cannot be sent ({type(exc).__name__})")
         except self._grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             cut = code == self._grpc.StatusCode.DEADLINE_EXCEEDED and budget < self.timeout_s
@@ -246,3 +286,35 @@ class GrpcSender:
             self.channel.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _late_source(late: Any) -> Any:
+    if late is _PROCESS:
+        from ..aws_secrets import current
+
+        return current()
+    return late
+
+
+def late_headers(late: Any, left: float, cut: bool) -> Tuple[Mapping[str, str], Optional[SendResult]]:
+    """(fetched headers to add, or a result that ends the request unsent): the Secrets Manager / SSM fetch."""
+    if late is None:
+        return {}, None
+    if not late.done():
+        if left >= WAIT_MIN_S:
+            late.wait(left - 0.05)
+        if not late.done():
+            return {}, SendResult(False, None, True, error=f"waiting for the OTLP headers from {late.names}",
+                                  cut=cut or left < WAIT_MIN_S)
+    if late.failed:
+        return {}, SendResult(False, None, False, error=f"not sent: {late.reason}")
+    return late.headers, None
+
+
+def _merge(headers: Mapping[str, str], extra: Mapping[str, str]) -> Mapping[str, str]:
+    if not extra:
+        return headers
+    low = {k.lower() for k in extra}
+    out = {k: v for k, v in headers.items() if k.lower() not in low}
+    out.update(extra)
+    return out
