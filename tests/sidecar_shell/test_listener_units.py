@@ -66,8 +66,8 @@ def test_listener_answers_200_and_queues_raw_bodies(listener):
     assert (h["listener_requests"], h["listener_oversized"]) == (3, 0)
 
 
-def test_oversized_body_is_counted_not_queued(listener):
-    assert _post(listener.port, b"z" * 5000) == 200
+def test_oversized_body_is_refused_counted_not_queued(listener):
+    assert _post(listener.port, b"z" * 5000) == 413
     assert listener.queue.get_all_nowait() == []
     h = listener.health()
     assert (h["listener_oversized"], h["listener_oversized_bytes"]) == (1, 5000)
@@ -144,6 +144,15 @@ def test_keep_alive_requests_on_one_connection_are_each_answered_and_queued(list
     answers = _raw(listener.port, reqs)
     assert answers.count(b"HTTP/1.1 200 OK\r\n") == 3
     assert listener.queue.get_all_nowait() == [b"[1]", b"[22]", b""]
+
+
+def test_subscription_body_carries_the_secret_path():
+    from otel_sidecar.lifecycle import listener_path
+
+    a, b = listener_path(), listener_path()
+    assert a != b and a.startswith("/telemetry/") and len(a) > 40
+    uri = subscription_body(["platform"], 4321, path=a)["destination"]["URI"]
+    assert uri == f"http://sandbox.localdomain:4321{a}"
 
 
 @pytest.mark.parametrize("garbage", [b"NONSENSE\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: -4\r\n\r\n",
