@@ -35,8 +35,8 @@ BODY_TIMEOUT_S = 5.0            # its body within this of the end of its headers
 PENDING_BUDGET_BYTES = 16 * 1024 * 1024   # bodies being read, all connections together; above it the
                                 # oldest is shed (its connection closed, counted), so slow senders cannot
                                 # make 64 x 4 MB of partial bodies
-LINGER_S = 0.05                 # a refused request's connection: what is in flight is discarded this
-LINGER_BYTES = 256 * 1024       # long and this much at most before the close (so the answer is read)
+LINGER_S = 0.5                  # a refused request's connection: what is in flight is discarded this
+LINGER_BYTES = 256 * 1024       # long and this much at most, or until the peer closes (so it reads the answer)
 IDLE_TIMEOUT_S = 600.0          # a keep-alive connection silent this long between requests is closed
 THREAD_IDLE_S = 300.0           # a connection thread waits this long for the next connection, then ends
 # (starting a thread costs ~0.2 ms: a sender that opens a connection per batch would pay it twice an invoke)
@@ -478,9 +478,13 @@ def _refuse(conn: Any, answer: bytes) -> None:
     conn.sendall(answer)
     try:
         conn.shutdown(_socket.SHUT_WR)
-        conn.settimeout(LINGER_S)
+        until = _monotonic() + LINGER_S
         left = LINGER_BYTES
         while left > 0:
+            wait = until - _monotonic()
+            if wait <= 0:
+                break
+            conn.settimeout(wait)
             got = conn.recv(_CHUNK)
             if not got:
                 break

@@ -219,3 +219,23 @@ def test_the_subscription_request_is_the_documented_json():
 
     body = subscription_body(["platform", "function"], 4321)
     assert json.loads(plain_json(body)) == body
+
+
+def test_refused_requests_reach_sidecar_dropped():
+    from otel_sidecar.worker import health_counters
+
+    assert health_counters({"listener_rejected": 3, "listener_oversized": 2})["dropped"] == 5.0
+
+
+def test_a_request_off_the_path_is_refused_before_its_body():
+    lst = TelemetryListener(BatchQueue(max_batches=10), max_body=1000, path="/telemetry/abc")
+    lst.bind("127.0.0.1", 0)
+    try:
+        out = _raw(lst.port, b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]")
+        assert out.startswith(b"HTTP/1.1 404 ")
+        assert _raw(lst.port, b"POST /telemetry/abc HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]").startswith(b"HTTP/1.1 200")
+        h = lst.health()
+        assert (h["listener_wrong_path"], h["listener_rejected"], h["listener_requests"]) == (1, 1, 1)
+        assert lst.queue.get_all_nowait() == [b"[]"]
+    finally:
+        lst.close()
