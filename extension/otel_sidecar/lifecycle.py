@@ -412,9 +412,16 @@ def _port_from_env(env: Mapping[str, str]) -> int:
     return 0
 
 
-def subscription_body(types: Sequence[str], port: int, buffering: Optional[Mapping[str, int]] = None) -> Dict[str, Any]:
+def subscription_body(types: Sequence[str], port: int, buffering: Optional[Mapping[str, int]] = None,
+                      path: str = "/") -> Dict[str, Any]:
     return {"schemaVersion": SCHEMA_VERSION, "types": list(types), "buffering": dict(buffering or BUFFERING),
-            "destination": {"protocol": "HTTP", "URI": f"http://{LISTENER_HOSTNAME}:{port}/"}}
+            "destination": {"protocol": "HTTP", "URI": f"http://{LISTENER_HOSTNAME}:{port}{path}"}}
+
+
+def listener_path() -> str:
+    """A per-environment secret path for the Telemetry API's deliveries: another local process (the function)
+    that finds the listener's port cannot guess it, so it cannot post telemetry we would count. Never printed."""
+    return "/telemetry/" + os.urandom(18).hex()
 
 
 def epoch_to_monotonic(epoch_ms: Optional[float], margin_s: float, fallback_s: float = 3.0) -> float:
@@ -494,7 +501,7 @@ class Sidecar:
         port = _setting(self.settings, "listener_port", None)
         if port is None:
             port = _port_from_env(self.env)
-        listener = TelemetryListener(self.queue)
+        listener = TelemetryListener(self.queue, path=listener_path())
         try:
             bound = listener.bind(host, int(port))
         except OSError as exc:
@@ -513,10 +520,12 @@ class Sidecar:
 
     def subscribe(self, port: int) -> None:
         types = self.telemetry_types()
+        path = getattr(self.listener, "path", None) or "/"
         try:
-            status, text = self.client.subscribe(subscription_body(types, port, self.buffering()))
+            status, text = self.client.subscribe(subscription_body(types, port, self.buffering(), path))
         except Exception as exc:  # noqa: BLE001
-            self.degrade(f"Telemetry API subscription failed ({type(exc).__name__}: {exc}); no platform telemetry")
+            msg = str(exc).replace(path, "/telemetry/<token>") if path != "/" else str(exc)
+            self.degrade(f"Telemetry API subscription failed ({type(exc).__name__}: {msg}); no platform telemetry")
             return
         if status == 200:
             self.subscribed_types = types
@@ -529,6 +538,8 @@ class Sidecar:
             why = "the Telemetry API refused the subscription (HTTP 403)"
         else:
             why = f"the Telemetry API answered HTTP {status}"
+        if path != "/":
+            text = text.replace(path, "/telemetry/<token>")    # an answer may echo the URI: the token is secret
         self.degrade(f"{why}: {text[:200]}; no platform telemetry, the function is unaffected")
 
     def start_worker(self) -> None:

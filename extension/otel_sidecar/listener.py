@@ -1,4 +1,4 @@
-"""Telemetry API listener: accept each POST, queue its raw body (bounded), answer 200 at once.
+"""Telemetry API listener: accept each POST on our path, queue its raw body (bounded), answer 200 at once.
 
 Nothing is parsed on the request thread: the worker thread does that. The HTTP/1.1 server is a few lines
 over sockets (one thread per connection, keep-alive, threads kept for the next connection): Lambda posts
@@ -12,6 +12,8 @@ from __future__ import annotations
 import _socket  # the C module: socket.py's imports cost ~10 ms on the path to the first /next (lifecycle.py)
 import collections
 import threading
+from _operator import _compare_digest  # what hmac.compare_digest is, without importing hmac
+from time import monotonic as _monotonic
 
 from .lifecycle import SocketReader
 
@@ -23,15 +25,29 @@ if TYPE_CHECKING:  # typing costs milliseconds to import on the path to the firs
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 DEFAULT_MAX_BATCHES = 256
 DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024
-MAX_CONNECTIONS = 64            # Lambda delivers over a few keep-alive connections; more are turned away
+MAX_CONNECTIONS = 64            # Lambda delivers over a few keep-alive connections; above this the oldest
+                                # connection that never delivered on our path is evicted (else the oldest)
+MAX_THREADS = MAX_CONNECTIONS + 8   # connection threads at most (evicted ones end within a recv)
 MAX_HEADER_BYTES = 64 * 1024
-IDLE_TIMEOUT_S = 600.0          # a connection silent this long (not frozen: time stops then) is closed
+HEADER_TIMEOUT_S = 2.0          # a request's line and headers must arrive within this of its first byte
+                                # (a new connection: of its accept); else the connection is closed, counted
+BODY_TIMEOUT_S = 5.0            # its body within this of the end of its headers (Lambda sends at once)
+PENDING_BUDGET_BYTES = 16 * 1024 * 1024   # bodies being read, all connections together; above it the
+                                # oldest is shed (its connection closed, counted), so slow senders cannot
+                                # make 64 x 4 MB of partial bodies
+LINGER_S = 0.5                  # a refused request's connection: what is in flight is discarded this
+LINGER_BYTES = 256 * 1024       # long and this much at most, or until the peer closes (so it reads the answer)
+IDLE_TIMEOUT_S = 600.0          # a keep-alive connection silent this long between requests is closed
 THREAD_IDLE_S = 300.0           # a connection thread waits this long for the next connection, then ends
 # (starting a thread costs ~0.2 ms: a sender that opens a connection per batch would pay it twice an invoke)
 _CHUNK = 64 * 1024
 _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 _NOT_ALLOWED = b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nAllow: POST\r\n\r\n"
 _BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_NOT_ALLOWED_CLOSE = b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nAllow: POST\r\nConnection: close\r\n\r\n"
+_TOO_LARGE = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class _BadRequest(Exception):
@@ -113,20 +129,119 @@ class BatchQueue:
                 "listener_queue_depth": len(self._items)}
 
 
-class TelemetryListener:
-    """HTTP/1.1 server on (host, port) that hands each POST body to a BatchQueue."""
+class _Conn:
+    """One accepted connection's slot: what eviction and the pending-body budget need to know."""
 
-    def __init__(self, queue: BatchQueue, max_body: int = DEFAULT_MAX_BODY) -> None:
+    __slots__ = ("sock", "since", "proven", "partial", "body", "reserved", "evicted")
+
+    def __init__(self, sock: Any, now: float) -> None:
+        self.sock = sock
+        self.since = now          # when its current wait began (accept, or the end of its last request)
+        self.proven = False       # it delivered a request on our path (the platform), so it is evicted last
+        self.partial = False      # it holds part of a request (counted when it is closed unfinished)
+        self.body = False         # it is reading a body
+        self.reserved = 0         # bytes of the pending-body budget it holds
+        self.evicted = False
+
+
+class _DeadlineReader(SocketReader):
+    """SocketReader whose every recv ends at `deadline` (time.monotonic); None waits `idle` seconds."""
+
+    __slots__ = ("deadline", "idle")
+
+    def __init__(self, sock: Any, idle: float) -> None:
+        super().__init__(sock)
+        self.deadline: Optional[float] = None
+        self.idle = idle
+
+    def _timeout(self) -> None:
+        if self.deadline is None:
+            self.sock.settimeout(self.idle)
+            return
+        left = self.deadline - _monotonic()
+        if left <= 0:
+            raise _Deadline
+        self.sock.settimeout(left)
+
+    def _fill(self) -> bool:
+        self._timeout()
+        try:
+            data = self.sock.recv(_CHUNK)
+        except _socket.timeout:
+            if self.deadline is None:
+                raise
+            raise _Deadline from None
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        """n bytes (nothing when the peer stops short), received straight into one buffer of n bytes: a body costs its size once
+        while it is read (SocketReader's growing buffer and slices cost it three times)."""
+        if n < 0 or n <= len(self.buf):
+            return super().read(n)
+        out = bytearray(n)
+        have = len(self.buf)
+        out[:have] = self.buf
+        self.buf = bytearray()
+        view = memoryview(out)
+        try:
+            while have < n:
+                self._timeout()
+                try:
+                    got = self.sock.recv_into(view[have:], min(_CHUNK, n - have))
+                except _socket.timeout:
+                    raise _Deadline from None
+                if not got:
+                    break
+                have += got
+        finally:
+            view.release()
+        return bytes(out) if have == n else b""      # cut short: the caller drops the request (no copy)
+
+
+class _Deadline(Exception):
+    """A request's headers or body did not arrive in time."""
+
+
+class _Refused(Exception):
+    """A request refused with this answer (then the connection is closed); `kind` is its counter."""
+
+    def __init__(self, answer: bytes, kind: str) -> None:
+        super().__init__(kind)
+        self.answer, self.kind = answer, kind
+
+
+class TelemetryListener:
+    """HTTP/1.1 server on (host, port) that hands each POST body to a BatchQueue.
+
+    Bounded against a hostile local process (the function can connect too): `path` (the Sidecar always
+    gives one, holding a per-environment random token; None accepts any path, for tests) is the only path
+    served, anything else is refused before its body is read; headers must arrive within HEADER_TIMEOUT_S
+    and a body within BODY_TIMEOUT_S; a body over `max_body` (sized or chunked) is refused unread; the bodies
+    being read share a PENDING_BUDGET_BYTES budget (the oldest is shed above it); when every slot is taken
+    the oldest connection that never delivered on our path (else the oldest of all) is evicted, so idle
+    connections cannot lock the platform out. Each refusal is counted (listener_rejected, in SidecarDropped).
+    """
+
+    def __init__(self, queue: BatchQueue, max_body: int = DEFAULT_MAX_BODY, path: Optional[str] = None,
+                 pending_budget: int = PENDING_BUDGET_BYTES) -> None:
         self.queue = queue
         self.max_body = max_body
+        self.path = path
+        self._path_b = path.encode("latin-1") if path is not None else None
+        self.pending_budget = max(1, int(pending_budget))
+        self._pending = 0
         self._lock = threading.Lock()
         self.counters: Dict[str, int] = {"listener_requests": 0, "listener_bytes": 0,
                                          "listener_oversized": 0, "listener_oversized_bytes": 0,
-                                         "listener_read_errors": 0}
+                                         "listener_read_errors": 0, "listener_rejected": 0}
         self._sock: Any = None
-        self._connections = 0
+        self._live: Dict[int, _Conn] = {}
+        self._threads = 0
         self._handoff = threading.Condition()
-        self._waiting: Deque[Any] = collections.deque()   # accepted sockets, for an idle thread to serve
+        self._waiting: Deque[Any] = collections.deque()   # accepted connections, for an idle thread to serve
         self._idle = 0                                               # threads waiting for a connection
         self._thread: Optional[threading.Thread] = None
         self.host: Optional[str] = None
@@ -159,28 +274,46 @@ class TelemetryListener:
                 if self._sock is None:
                     return              # closed
                 continue
+            c = _Conn(conn, _monotonic())
             with self._lock:
-                full = self._connections >= MAX_CONNECTIONS
-                if not full:
-                    self._connections += 1
-            if full:
-                self.count("refused_connections")
-                conn.close()
-                continue
+                victim = None
+                if len(self._live) >= MAX_CONNECTIONS:
+                    victim = min(self._live.values(), key=lambda v: (v.proven, v.since))
+                    self._evict(victim, "evicted")
+                self._live[id(c)] = c
             with self._handoff:
-                if self._idle > len(self._waiting):
-                    self._waiting.append(conn)
+                if self._idle > len(self._waiting) or self._threads >= MAX_THREADS:
+                    self._waiting.append(c)       # an idle (or soon idle: an evicted one's) thread takes it
                     self._handoff.notify()
                     continue
+                self._threads += 1
             self.count("connection_threads")
-            threading.Thread(target=self._connection_thread, args=(conn,), name="otel-sidecar-listener-conn",
+            threading.Thread(target=self._connection_thread, args=(c,), name="otel-sidecar-listener-conn",
                              daemon=True).start()
 
-    def _connection_thread(self, conn: Any) -> None:
+    def _evict(self, victim: _Conn, kind: str) -> None:
+        """Close a connection from another thread (self._lock held): its slot and budget are free at once."""
+        self._live.pop(id(victim), None)
+        victim.evicted = True
+        self._pending -= victim.reserved
+        victim.reserved = 0
+        self.counters["listener_" + kind] = self.counters.get("listener_" + kind, 0) + 1
+        if victim.partial:
+            self.counters["listener_rejected"] += 1
+        try:
+            victim.sock.shutdown(_socket.SHUT_RDWR)   # its recv returns at once; its own thread closes it
+        except OSError:
+            pass
+
+    def _connection_thread(self, c: Any) -> None:
         """Serve a connection, then wait (bounded) to be handed the next one."""
-        while conn is not None:
-            self._serve(conn)
-            conn = self._next_connection()
+        try:
+            while c is not None:
+                self._serve(c)
+                c = self._next_connection()
+        finally:
+            with self._handoff:
+                self._threads -= 1
 
     def _next_connection(self) -> Any:
         with self._handoff:
@@ -191,76 +324,145 @@ class TelemetryListener:
             finally:
                 self._idle -= 1
 
-    def _serve(self, conn: Any) -> None:
+    def _serve(self, c: _Conn) -> None:
+        conn = c.sock
         try:
+            if c.evicted:
+                return
             conn.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-            conn.settimeout(IDLE_TIMEOUT_S)
-            rfile = SocketReader(conn)
-            while self._one_request(rfile, conn):
-                pass
+            rfile = _DeadlineReader(conn, IDLE_TIMEOUT_S)
+            rfile.deadline = c.since + HEADER_TIMEOUT_S      # a new connection must speak at once
+            while self._one_request(rfile, c):
+                rfile.deadline = None                         # keep-alive: idle until the next request
+        except _Deadline:
+            if not c.evicted:
+                self.count("deadline_closed")
+                if c.partial:
+                    self.count("rejected")
         except (OSError, ValueError):
             pass                        # the peer went away (or timed out): nothing was half-queued
         finally:
             with self._lock:
-                self._connections -= 1
+                if self._live.pop(id(c), None) is not None:
+                    self._pending -= c.reserved
+                    c.reserved = 0
             try:
                 conn.close()
             except OSError:
                 pass
 
-    def _one_request(self, rfile: Any, conn: Any) -> bool:
+    def _one_request(self, rfile: Any, c: _Conn) -> bool:
         """Read one request, queue a POST body, answer; False when the connection is over."""
+        conn = c.sock
+        c.partial = False
+        if not rfile.buf and not rfile._fill():     # wait for the request's first byte (idle between requests)
+            return False
+        c.partial = True
+        if rfile.deadline is None:
+            rfile.deadline = _monotonic() + HEADER_TIMEOUT_S
         line = rfile.readline(MAX_HEADER_BYTES)
         while line in (b"\r\n", b"\n"):          # tolerated between requests (RFC 9112 2.2)
             line = rfile.readline(MAX_HEADER_BYTES)
         if not line:
             return False
         try:
-            method, version, headers = _request_head(line, rfile)
-            body, oversized = self._read_body(rfile, headers)
+            method, target, version, headers = _request_head(line, rfile)
+            if self._path_b is not None and not _compare_digest(target.split(b"?", 1)[0], self._path_b):
+                raise _Refused(_NOT_FOUND, "wrong_path")
+            if method != b"POST":
+                body = b""
+                if headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers:
+                    raise _Refused(_NOT_ALLOWED_CLOSE, "wrong_method")
+            else:
+                rfile.deadline = _monotonic() + BODY_TIMEOUT_S
+                body = self._read_body(rfile, headers, c)
         except _BadRequest:
+            if c.evicted:
+                return False
             self.count("read_errors")
-            conn.sendall(_BAD)
+            self.count("rejected")
+            c.partial = False
+            _refuse(conn, _BAD)
             return False
+        except _Refused as refused:
+            if c.evicted:
+                return False
+            self.count(refused.kind)
+            self.count("rejected")
+            c.partial = False
+            _refuse(conn, refused.answer)
+            return False
+        finally:
+            with self._lock:
+                c.body = False
+                self._pending -= c.reserved
+                c.reserved = 0
+        c.partial = False
+        if c.evicted:
+            return False                  # shed while its body was read: counted then
+        c.proven = True
+        c.since = _monotonic()
         if method == b"POST":
-            self.on_body(body, oversized)
+            self.on_body(body, 0)
             conn.sendall(_OK)
         else:
             conn.sendall(_NOT_ALLOWED)
         keep = headers.get("connection", "").lower()
         return keep != "close" and (version != b"HTTP/1.0" or keep == "keep-alive")
 
-    def _read_body(self, rfile: Any, headers: Dict[str, str]) -> Tuple[bytes, int]:
-        """(body, size when oversized else 0). An oversized body is read and discarded."""
+    def _reserve(self, c: _Conn, n: int) -> None:
+        """Take n bytes of the pending-body budget, shedding the oldest other bodies being read if needed."""
+        with self._lock:
+            if c.evicted:
+                raise ConnectionResetError("shed")
+            c.body = True
+            while self._pending + n > self.pending_budget:
+                others = [v for v in self._live.values() if v.body and v.reserved and v is not c]
+                if not others:
+                    break
+                self._evict(min(others, key=lambda v: v.since), "shed")
+            if self._pending + n > self.pending_budget:
+                raise _Refused(_BUSY, "shed")
+            self._pending += n
+            c.reserved += n
+
+    def _read_body(self, rfile: Any, headers: Dict[str, str], c: _Conn) -> bytes:
+        """The body; one over the limit is refused (413) without being read, a malformed one (400)."""
         limit = self.max_body
         if "chunked" in headers.get("transfer-encoding", "").lower():
             parts: List[bytes] = []
             total = 0
             while True:
-                try:
-                    size = int(rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
-                except ValueError:
-                    raise _BadRequest from None
+                size = _chunk_size(rfile.readline(1024))
                 if size == 0:
+                    n = 0
                     while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                data = _read_exact(rfile, size, keep=total + size <= limit)
-                rfile.readline(16)
+                        n += 1
+                        if n > 64:
+                            raise _BadRequest
+                    return b"".join(parts)
+                if total + size > limit:
+                    self._oversized(total + size)
+                self._reserve(c, size)
+                parts.append(_read_exact(rfile, size))
+                if rfile.readline(16) not in (b"\r\n", b"\n"):
+                    raise _BadRequest
                 total += size
-                if total <= limit:
-                    parts.append(data)
-            return (b"".join(parts), 0) if total <= limit else (b"", total)
-        try:
-            length = int(headers.get("content-length") or 0)
-        except ValueError:
-            raise _BadRequest from None
-        if length < 0:
+        raw = (headers.get("content-length") or "0").strip()
+        if not raw.isdigit() or not raw.isascii() or len(raw) > 18:
             raise _BadRequest
-        if length <= limit:
-            return _read_exact(rfile, length, keep=True), 0
-        _read_exact(rfile, length, keep=False)
-        return b"", length
+        length = int(raw)
+        if length > limit:
+            self._oversized(length)
+        self._reserve(c, length)
+        return _read_exact(rfile, length)
+
+    def _oversized(self, size: int) -> None:
+        with self._lock:
+            self.counters["listener_requests"] += 1
+            self.counters["listener_oversized"] += 1
+            self.counters["listener_oversized_bytes"] += size
+        raise _Refused(_TOO_LARGE, "refused_oversized")
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -280,6 +482,8 @@ class TelemetryListener:
     def health(self) -> Dict[str, int]:
         with self._lock:
             out = dict(self.counters)
+            out["listener_connections"] = len(self._live)
+            out["listener_pending_bytes"] = self._pending
         out.update(self.queue.health())
         return out
 
@@ -295,8 +499,37 @@ class TelemetryListener:
                     pass
 
 
-def _request_head(line: bytes, rfile: Any) -> Tuple[bytes, bytes, Dict[str, str]]:
-    """(method, HTTP version, lower-cased headers) of a request whose first line was just read."""
+def _refuse(conn: Any, answer: bytes) -> None:
+    """Answer, then close gently: a close with unread input sends a reset that can destroy the answer
+    before the peer reads it, so what is in flight is read and discarded first (bounded in bytes and time)."""
+    conn.sendall(answer)
+    try:
+        conn.shutdown(_socket.SHUT_WR)
+        until = _monotonic() + LINGER_S
+        left = LINGER_BYTES
+        while left > 0:
+            wait = until - _monotonic()
+            if wait <= 0:
+                break
+            conn.settimeout(wait)
+            got = conn.recv(_CHUNK)
+            if not got:
+                break
+            left -= len(got)
+    except OSError:
+        pass
+
+
+def _chunk_size(line: bytes) -> int:
+    """A chunk-size line's value: hex digits only (no sign, no '0x', at most 8 digits), else 400."""
+    digits = line.split(b";", 1)[0].strip()
+    if not digits or len(digits) > 8 or digits.strip(b"0123456789abcdefABCDEF") or not line.endswith(b"\n"):
+        raise _BadRequest
+    return int(digits, 16)
+
+
+def _request_head(line: bytes, rfile: Any) -> Tuple[bytes, bytes, bytes, Dict[str, str]]:
+    """(method, target, HTTP version, lower-cased headers) of a request whose first line was just read."""
     parts = line.split()
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/1.") or not line.endswith(b"\n"):
         raise _BadRequest
@@ -306,7 +539,7 @@ def _request_head(line: bytes, rfile: Any) -> Tuple[bytes, bytes, Dict[str, str]
         h = rfile.readline(MAX_HEADER_BYTES)
         size += len(h)
         if h in (b"\r\n", b"\n"):
-            return parts[0], parts[2], headers
+            return parts[0], parts[1], parts[2], headers
         if not h or size > MAX_HEADER_BYTES or not h.endswith(b"\n"):
             raise _BadRequest
         key, sep, value = h.decode("latin-1").partition(":")
@@ -315,17 +548,9 @@ def _request_head(line: bytes, rfile: Any) -> Tuple[bytes, bytes, Dict[str, str]
         headers[key.strip().lower()] = value.strip()
 
 
-def _read_exact(rfile: Any, n: int, keep: bool) -> bytes:
-    """n bytes of body (kept or discarded in chunks); a peer that closes early ends the connection."""
-    if keep:
-        data = rfile.read(n)
-        if len(data) < n:
-            raise ConnectionResetError("the peer closed the connection mid-body")
-        return data
-    left = n
-    while left > 0:
-        got = rfile.read(min(_CHUNK, left))
-        if not got:
-            raise ConnectionResetError("the peer closed the connection mid-body")
-        left -= len(got)
-    return b""
+def _read_exact(rfile: Any, n: int) -> bytes:
+    """n bytes of body; a peer that closes early ends the connection."""
+    data = rfile.read(n)
+    if len(data) < n:
+        raise ConnectionResetError("the peer closed the connection mid-body")
+    return data

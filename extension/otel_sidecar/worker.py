@@ -615,6 +615,7 @@ def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
     # records, not batches: a dropped batch of 1,000 log lines is 1,000 items lost (an oversized body is never
     # read, so it counts once)
     dropped = (detail.get("listener_dropped_records", 0) + detail.get("listener_oversized", 0)
+               + detail.get("listener_rejected", 0)      # refused requests: wrong path, malformed, too slow
                + detail.get("worker_dropped_invoke_events", 0) + detail.get("worker_dropped_at_shutdown_records", 0)
                + detail.get("worker_shed_log_records", 0)
                + sink_dropped)

@@ -149,8 +149,9 @@ class FakeApi:
         """POST one batch to the subscriber (sandbox.localdomain -> 127.0.0.1); returns the HTTP status."""
         body = json.dumps(events).encode() if not isinstance(events, bytes) else events
         conn = http.client.HTTPConnection("127.0.0.1", port or self.listener_port(), timeout=5)
+        path = urllib.parse.urlsplit(self.subscriptions[-1]["destination"]["URI"]).path or "/"   # as Lambda does
         try:
-            conn.request("POST", "/", body=body, headers={"Content-Type": "application/json"})
+            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
             resp = conn.getresponse()
             resp.read()
             return resp.status

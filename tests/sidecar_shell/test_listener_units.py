@@ -66,8 +66,8 @@ def test_listener_answers_200_and_queues_raw_bodies(listener):
     assert (h["listener_requests"], h["listener_oversized"]) == (3, 0)
 
 
-def test_oversized_body_is_counted_not_queued(listener):
-    assert _post(listener.port, b"z" * 5000) == 200
+def test_oversized_body_is_refused_counted_not_queued(listener):
+    assert _post(listener.port, b"z" * 5000) == 413
     assert listener.queue.get_all_nowait() == []
     h = listener.health()
     assert (h["listener_oversized"], h["listener_oversized_bytes"]) == (1, 5000)
@@ -146,6 +146,15 @@ def test_keep_alive_requests_on_one_connection_are_each_answered_and_queued(list
     assert listener.queue.get_all_nowait() == [b"[1]", b"[22]", b""]
 
 
+def test_subscription_body_carries_the_secret_path():
+    from otel_sidecar.lifecycle import listener_path
+
+    a, b = listener_path(), listener_path()
+    assert a != b and a.startswith("/telemetry/") and len(a) > 40
+    uri = subscription_body(["platform"], 4321, path=a)["destination"]["URI"]
+    assert uri == f"http://sandbox.localdomain:4321{a}"
+
+
 @pytest.mark.parametrize("garbage", [b"NONSENSE\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: -4\r\n\r\n",
                                      b"POST / HTTP/1.1\r\nContent-Length: ten\r\n\r\n",
                                      b"POST / HTTP/1.1\r\nno colon here\r\n\r\n",
@@ -210,3 +219,23 @@ def test_the_subscription_request_is_the_documented_json():
 
     body = subscription_body(["platform", "function"], 4321)
     assert json.loads(plain_json(body)) == body
+
+
+def test_refused_requests_reach_sidecar_dropped():
+    from otel_sidecar.worker import health_counters
+
+    assert health_counters({"listener_rejected": 3, "listener_oversized": 2})["dropped"] == 5.0
+
+
+def test_a_request_off_the_path_is_refused_before_its_body():
+    lst = TelemetryListener(BatchQueue(max_batches=10), max_body=1000, path="/telemetry/abc")
+    lst.bind("127.0.0.1", 0)
+    try:
+        out = _raw(lst.port, b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]")
+        assert out.startswith(b"HTTP/1.1 404 ")
+        assert _raw(lst.port, b"POST /telemetry/abc HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]").startswith(b"HTTP/1.1 200")
+        h = lst.health()
+        assert (h["listener_wrong_path"], h["listener_rejected"], h["listener_requests"]) == (1, 1, 1)
+        assert lst.queue.get_all_nowait() == [b"[]"]
+    finally:
+        lst.close()
