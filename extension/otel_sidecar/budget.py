@@ -113,6 +113,12 @@ class Budget:
             self.reserved += n
             return True
 
+    def hold(self, n: int) -> None:
+        """Count n bytes held outside the pools (a batch on the wire), room or not; then make room."""
+        with self.lock:
+            self.reserved += n
+        self.settle()
+
     def release(self, n: int) -> None:
         with self.lock:
             self.reserved = max(0, self.reserved - n)

@@ -93,3 +93,13 @@ def test_a_truncated_body_is_marked(make_sink, receiver):
     assert len(long["body"].encode()) == 1000 and long["attributes"]["otel_sidecar.truncated"] is True
     assert short["body"] == "short" and "otel_sidecar.truncated" not in short["attributes"]
     assert short["attributes"]["faas.invocation_id"] == "abc"
+
+
+def test_bytes_on_the_wire_count_and_make_room():
+    b = Budget(100)
+    logs = _Pool([30, 30])
+    b.pools.append(logs)
+    b.hold(50)                      # a batch being sent: the oldest log record goes to make room for it
+    assert logs.sizes == [30] and b.used() == 80
+    b.release(50)
+    assert b.used() == 30

@@ -811,7 +811,12 @@ class OtlpSink:
                 self._error("encode", exc)
                 self._count(f"dropped_{_unit(sig)}_unencodable", weight)
                 continue
-            outcome = self._send(sig, dest, post, weight, deadline, mode, splittable=len(batch) > 1)
+            held = sum(len(item) for item, _ in batch)
+            self._budget.hold(held)        # on the wire it still counts: new data makes room, not more memory
+            try:
+                outcome = self._send(sig, dest, post, weight, deadline, mode, splittable=len(batch) > 1)
+            finally:
+                self._budget.release(held)
             if outcome == "split":
                 buf.put_back(batch)
             elif outcome in ("retry", "deferred"):
