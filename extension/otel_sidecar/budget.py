@@ -136,17 +136,3 @@ def warn_once(text: Optional[str]) -> None:
     if text:
         log.warning("memory budget: %s", text)
 
-
-def tune_malloc(threshold: int = 128 * 1024) -> bool:
-    """Fix glibc's mmap threshold: blocks of big log lines (256 KB each) are then mapped and given back to the
-    system when freed, instead of raising the threshold and fragmenting the heap (RSS that never comes back).
-    False where there is no glibc mallopt."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, ImportError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, threshold)) and bool(mallopt(m_trim_threshold, threshold))

@@ -246,7 +246,6 @@ class OtlpSink:
         self.temporality = cfg.temporality
 
         limit, warning = _budget.budget_bytes(env)
-        _budget.tune_malloc()
         self._body_max, self._attr_limit, warnings = _budget.log_limits(env)
         for text in [warning, *warnings]:
             _budget.warn_once(text)
