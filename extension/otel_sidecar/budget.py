@@ -19,8 +19,9 @@ log = logging.getLogger("otel_sidecar")
 MIB = 1024 * 1024
 MAX_BUDGET_MB = 6.0             # the ceiling that keeps RSS under 48 MB whatever the memory size
 MIN_BUDGET_MB = 1.0
-DEFAULT_SHARE = 0.012           # of AWS_LAMBDA_FUNCTION_MEMORY_SIZE: 1.5 MB at 128 MB, the ceiling from 512 MB
-                                # (measured: RSS grows by ~1.5x the budget, over a ~36 MB floor at 128 MB)
+DEFAULT_SHARE = 0.008           # of AWS_LAMBDA_FUNCTION_MEMORY_SIZE: 1 MB at 128 MB, the ceiling from 768 MB
+                                # (measured: RSS grows by ~1.5x the budget, over a ~36 MB floor at 128 MB; see
+                                # tests/faults/test_memory_budget.py)
 DEFAULT_BODY_MAX = 16 * 1024
 TRUNCATED_KEY = "otel_sidecar.truncated"
 

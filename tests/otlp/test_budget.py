@@ -13,15 +13,15 @@ MIB = 1024 * 1024
 
 
 def test_default_budget_is_sized_to_the_function_and_capped():
-    assert budget.budget_bytes({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128"}) == (int(128 * 0.012 * MIB), None)
+    assert budget.budget_bytes({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128"}) == (int(128 * 0.008 * MIB), None)
     assert budget.budget_bytes({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "10240"})[0] == 6 * MIB
     assert budget.budget_bytes({"SIDECAR_MEMORY_BUDGET_MB": "3"}) == (3 * MIB, None)
 
 
 def test_a_bad_budget_names_the_variable_the_value_and_the_fallback():
     limit, warning = budget.budget_bytes({"SIDECAR_MEMORY_BUDGET_MB": "500", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128"})
-    assert limit == int(128 * 0.012 * MIB)
-    assert "SIDECAR_MEMORY_BUDGET_MB='500'" in warning and "1.5 MB" in warning
+    assert limit == int(128 * 0.008 * MIB)
+    assert "SIDECAR_MEMORY_BUDGET_MB='500'" in warning and "1.0 MB" in warning
 
 
 def test_log_limits_follow_the_sdks_precedence():
