@@ -26,10 +26,12 @@ from urllib.parse import urlsplit
 
 # Everything is imported here, when the worker thread builds the sink, so that no first flush pays for
 # an import inside its post-runtime window.
+from .. import budget as _budget
+from ..budget import Budget
 from . import encode
 from .config import OtlpConfig, SignalExport
 from .metrics import Aggregator
-from .spool import spool_from
+from .spool import items_in, spool_from
 from .traceids import parse_xray, valid_span_id
 from .transport import GrpcSender, HttpSender, SendResult, encode_body, send_with_retry
 
@@ -79,39 +81,58 @@ def _random_id(bits: int) -> int:
 
 
 class _Buffer:
-    """Bounded FIFO of (item, weight); drop-oldest with counted weight."""
+    """Bounded FIFO of (item, weight); drop-oldest with counted weight. Items are bytes: their sizes count
+    against the shared byte budget (budget.py), which may take this buffer's oldest item to make room."""
 
-    def __init__(self, limit: int, on_drop: Any) -> None:
+    def __init__(self, limit: int, on_drop: Any, budget: Optional[Budget] = None) -> None:
         self.limit = limit
         self.items: Deque[Tuple[Any, int]] = collections.deque()
         self.weight = 0
+        self.nbytes = 0
         self.on_drop = on_drop
         self.lock = threading.Lock()
+        self.budget = budget
+        if budget is not None:
+            budget.pools.append(self)
 
     def add(self, item: Any, weight: int = 1) -> None:
         with self.lock:
             self.items.append((item, weight))
             self.weight += weight
+            self.nbytes += len(item)
             self._trim()
+        if self.budget is not None:
+            self.budget.settle()
+
+    def _pop(self, reason: str) -> None:
+        item, w = self.items.popleft()
+        self.weight -= w
+        self.nbytes -= len(item)
+        self.on_drop(reason, w)
 
     def _trim(self) -> None:
-        while self.weight > self.limit and len(self.items) > 1:
-            _, w = self.items.popleft()
-            self.weight -= w
-            self.on_drop("buffer_full", w)
-        if self.weight > self.limit and self.items:
-            _, w = self.items.popleft()
-            self.weight -= w
-            self.on_drop("buffer_full", w)
+        while self.weight > self.limit and self.items:
+            self._pop("buffer_full")
 
-    def take(self, max_weight: int) -> List[Tuple[Any, int]]:
-        out: List[Tuple[Any, int]] = []
-        taken = 0
+    def drop_oldest(self) -> bool:
+        """The budget's call: one oldest item out, counted as dropped for memory."""
         with self.lock:
-            while self.items and (not out or taken + self.items[0][1] <= max_weight):
+            if not self.items:
+                return False
+            self._pop("memory")
+            return True
+
+    def take(self, max_weight: int, max_bytes: int = 1 << 62) -> List[Tuple[Any, int]]:
+        out: List[Tuple[Any, int]] = []
+        taken = size = 0
+        with self.lock:
+            while self.items and (not out or (taken + self.items[0][1] <= max_weight
+                                              and size + len(self.items[0][0]) <= max_bytes)):
                 item = self.items.popleft()
                 self.weight -= item[1]
+                self.nbytes -= len(item[0])
                 taken += item[1]
+                size += len(item[0])
                 out.append(item)
         return out
 
@@ -120,13 +141,17 @@ class _Buffer:
             for item in reversed(batch):
                 self.items.appendleft(item)
                 self.weight += item[1]
+                self.nbytes += len(item[0])
             self._trim()
+        if self.budget is not None:
+            self.budget.settle()
 
     def clear(self) -> int:
         with self.lock:
             w = self.weight
             self.items.clear()
             self.weight = 0
+            self.nbytes = 0
             return w
 
     def __len__(self) -> int:
@@ -224,8 +249,14 @@ class OtlpSink:
         self.logs_enabled = logs_enabled and cfg.logs.enabled
         self.temporality = cfg.temporality
 
+        limit, warning = _budget.budget_bytes(env)
+        self._body_max, self._attr_limit, warnings = _budget.log_limits(env)
+        for text in [warning, *warnings]:
+            _budget.warn_once(text)
+        self._budget = Budget(limit)   # drop order: function logs first, platform-derived spans/metrics last
         self._buffers: Dict[str, _Buffer] = {
-            sig: _Buffer(cfg.max_queue, self._dropper(sig)) for sig in ("traces", "metrics", "logs")}
+            sig: _Buffer(cfg.max_queue, self._dropper(sig), self._budget) for sig in ("logs", "traces", "metrics")}
+        self._batch_bytes = max(64 * 1024, limit // 4)   # one request's share of the budget (encoded twice)
         backoffs: Dict[Tuple[str, int], _Backoff] = {}
         self._dest: Dict[str, _Destination] = {}
         for sig in ("traces", "metrics", "logs"):
@@ -349,7 +380,7 @@ class OtlpSink:
             return 0
         saved = 0
         while len(buf) and time.monotonic() < deadline:
-            batch = buf.take(self.cfg.batch_size)
+            batch = buf.take(self.cfg.batch_size, self._batch_bytes)
             weight = sum(w for _, w in batch)
             try:
                 body = self._encode(sig, [item for item, _ in batch])
@@ -594,18 +625,23 @@ class OtlpSink:
             extra.append(self._log_attribute("faas.invocation_id", rid))
             ids = self._ids_for(rid, getattr(sig, "trace", None), getattr(sig, "invoke_tracing_value", None))
             trace_id, span_id, sampled = ids.trace_id, ids.span_id, ids.sampled
+        body, cut = _budget.truncate_utf8(sig.text, self._body_max)   # never buffered whole
+        if cut:
+            extra.append(self._log_attribute(_budget.TRUNCATED_KEY, True))
+            self._count("logs_truncated", 1)
         self._buffers["logs"].add(encode.log_record(
-            _ns(sig.time), time.time_ns(), sig.text, SEVERITY.get(level or "", 0), level, {},
+            _ns(sig.time), time.time_ns(), body, SEVERITY.get(level or "", 0), level, {},
             trace_id, span_id, sampled, extra=extra))
 
-    def _log_attribute(self, key: str, value: str) -> bytes:
+    def _log_attribute(self, key: str, value: Any) -> bytes:
         """Serialized once per value: an invocation's lines share their request id, every line its source."""
         cache = self._log_attrs
         kv = cache.get((key, value))
         if kv is None:
             if len(cache) >= 64:
                 cache.clear()
-            kv = cache[(key, value)] = encode.log_attribute(key, value)
+            kv = cache[(key, value)] = encode.log_attribute(
+                key, _budget.truncate_value(value, self._attr_limit) if isinstance(value, str) else value)
         return kv
 
     # ---- metrics -------------------------------------------------------------------------------------
@@ -697,15 +733,22 @@ class OtlpSink:
             self._defer()          # the window closed with data left: it leaves while the next invoke runs
 
     def _load_spool(self) -> None:
-        if self._spool_loaded or self._spool is None:
+        if self._spool_loaded or self._spool is None or any(self._raw.values()):
             return
         self._spool_loaded = True
         try:
-            for path, sig, items, body in self._spool.load():
+            loaded, left = self._spool.load(self._budget.reserve, items_in)
+            self._spool_loaded = not left       # what the budget had no room for waits on disk
+            for path, sig, items, body in loaded:
                 self._raw[sig].append((path, items, body))
                 self._count(f"unspooled_{_unit(sig)}", items)
         except Exception as exc:  # noqa: BLE001
             self._error("spool", exc)
+        for sig, n in self._spool.take_rejected():      # not a request of ours: deleted, counted
+            self._count(f"dropped_{_unit(sig) if sig in self._raw else sig}_spool_invalid", n)
+
+    def _raw_pop(self, sig: str) -> None:
+        self._budget.release(len(self._raw[sig].popleft()[2]))
 
     def _may_send(self, dest: _Destination, deadline: float, mode: str) -> bool:
         now = time.monotonic()
@@ -776,7 +819,7 @@ class OtlpSink:
         while q:
             path, items, body = q[0]
             if not dest.export.enabled:
-                q.popleft()
+                self._raw_pop(sig)
                 self._spool.remove(path)  # type: ignore[union-attr]
                 self._count(f"disabled_{_unit(sig)}", items)
                 continue
@@ -786,13 +829,13 @@ class OtlpSink:
                 post = self._post(dest, body)
             except Exception as exc:  # noqa: BLE001 - a damaged file is dropped, counted
                 self._error("spool", exc)
-                q.popleft()
+                self._raw_pop(sig)
                 self._spool.remove(path)  # type: ignore[union-attr]
                 self._count(f"dropped_{_unit(sig)}_unencodable", items)
                 continue
             outcome = self._send(sig, dest, post, items, deadline, mode)
             if outcome in ("ok", "rejected"):
-                q.popleft()
+                self._raw_pop(sig)
                 self._spool.remove(path)  # type: ignore[union-attr]
             else:
                 return False
@@ -814,7 +857,7 @@ class OtlpSink:
         # what a flush can overrun its deadline by
         while len(buf) and self._may_send(dest, deadline, mode):
             size = min(dest.max_items, FLUSH_BATCH) if mode == FLUSH else dest.max_items
-            batch = buf.take(size)
+            batch = buf.take(size, self._batch_bytes)
             weight = sum(w for _, w in batch)
             try:
                 post = self._post(dest, self._encode(sig, [item for item, _ in batch]))
@@ -822,7 +865,12 @@ class OtlpSink:
                 self._error("encode", exc)
                 self._count(f"dropped_{_unit(sig)}_unencodable", weight)
                 continue
-            outcome = self._send(sig, dest, post, weight, deadline, mode, splittable=len(batch) > 1)
+            held = sum(len(item) for item, _ in batch)
+            self._budget.hold(held)        # on the wire it still counts: new data makes room, not more memory
+            try:
+                outcome = self._send(sig, dest, post, weight, deadline, mode, splittable=len(batch) > 1)
+            finally:
+                self._budget.release(held)
             if outcome == "split":
                 buf.put_back(batch)
             elif outcome in ("retry", "deferred"):
