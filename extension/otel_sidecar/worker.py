@@ -256,6 +256,24 @@ class Worker:
         if first:  # one line per kind of problem, then only counted
             log.error("error in %s (%s: %s); counted, continuing", where, type(exc).__name__, exc)
 
+    def _bound_listener(self) -> None:
+        """Put the listener's raw bodies (queued and being read) under the memory budget's share for them.
+
+        Done here, after the first /next, because budget.py's imports are not on the start-up path; until then
+        the listener keeps its built-in bounds (listener.py)."""
+        try:
+            from .budget import listener_queue_bytes
+            from .listener import DEFAULT_MAX_BODY
+
+            share = listener_queue_bytes(self.env)
+            if self.queue is not None:
+                self.queue.max_bytes = share
+            listener = getattr(self.sidecar, "listener", None)
+            if listener is not None:   # one body of the largest size must still fit while it is read
+                listener.pending_budget = max(share, DEFAULT_MAX_BODY)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("memory budget: the listener keeps its built-in bounds (%s)", type(exc).__name__)
+
     def _setup(self) -> None:
         """Import the core and build the engine and sinks (off the path to the first /next)."""
         try:
@@ -273,6 +291,7 @@ class Worker:
                                  "telemetry is counted but not turned into metrics")
         with self.cond:
             self._get_policy()
+        self._bound_listener()
         if _enabled(self.settings, "emf_enabled", True):
             try:
                 from .emf import EmfSink

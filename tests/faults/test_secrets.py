@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import shutil
 from typing import Any, Dict, List
 
 import pytest
 
-from tests.faults.conftest import assert_no_traceback, invocation_spans, sidecar_text, total
+from tests.faults.conftest import FUNCTIONS, assert_no_traceback, invocation_spans, sidecar_text, total
 from tests.helpers import SIDECAR_NAME
 
 pytestmark = pytest.mark.sandbox
@@ -149,9 +150,11 @@ LAUGHS = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
     ("x: " + "y" * 70000, "more than the 65536 allowed"),
 ])
 def test_a_hostile_yaml_config_is_refused_with_one_short_line(sidecar_env, tmp_path, text, why):
-    path = tmp_path / "collector.yaml"
-    path.write_text(text)
-    sb, rx = sidecar_env(env={"SIDECAR_COLLECTOR_CONFIG": str(path)})
+    # shipped with the code, as a user would: the environment sees no host path
+    code = tmp_path / "code"
+    shutil.copytree(FUNCTIONS, code)
+    (code / "collector.yaml").write_text(text)
+    sb, rx = sidecar_env(env={"SIDECAR_COLLECTOR_CONFIG": "/var/task/collector.yaml"}, code_dir=code)
     run(sb)
     lines = otlp_warnings(sb, "collector.yaml")
     assert len(lines) == 1 and why in lines[0] and len(lines[0]) < 400, sidecar_text(sb)[-2000:]
