@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import shutil
+import urllib.request
 from typing import Any, Dict, List
 
 import pytest
@@ -101,6 +102,9 @@ def moto_url():
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     host, port = srv.get_host_and_port()
     url = f"http://{host}:{port}"
+    # moto keeps its state per process, not per server: start from an empty account
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"),
+                           timeout=10).read()
     sm = boto3.client("secretsmanager", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
                       aws_secret_access_key="testing")
     sm.create_secret(Name="otlp-headers", SecretString=json.dumps({"x-api-key": SECRET}))

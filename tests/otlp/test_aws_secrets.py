@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterator, List
 
@@ -134,6 +135,9 @@ def moto_server() -> Iterator[str]:
     srv.start()
     host, port = srv.get_host_and_port()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # moto keeps its state per process, not per server: start from an empty account
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"),
+                           timeout=10).read()
     try:
         yield f"http://{host}:{port}"
     finally:

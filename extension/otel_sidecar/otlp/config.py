@@ -417,7 +417,8 @@ def parse_headers(raw: str) -> Tuple[Dict[str, str], List[str]]:
             key = unquote(key, errors="strict")
             value = unquote(value.strip(), errors="strict").strip()
         except UnicodeDecodeError:
-            dropped.append(_name(key, position) + " (percent-encoding that is not UTF-8)")
+            # without '=' the "key" is the whole entry, value included: name it by position only
+            dropped.append(_name(key if sep else "", position) + " (percent-encoding that is not UTF-8)")
             continue
         if not sep or not key:
             dropped.append(f"entry {position} (no '=' between a header name and its value)")
