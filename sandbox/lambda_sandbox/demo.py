@@ -125,9 +125,29 @@ def emf_digest(lines: Iterable[str]) -> Dict[str, Dict[str, Any]]:
     for entry in out.values():
         vals = entry["values"]
         entry["count"] = len(vals)
+        # a sum means something for counts only; percents, MB and durations are distributions
+        entry["kind"] = "count" if entry["unit"] == "Count" else "distribution"
         entry["total"] = round(sum(vals), 9) if vals else 0
+        entry["min"] = min(vals) if vals else None
+        entry["median"] = _median(vals)
         entry["max"] = max(vals) if vals else None
     return out
+
+
+def _g(v: Any) -> str:
+    """A metric value with 3 significant digits (1.1e-06 stays visible, 217.578 -> 218)."""
+    if v is None:
+        return "-"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def emf_line(name: str, e: Dict[str, Any]) -> str:
+    """One summary line per EMF metric: the sum for counts, min/median/max otherwise; n = data points."""
+    if e.get("kind") == "count":
+        stat = f"sum {_g(e['total'])}"
+    else:
+        stat = f"min {_g(e['min'])}  median {_g(e['median'])}  max {_g(e['max'])}"
+    return f"  {name:<28} {e['unit']:<13} n={e['count']:<4} {stat}\n"
 
 
 def _span_row(s: Dict[str, Any]) -> Dict[str, Any]:
@@ -224,8 +244,10 @@ def print_summary(report: Dict[str, Any], out: TextIO) -> None:
     emf = report["emf"]
     w(f"\nEMF metrics the sidecar wrote to stdout ({sum(e['documents'] for e in emf.values()) and len(emf)} "
       f"metrics, namespace {next(iter(emf.values()))['namespace'] if emf else '-'})\n")
+    if emf:
+        w("  (n = data points over all EMF documents; counts show their sum, other units min/median/max)\n")
     for name, e in emf.items():
-        w(f"  {name:<28} {e['unit']:<13} values {e['count']:>3}  total {_f(e['total'], 3):>12}  max {_f(e['max'], 3)}\n")
+        w(emf_line(name, e))
     if not emf:
         w("  (none: is the layer built and did the sidecar start? see the extension lines in report.json)\n")
     o = report["otlp"]
