@@ -92,3 +92,9 @@ def test_emf_summary_sums_counts_only_and_keeps_small_values_visible():
     mem = demo.emf_line("MemoryUtilization", d["MemoryUtilization"])
     assert "sum" not in mem and "total" not in mem and "min 40.5  median 55  max 60" in mem
     assert "1.1e-06" in demo.emf_line("EstimatedCost", d["EstimatedCost"])
+
+
+def test_the_handled_error_is_named_the_same_in_the_table_and_on_the_span():
+    assert demo.span_error({"error.type": "FunctionError"}, {"errorType": "ValueError"}) == "FunctionError (ValueError)"
+    assert demo.span_error({"error.type": "Sandbox.Timedout"}, {"errorType": "Sandbox.Timedout"}) == "Sandbox.Timedout"
+    assert demo.span_error({}, None) == ""
