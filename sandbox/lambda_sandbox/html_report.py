@@ -149,7 +149,8 @@ def render(report: Dict[str, Any]) -> str:
         [[r["n"], r["label"], ("re-init" if r.get("initPhase") == "invoke" else "yes") if r.get("coldStart") else "no",
           _num(r.get("initMs")), _num(r.get("durationMs")), _num(r.get("postRuntimeMs")), _num(r.get("billedMs")),
           f"{_num(r.get('maxMemoryUsedMB'))} / {_num(r.get('memorySizeMB'))}", _num(r.get("latencyMs"), 2),
-          r.get("outcome", "") + (f" ({r['errorType']})" if r.get("errorType") else "")] for r in rows])
+          r.get("outcome", "") + (f" ({'FunctionError: ' if r.get('outcome') == 'error' else ''}{r['errorType']})"
+                                  if r.get("errorType") else "")] for r in rows])
     emf = report.get("emf", {})
     emf_table = _table(["metric", "unit", "data points", "sum (counts only)", "min", "median", "max"],
                        [[k, v["unit"], v["count"], _g(v["total"]) if v.get("kind") == "count" else "",
@@ -193,8 +194,8 @@ invokes: <b>{_num(report.get("warmLatencyMedianMs"), 2)} ms</b>. Shutdown: {_e(s
 {emf_table}
 <h2>OTLP received: {o.get("spans", 0)} spans, {o.get("metricPoints", 0)} metric points,
 {o.get("logRecords", 0)} log records ({o.get("logsWithTrace", 0)} with a trace id)</h2>
-<p class="note">The {len(listed)} invocation and init spans of the {o.get("spans", 0)} received (the others are
-their child spans: {_e(", ".join(f"{k} x{v}" for k, v in (o.get("spansByName") or dict()).items()))}).</p>
+<p class="note">The {len(listed)} invocation and init spans of the {o.get("spans", 0)} received (all spans by
+name: {_e(", ".join(f"{k} x{v}" for k, v in (o.get("spansByName") or dict()).items()))}).</p>
 {span_table}
 {inst_table}
 <h2>Sidecar log (non-EMF lines)</h2>
