@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -487,9 +488,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
+CLIENT_GONE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that resets or closes its connection is normal (an extension killed at shutdown, a
+        runtime restarted): no traceback. Anything else is our bug: one line in `apiErrors`."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, CLIENT_GONE):
+            return
+        self.errors.append(f"{type(exc).__name__}: {exc}")
 
     def __init__(self, address: Tuple[str, int], control: Control) -> None:
         self.control = control

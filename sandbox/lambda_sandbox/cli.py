@@ -1,4 +1,9 @@
-"""`lambda-sandbox`: run a function (plus extension layers) in a local execution environment."""
+"""`lambda-sandbox`: run a function (plus extension layers) in a local execution environment.
+
+Exit codes: 0 every invoke succeeded; 1 at least one invoke failed (handled error, timeout, crash,
+failed init such as Runtime.HandlerNotFound, or an extension failure after the response); 2 usage
+error (a bad flag or value, a missing file) or the sandbox could not start.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import argparse
 import importlib
 import importlib.util
 import json
+import re
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from .config import ConfigError, LogLine, SandboxConfig
 from .isolation import IsolationError
@@ -32,10 +39,60 @@ def _json_arg(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"--payload {text!r} is not JSON ({exc})") from exc
 
 
+EXIT_OK, EXIT_INVOKE_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_CODES_HELP = ("exit codes: 0 every invoke succeeded; 1 at least one invoke failed (error, timeout, crash, "
+                   "init_error such as Runtime.HandlerNotFound, or an extension failure after the response); "
+                   "2 usage error (bad flag or value, missing file) or the sandbox could not start")
+
+# SandboxConfig field -> the flag a user typed (errors name the flag, not the field)
+FLAGS: Dict[str, str] = {
+    "code_dir": "--code", "handler": "--handler", "layers": "--layer", "memory_mb": "--memory",
+    "timeout_s": "--timeout", "env": "--env", "function_name": "--function-name", "tracing": "--tracing",
+    "init_type": "--init-type", "log_format": "--log-format", "isolation": "--isolation", "freeze": "--freeze",
+    "cpu_quota": "--cpu-quota", "enforce_memory": "--enforce-memory",
+}
+_FIELD = re.compile(r"\b(" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")(=|\[)")
+
+
+def flag_message(message: str) -> str:
+    """A ConfigError message with the config field names replaced by the CLI flags (`memory_mb=50` ->
+    `--memory 50`)."""
+    return _FIELD.sub(lambda m: FLAGS[m.group(1)] + (" " if m.group(2) == "=" else m.group(2)), message)
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Usage errors a user can fix, found before anything starts: they name the flag and the value."""
+    code = Path(args.code)
+    if not code.exists():
+        raise ConfigError(f"--code {args.code}: the directory does not exist")
+    if not code.is_dir():
+        raise ConfigError(f"--code {args.code}: not a directory (give the folder that holds the handler's module)")
+    for layer in args.layer:
+        p = Path(layer)
+        if not p.exists():
+            hint = " (build the otel-sidecar layer first: ./build.sh)" if p.suffix == ".zip" else ""
+            raise ConfigError(f"--layer {layer}: the file does not exist{hint}")
+        if p.is_file() and not zipfile.is_zipfile(p):
+            raise ConfigError(f"--layer {layer}: not a zip file (give a layer .zip or an unpacked layer directory)")
+    if args.payload_file and not Path(args.payload_file).is_file():
+        raise ConfigError(f"--payload-file {args.payload_file}: the file does not exist")
+
+
+def exit_code(results: Sequence[Any]) -> int:
+    """0 when every invoke succeeded, 1 when at least one failed (see EXIT_CODES_HELP)."""
+    failed = [r for r in results if r.outcome != "success" or r.status != "success"]
+    return EXIT_INVOKE_FAILED if failed else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lambda-sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lambda-sandbox", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="init a function, invoke it, shut it down, write a report")
+    run = sub.add_parser("run", help="init a function, invoke it, shut it down, write a report",
+                         description="Init a function (plus extension layers) in a local Lambda execution "
+                                     "environment, invoke it, shut it down, print the CloudWatch-style lines "
+                                     "and optionally write a JSON report (docs/sandbox-report.md).",
+                         epilog=EXIT_CODES_HELP)
     run.add_argument("--code", required=True, help="function code directory")
     run.add_argument("--handler", required=True, help="module.function")
     run.add_argument("--layer", action="append", default=[], help="layer zip or directory (repeatable, in order)")
@@ -49,12 +106,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--interval", type=float, default=0.0, help="seconds between invokes")
     run.add_argument("--init-delay", type=float, default=None,
                      help="init proactively, then wait this many seconds before the first invoke")
-    run.add_argument("--init-type", choices=["on-demand", "provisioned-concurrency"], default="on-demand")
-    run.add_argument("--tracing", choices=["Active", "PassThrough"], default=None)
-    run.add_argument("--log-format", choices=["Text", "JSON"], default="Text")
-    run.add_argument("--function-name", default="my-function")
-    run.add_argument("--isolation", choices=["auto", "namespace", "dirs"], default="auto")
-    run.add_argument("--freeze", choices=["auto", "cgroup", "signal", "none"], default="auto")
+    run.add_argument("--init-type", choices=["on-demand", "provisioned-concurrency"], default="on-demand",
+                     help="AWS_LAMBDA_INITIALIZATION_TYPE and initStart's initializationType; provisioned "
+                          "concurrency inits before the first invoke and bills no init (default on-demand)")
+    run.add_argument("--tracing", choices=["Active", "PassThrough"], default="PassThrough",
+                     help="X-Ray tracing mode. PassThrough (default; Lambda's mode when tracing is off): each "
+                          "invoke gets an unsampled trace header (Sampled=0) in the runtime's "
+                          "Lambda-Runtime-Trace-Id and the extensions' INVOKE `tracing` field, so a sidecar "
+                          "following the sampling flag exports no invocation spans, as in Lambda. Active: "
+                          "every invoke is sampled (Sampled=1) with Lambda's segment id as Parent")
+    run.add_argument("--log-format", choices=["Text", "JSON"], default="Text",
+                     help="the function's log format (AWS_LAMBDA_LOG_FORMAT): Text or JSON records (default Text)")
+    run.add_argument("--function-name", default="my-function",
+                     help="AWS_LAMBDA_FUNCTION_NAME and the ARN's name, [A-Za-z0-9_-]{1,64} (default my-function)")
+    run.add_argument("--isolation", choices=["auto", "namespace", "dirs"], default="auto",
+                     help="namespace: a root of its own, read-only but for a private /tmp, run as sbx_user1051 (993:990); "
+                          "dirs: per-run directories passed through the environment; auto: namespace when "
+                          "possible, else dirs (default auto)")
+    run.add_argument("--freeze", choices=["auto", "cgroup", "signal", "none"], default="auto",
+                     help="how the environment is frozen between invokes: cgroup (v1 freezer), signal "
+                          "(SIGSTOP/SIGCONT), none; auto: cgroup when possible, else signal (default auto)")
     run.add_argument("--ephemeral-storage", type=int, default=512, metavar="MB",
                      help="size of the environment's private /tmp in namespace mode (Lambda: 512..10240)")
     run.add_argument("--api-port", type=int, default=None, metavar="PORT",
@@ -63,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--enforce-memory", action="store_true", help="OOM-kill the runtime above --memory")
     run.add_argument("--otlp-receiver", action="store_true",
                      help="start the embedded OTLP/HTTP receiver and point OTEL_EXPORTER_OTLP_ENDPOINT at it")
-    run.add_argument("--report", help="write the JSON report to this file")
-    run.add_argument("--quiet", action="store_true", help="print only the summary")
+    run.add_argument("--report", help="write the JSON report to this file (schema: docs/sandbox-report.md)")
+    run.add_argument("--quiet", action="store_true", help="print only the summary, not the log lines")
     sub.add_parser("demo", help="the guided demo (when installed)", add_help=False)
     return parser
 
@@ -86,12 +157,16 @@ def _payloads(args: argparse.Namespace) -> List[Any]:
     return [args.payload if args.payload is not None else {} for _ in range(count)]
 
 
-def run(args: argparse.Namespace, out=sys.stdout) -> int:
+def run(args: argparse.Namespace, out: Optional[Any] = None) -> int:
+    out = sys.stdout if out is None else out
     from .environment import Sandbox
     from .report import console_line
 
     if args.count is not None and args.count < 0:
-        raise ConfigError(f"--count={args.count} must be >= 0")
+        raise ConfigError(f"--count {args.count}: must be >= 0")
+    if args.interval < 0:
+        raise ConfigError(f"--interval {args.interval}: must be >= 0")
+    check_paths(args)
     payloads = _payloads(args)
     receiver = None
     env = dict(args.env)
@@ -147,7 +222,11 @@ def run(args: argparse.Namespace, out=sys.stdout) -> int:
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2, default=str) + "\n")
         print(f"report written to {args.report}", file=out)
-    return 0
+    code = exit_code(results)
+    if code:
+        failed = sum(1 for r in results if r.outcome != "success" or r.status != "success")
+        print(f"{failed} of {len(results)} invokes failed: exit code {code}", file=out)
+    return code
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -162,10 +241,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run(args)
     except ImportError as exc:
         print(f"lambda-sandbox: error: a component is not installed: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except (ConfigError, ValueError, OSError, IsolationError) as exc:
-        print(f"lambda-sandbox: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"lambda-sandbox: error: {flag_message(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

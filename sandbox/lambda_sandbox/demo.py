@@ -125,9 +125,29 @@ def emf_digest(lines: Iterable[str]) -> Dict[str, Dict[str, Any]]:
     for entry in out.values():
         vals = entry["values"]
         entry["count"] = len(vals)
+        # a sum means something for counts only; percents, MB and durations are distributions
+        entry["kind"] = "count" if entry["unit"] == "Count" else "distribution"
         entry["total"] = round(sum(vals), 9) if vals else 0
+        entry["min"] = min(vals) if vals else None
+        entry["median"] = _median(vals)
         entry["max"] = max(vals) if vals else None
     return out
+
+
+def _g(v: Any) -> str:
+    """A metric value with 3 significant digits (1.1e-06 stays visible, 217.578 -> 218)."""
+    if v is None:
+        return "-"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def emf_line(name: str, e: Dict[str, Any]) -> str:
+    """One summary line per EMF metric: the sum for counts, min/median/max otherwise; n = data points."""
+    if e.get("kind") == "count":
+        stat = f"sum {_g(e['total'])}"
+    else:
+        stat = f"min {_g(e['min'])}  median {_g(e['median'])}  max {_g(e['max'])}"
+    return f"  {name:<28} {e['unit']:<13} n={e['count']:<4} {stat}\n"
 
 
 def _span_row(s: Dict[str, Any]) -> Dict[str, Any]:
@@ -218,29 +238,44 @@ def print_summary(report: Dict[str, Any], out: TextIO) -> None:
         if r["coldStart"] and r["initPhase"] == "invoke":
             cold = "re"
         mem = f"{_f(r['maxMemoryUsedMB'])}/{_f(r['memorySizeMB'])}"
-        status = r["outcome"] + (f" ({r['errorType']})" if r["errorType"] else "")
+        err = r["errorType"] and (f"FunctionError ({r['errorType']})" if r["outcome"] == "error" else r["errorType"])
+        status = r["outcome"] + (f" {err}" if err else "")
         w(f"{r['n']:>3} {r['label']:<24} {cold:<5} {_f(r['initMs']):>8} {_f(r['durationMs']):>8} "
           f"{_f(r['postRuntimeMs']):>8} {_f(r['billedMs']):>7} {mem:>9} {_f(r['latencyMs']):>9}  {status}\n")
     emf = report["emf"]
     w(f"\nEMF metrics the sidecar wrote to stdout ({sum(e['documents'] for e in emf.values()) and len(emf)} "
       f"metrics, namespace {next(iter(emf.values()))['namespace'] if emf else '-'})\n")
+    if emf:
+        w("  (n = data points over all EMF documents; counts show their sum, other units min/median/max)\n")
     for name, e in emf.items():
-        w(f"  {name:<28} {e['unit']:<13} values {e['count']:>3}  total {_f(e['total'], 3):>12}  max {_f(e['max'], 3)}\n")
+        w(emf_line(name, e))
     if not emf:
         w("  (none: is the layer built and did the sidecar start? see the extension lines in report.json)\n")
     o = report["otlp"]
     w(f"\nOTLP received by the embedded backend at {report['otlpEndpoint']}\n")
     w(f"  spans {o['spans']}: " + ", ".join(f"{k} x{v}" for k, v in o["spansByName"].items()) + "\n")
+    by_request = {r.get("requestId"): r for r in report["invocations"]}
     for s in sorted(o["invocationSpans"] + o["initSpans"], key=lambda s: s["startNs"]):
         a = s["attributes"]
         w(f"    {s['name']:<16} trace {s['traceId'][:12]}  coldstart={a.get('faas.coldstart')!s:<5} "
-          f"status={s['status']:<18} {_f(s['durationMs'])} ms {a.get('error.type') or ''}\n")
+          f"status={s['status']:<18} {_f(s['durationMs'])} ms "
+          f"{span_error(a, by_request.get(a.get('faas.invocation_id')))}\n")
     w(f"  metric points {o['metricPoints']} in {len(o['instruments'])} instruments: "
       + ", ".join(sorted(o["instruments"])) + "\n")
     w(f"  log records {o['logRecords']} ({o['logsWithTrace']} carry the invocation's trace id)\n")
     shut = report.get("shutdown") or {}
     w(f"\nShutdown: {shut.get('reason')} in {_f(shut.get('durationMs'))} ms; extensions {shut.get('extensions')}\n")
     w(f"Caller-observed latency of warm invokes: median {_f(report['warmLatencyMedianMs'], 2)} ms\n")
+
+
+def span_error(attributes: Dict[str, Any], row: Optional[Dict[str, Any]]) -> str:
+    """The span's error.type, with the function's own error type when they differ, as the table shows it:
+    `FunctionError (ValueError)`."""
+    span_type = attributes.get("error.type") or ""
+    fn_type = (row or {}).get("errorType")
+    if span_type and fn_type and fn_type != span_type:
+        return f"{span_type} ({fn_type})"
+    return span_type
 
 
 def _median(values: List[float]) -> Optional[float]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import html
-from typing import Any, Dict, List
+import math
+from typing import Any, Dict, List, Optional
 
 _COLORS = {"success": "#2e7d32", "error": "#c62828", "failure": "#c62828", "timeout": "#ef6c00",
            "crash": "#6a1b9a", "init_error": "#6a1b9a"}
@@ -19,6 +20,25 @@ def _num(v: Any, digits: int = 1) -> str:
     return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
 
+def log_ticks(vmax: float) -> List[float]:
+    """Ticks 1, 2, 5, 10, 20, 50, ... from 1 ms to the first tick at or above vmax."""
+    ticks = [1.0]
+    while ticks[-1] < vmax:
+        last = ticks[-1]
+        ticks.append(last * (2.5 if str(last).startswith("2") else 2))
+    return ticks
+
+
+def legend() -> str:
+    """Every colour the charts use, with its meaning."""
+    items = [(_COLORS["success"], "success"), (_COLORS["error"], "error (handled or failure)"),
+             (_COLORS["timeout"], "timeout"), (_COLORS["crash"], "crash / init error"), (_INIT, "init"),
+             (_POST, "post-runtime (extension) time"), ("#000", "caller-observed latency (tick)")]
+    return '<p class="note">' + " ".join(
+        f'<span style="display:inline-block;width:12px;height:12px;background:{c};vertical-align:middle"></span> '
+        f'{_e(t)}&nbsp;&nbsp;' for c, t in items) + "</p>"
+
+
 def latency_chart(rows: List[Dict[str, Any]], width: int = 860, height: int = 260) -> str:
     """Bars per invocation: platform duration (colour = status) with the caller-observed latency as a tick."""
     if not rows:
@@ -26,28 +46,33 @@ def latency_chart(rows: List[Dict[str, Any]], width: int = 860, height: int = 26
     left, bottom, top = 60, 60, 20
     plot_w, plot_h = width - left - 20, height - bottom - top
     vmax = max(max(r.get("durationMs") or 0, r.get("latencyMs") or 0) for r in rows) or 1.0
+    ticks = log_ticks(vmax)
+    lo, hi = math.log10(ticks[0]), math.log10(ticks[-1])
+
+    def y_of(v: float) -> float:   # log scale: a 1,501 ms timeout does not flatten 22-58 ms bars
+        return top + plot_h - plot_h * (math.log10(max(v, ticks[0])) - lo) / (hi - lo)
+
     step = plot_w / len(rows)
     bar = max(4.0, step * 0.6)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
              f'aria-label="latency per invocation">']
-    for i in range(5):
-        v = vmax * i / 4
-        y = top + plot_h - plot_h * i / 4
+    for v in ticks:
+        y = y_of(v)
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 20}" y2="{y:.1f}" stroke="#eee"/>'
-                     f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{v:.0f}</text>')
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{v:g}</text>')
     parts.append(f'<text x="14" y="{top + plot_h / 2:.0f}" font-size="11" transform="rotate(-90 14 '
-                 f'{top + plot_h / 2:.0f})" text-anchor="middle">milliseconds</text>')
+                 f'{top + plot_h / 2:.0f})" text-anchor="middle">milliseconds (log scale)</text>')
     for i, r in enumerate(rows):
         x = left + i * step + (step - bar) / 2
         d = float(r.get("durationMs") or 0)
-        h = plot_h * d / vmax
+        h = top + plot_h - y_of(d)
         color = _COLORS.get(r.get("outcome") or r.get("status"), "#455a64")
         tip = (f"#{r['n']} {r['label']}: duration {_num(r.get('durationMs'))} ms, caller latency "
                f"{_num(r.get('latencyMs'))} ms, status {r.get('status')}")
         parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
                      f'fill="{color}"><title>{_e(tip)}</title></rect>')
         lat = float(r.get("latencyMs") or 0)
-        ly = top + plot_h - plot_h * lat / vmax
+        ly = y_of(lat)
         parts.append(f'<line x1="{x - 2:.1f}" y1="{ly:.1f}" x2="{x + bar + 2:.1f}" y2="{ly:.1f}" stroke="#000" '
                      f'stroke-width="2"><title>{_e(tip)}</title></line>')
         parts.append(f'<text x="{x + bar / 2:.1f}" y="{top + plot_h + 14}" font-size="10" '
@@ -96,10 +121,24 @@ def timeline_chart(bars: List[Dict[str, Any]], width: int = 860) -> str:
     return "".join(parts)
 
 
+def _g(v: Any) -> str:
+    return "-" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
+
+
 def _table(headers: List[str], rows: List[List[Any]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def timeline_labels(bars: List[Dict[str, Any]], rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Timeline rows labelled as the invocations table shows them: `#n step` (inits stay `init`)."""
+    by_request: Dict[Optional[str], Dict[str, Any]] = {r.get("requestId"): r for r in rows}
+    out = []
+    for b in bars:
+        r = by_request.get(b.get("requestId"))
+        out.append(dict(b, label=f"#{r['n']} {r['label']}"[:18]) if r is not None and b.get("kind") != "init" else b)
+    return out
 
 
 def render(report: Dict[str, Any]) -> str:
@@ -110,11 +149,14 @@ def render(report: Dict[str, Any]) -> str:
         [[r["n"], r["label"], ("re-init" if r.get("initPhase") == "invoke" else "yes") if r.get("coldStart") else "no",
           _num(r.get("initMs")), _num(r.get("durationMs")), _num(r.get("postRuntimeMs")), _num(r.get("billedMs")),
           f"{_num(r.get('maxMemoryUsedMB'))} / {_num(r.get('memorySizeMB'))}", _num(r.get("latencyMs"), 2),
-          r.get("outcome", "") + (f" ({r['errorType']})" if r.get("errorType") else "")] for r in rows])
+          r.get("outcome", "") + (f" ({'FunctionError: ' if r.get('outcome') == 'error' else ''}{r['errorType']})"
+                                  if r.get("errorType") else "")] for r in rows])
     emf = report.get("emf", {})
-    emf_table = _table(["metric", "unit", "values", "total", "max"],
-                       [[k, v["unit"], v["count"], _num(v["total"], 3), _num(v["max"], 3)] for k, v in emf.items()])
+    emf_table = _table(["metric", "unit", "data points", "sum (counts only)", "min", "median", "max"],
+                       [[k, v["unit"], v["count"], _g(v["total"]) if v.get("kind") == "count" else "",
+                         _g(v.get("min")), _g(v.get("median")), _g(v.get("max"))] for k, v in emf.items()])
     o = report.get("otlp", {})
+    listed = o.get("invocationSpans", []) + o.get("initSpans", [])
     span_table = _table(["span", "trace", "faas.coldstart", "status", "duration ms", "error.type"],
                         [[s["name"], s["traceId"][:16], s["attributes"].get("faas.coldstart"), s["status"],
                           _num(s["durationMs"]), s["attributes"].get("error.type")]
@@ -125,7 +167,7 @@ def render(report: Dict[str, Any]) -> str:
                          for k, v in sorted(o.get("instruments", {}).items())])
     fn = report.get("function", {})
     shut = report.get("shutdown") or {}
-    log_lines = "\n".join(report.get("sidecarLog", [])[-30:])
+    log_lines = "\n".join(report.get("sidecarLog", []))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>otel-sidecar demo report</title>
 <style>
@@ -133,7 +175,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 900px; 
 table {{ border-collapse: collapse; font-size: 13px; margin: 0.5em 0 1.5em; }}
 th, td {{ border: 1px solid #ddd; padding: 3px 8px; text-align: right; }}
 th {{ background: #f5f5f5; }} td:nth-child(2) {{ text-align: left; }}
-pre {{ background: #f7f7f7; padding: 0.7em; font-size: 12px; overflow-x: auto; }}
+pre {{ background: #f7f7f7; padding: 0.7em; font-size: 12px; white-space: pre-wrap; word-break: break-all; }}
 .note {{ color: #555; font-size: 13px; }}
 </style></head><body>
 <h1>otel-sidecar: local demo</h1>
@@ -142,15 +184,18 @@ timeout {_e(fn.get("timeoutS"))} s, layer <code>{_e(fn.get("layer"))}</code>. Me
 invokes: <b>{_num(report.get("warmLatencyMedianMs"), 2)} ms</b>. Shutdown: {_e(shut.get("reason"))} in
 {_num(shut.get("durationMs"))} ms, extensions {_e(shut.get("extensions"))}.</p>
 <h2>Latency per invocation</h2>
+{legend()}
 {latency_chart(rows)}
 <h2>Init and invoke timeline</h2>
-{timeline_chart(report.get("timeline", []))}
+{timeline_chart(timeline_labels(report.get("timeline", []), rows))}
 <h2>Invocations</h2>
 {inv_table}
 <h2>EMF metrics written by the sidecar</h2>
 {emf_table}
 <h2>OTLP received: {o.get("spans", 0)} spans, {o.get("metricPoints", 0)} metric points,
 {o.get("logRecords", 0)} log records ({o.get("logsWithTrace", 0)} with a trace id)</h2>
+<p class="note">The {len(listed)} invocation and init spans of the {o.get("spans", 0)} received (all spans by
+name: {_e(", ".join(f"{k} x{v}" for k, v in (o.get("spansByName") or dict()).items()))}).</p>
 {span_table}
 {inst_table}
 <h2>Sidecar log (non-EMF lines)</h2>

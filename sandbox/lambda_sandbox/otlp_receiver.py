@@ -22,6 +22,7 @@ import re
 import socket
 import sqlite3
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -165,8 +166,7 @@ class OtlpReceiver:
         class Handler(_Handler):
             receiver = owner
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        server = ThreadingHTTPServer((self.host, self.port), Handler)
+        server = _QuietServer((self.host, self.port), Handler)
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
@@ -325,6 +325,18 @@ class OtlpReceiver:
         return {"endpoint": self.endpoint, "requests": self.requests, "spans": len(self.spans()),
                 "metricPoints": len(self.metrics()), "logRecords": len(self.logs()),
                 "answered": len(self.request_log), "forgotten": self.forgotten}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """No traceback when a client resets or closes its connection (an exporter killed at shutdown)."""
+
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ConnectionAbortedError,
+                                           TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

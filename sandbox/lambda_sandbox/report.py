@@ -49,9 +49,11 @@ def log_to_dict(line: LogLine) -> Dict[str, Any]:
 
 
 def console_line(line: LogLine) -> str:
-    """How the CLI prints one captured line (CloudWatch-like: platform lines bare, others prefixed)."""
-    if line.source == "platform":
-        return line.text
-    if line.source.startswith("extension:"):
-        return f"[{line.source[len('extension:'):]}] {line.text}"
-    return line.text
+    """How the CLI prints one captured line: exactly as CloudWatch Logs shows it.
+
+    CloudWatch adds nothing to a line: the platform's lines (START, END, REPORT, ...), the function's
+    output and every extension's stdout/stderr land in the function's log stream as written (an EMF
+    line stays one valid JSON document). The source of each line is in the report's `logs[].source`.
+    Only a framed record (the runtime's telemetry fd) may span lines; it is shown as received.
+    """
+    return line.text.rstrip("\n")

@@ -253,6 +253,7 @@ class TelemetryHub:
         self._window_open = True
         self._frozen = False
         self._flushing = 0
+        self._flush_cutoff = 0.0   # monotonic time of the newest flush start: only older items are hurried
         self._stopped = False
 
     # ---- subscription -----------------------------------------------------------------------
@@ -422,15 +423,23 @@ class TelemetryHub:
         return self._frozen
 
     def flush(self, timeout: float) -> bool:
-        """Send everything pending now (ignoring timeoutMs); True when all subscribers are drained."""
+        """Send what is pending now, without waiting for timeoutMs; True when it is all delivered.
+
+        Only the items queued before the flush starts are hurried (in batches cut by maxItems/maxBytes).
+        Events generated during the flush (e.g. a line an extension prints for each batch it receives)
+        follow the subscription's buffering as usual, so that the flush does not turn into one POST per
+        event (docs/sandbox-report.md, "Telemetry before SHUTDOWN").
+        """
         deadline = _time.monotonic() + timeout
         with self._cond:
             self._flushing += 1
+            cutoff = self._flush_cutoff = _time.monotonic()
             self._cond.notify_all()
             try:
                 while True:
                     busy = [s for s in self._subs.values()
-                            if not s.stopped and (s.queue or s.inflight or s.dropped_records)]
+                            if not s.stopped and ((s.queue and s.queue[0].enqueued <= cutoff) or s.inflight
+                                                  or s.dropped_records)]
                     if not busy:
                         return True
                     left = deadline - _time.monotonic()
@@ -475,7 +484,8 @@ class TelemetryHub:
                         full = len(s.queue) >= sub.max_items or s.queued_bytes >= sub.max_bytes
                         due = s.queue[0].enqueued + sub.timeout_ms / 1000.0
                         now = _time.monotonic()
-                        if full or self._flushing or now >= due:
+                        hurried = bool(self._flushing) and s.queue[0].enqueued <= self._flush_cutoff
+                        if full or hurried or now >= due:
                             batch: List[_Item] = []
                             size = 0
                             while s.queue and len(batch) < sub.max_items:

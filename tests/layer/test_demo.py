@@ -80,3 +80,21 @@ def test_timeline_spans_start_to_report_with_the_runtime_part():
     assert init["kind"] == "init" and init["start"] == 0.0 and init["totalMs"] == 200.0
     assert invoke["start"] == pytest.approx(0.25) and invoke["runtimeMs"] == pytest.approx(50.0, abs=0.01)
     assert invoke["totalMs"] == pytest.approx(100.0, abs=0.01) and invoke["reportedMs"] == 100.0
+
+
+def test_emf_summary_sums_counts_only_and_keeps_small_values_visible():
+    lines = ['{"_aws":{"CloudWatchMetrics":[{"Namespace":"n","Dimensions":[[]],"Metrics":['
+             '{"Name":"EstimatedCost","Unit":"None"},{"Name":"MemoryUtilization","Unit":"Percent"},'
+             '{"Name":"Invocations","Unit":"Count"}]}]},"EstimatedCost":1.1e-06,"MemoryUtilization":[40.5,60.0,55.0],'
+             '"Invocations":3}']
+    d = demo.emf_digest(lines)
+    assert demo.emf_line("Invocations", d["Invocations"]).split()[-2:] == ["sum", "3"]
+    mem = demo.emf_line("MemoryUtilization", d["MemoryUtilization"])
+    assert "sum" not in mem and "total" not in mem and "min 40.5  median 55  max 60" in mem
+    assert "1.1e-06" in demo.emf_line("EstimatedCost", d["EstimatedCost"])
+
+
+def test_the_handled_error_is_named_the_same_in_the_table_and_on_the_span():
+    assert demo.span_error({"error.type": "FunctionError"}, {"errorType": "ValueError"}) == "FunctionError (ValueError)"
+    assert demo.span_error({"error.type": "Sandbox.Timedout"}, {"errorType": "Sandbox.Timedout"}) == "Sandbox.Timedout"
+    assert demo.span_error({}, None) == ""

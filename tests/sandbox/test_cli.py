@@ -26,7 +26,8 @@ def test_run_with_payload_file_extension_and_report(tmp_path):
     assert cli.run(args, out=out) == 0
     text = out.getvalue()
     assert text.count("START RequestId:") == 3 and text.count("REPORT RequestId:") == 3
-    assert "Memory Size: 256 MB" in text and "[recorder] " in text
+    assert "Memory Size: 256 MB" in text and "[recorder] " not in text   # CloudWatch adds no prefix
+    assert any(ln.startswith("{\"recorder\":\"") for ln in text.splitlines())   # its JSON lines, as printed
     report = json.loads(report_path.read_text())
     assert report["schemaVersion"] == 1
     assert [i["response"]["event"] for i in report["invocations"]] == [{"n": 1}, {"n": 2}, {"n": 3}]
@@ -43,6 +44,6 @@ def test_run_with_payload_file_extension_and_report(tmp_path):
 
 def test_bad_arguments_name_the_value(capsys):
     assert cli.main(["run", "--code", str(FUNCTIONS), "--handler", "nodot", "--count", "1"]) == 2
-    assert "handler='nodot'" in capsys.readouterr().err
+    assert "--handler 'nodot'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["run", "--code", str(FUNCTIONS), "--handler", "hello.handler", "--env", "NOEQUALS"])
