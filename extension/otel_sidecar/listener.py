@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # typing costs milliseconds to import on the path to the firs
 # Lambda promises bodies of at most 2 * maxBytes + metadata (we subscribe with maxBytes 262144).
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 DEFAULT_MAX_BATCHES = 256
-DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_QUEUED_BYTES = 2 * 1024 * 1024   # = budget.listener_queue_bytes at every memory size: before the
+                                # worker's setup (which can wait for a later invocation) the bound must hold too
 MAX_CONNECTIONS = 64            # Lambda delivers over a few keep-alive connections; above this the oldest
                                 # connection that never delivered on our path is evicted (else the oldest)
 MAX_THREADS = MAX_CONNECTIONS + 8   # connection threads at most (evicted ones end within a recv)
@@ -32,7 +33,7 @@ MAX_HEADER_BYTES = 64 * 1024
 HEADER_TIMEOUT_S = 2.0          # a request's line and headers must arrive within this of its first byte
                                 # (a new connection: of its accept); else the connection is closed, counted
 BODY_TIMEOUT_S = 5.0            # its body within this of the end of its headers (Lambda sends at once)
-PENDING_BUDGET_BYTES = 16 * 1024 * 1024   # bodies being read, all connections together; above it the
+PENDING_BUDGET_BYTES = 4 * 1024 * 1024    # bodies being read: one body of the largest size accepted, all connections together; above it the
                                 # oldest is shed (its connection closed, counted), so slow senders cannot
                                 # make 64 x 4 MB of partial bodies
 LINGER_S = 0.5                  # a refused request's connection: what is in flight is discarded this

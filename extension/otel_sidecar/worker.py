@@ -257,20 +257,17 @@ class Worker:
             log.error("error in %s (%s: %s); counted, continuing", where, type(exc).__name__, exc)
 
     def _bound_listener(self) -> None:
-        """Put the listener's raw bodies (queued and being read) under the memory budget's share for them.
+        """Put the listener's queue of raw bodies under the memory budget's share for it (bodies being read
+        have their own bound in listener.py: one body of the largest size accepted).
 
         Done here, after the first /next, because budget.py's imports are not on the start-up path; until then
         the listener keeps its built-in bounds (listener.py)."""
         try:
             from .budget import listener_queue_bytes
-            from .listener import DEFAULT_MAX_BODY
 
             share = listener_queue_bytes(self.env)
             if self.queue is not None:
                 self.queue.max_bytes = share
-            listener = getattr(self.sidecar, "listener", None)
-            if listener is not None:   # one body of the largest size must still fit while it is read
-                listener.pending_budget = max(share, DEFAULT_MAX_BODY)
         except Exception as exc:  # noqa: BLE001
             log.warning("memory budget: the listener keeps its built-in bounds (%s)", type(exc).__name__)
 

@@ -80,7 +80,7 @@ def test_telemetry_api_refusal_degrades_and_keeps_serving(fake, status, why):
 
 
 def test_next_waits_for_runtime_done_then_returns(fake):
-    api, proc = fake()
+    api, proc = fake(env={"SIDECAR_FLUSH": "end"})   # adaptive goes straight to /next on a first invocation
     api.wait_next_calls(1)
     rid = str(uuid.uuid4())
     api.invoke(rid, timeout_s=60)
