@@ -15,7 +15,8 @@ README = (ROOT / "README.md").read_text()
 
 def test_every_sidecar_and_otel_variable_is_in_the_configuration_table():
     names = {name for name, _, _ in VARIABLES}
-    names |= set(re.findall(r"\b(?:SIDECAR|OTEL)_[A-Z_]+\b", (ROOT / "extension/otel_sidecar/otlp/config.py").read_text()))
+    for module in ("otlp/config.py", "budget.py", "aws_secrets.py"):
+        names |= set(re.findall(r"\b(?:SIDECAR|OTEL)_[A-Z_]+\b", (ROOT / "extension/otel_sidecar" / module).read_text()))
     names |= set(otlp_config.CONFIG_VARS) - {"OPENTELEMETRY_COLLECTOR_CONFIG_FILE"}
     names -= {"OTEL_EXPORTER_OTLP"}     # a prefix the code assembles per signal, documented as _{SIGNAL}_
     for launcher in ("otel-sidecar", "bootstrap.py"):
