@@ -134,18 +134,9 @@ class HttpSender:
 
     def post_once(self, body: bytes, content_type: str, deadline: float, compressed: bool = False) -> SendResult:
         """One attempt, every socket operation bounded by the time left (`compressed`: compress() was applied)."""
-        budget = deadline - time.monotonic()
-        left = min(budget, self.timeout_s)
-        if left <= 0.001:
-            return SendResult(False, None, True, error="no time left", cut=True)
-        extra, early = late_headers(self.late, left, budget < self.timeout_s)
+        budget, left, extra, early = start_attempt(deadline, self.timeout_s, self.late)
         if early is not None:
             return early
-        if self.late is not None:     # the wait for the fetched headers may have used some of the time
-            budget = deadline - time.monotonic()
-            left = min(budget, self.timeout_s)
-            if left <= 0.001:
-                return SendResult(False, None, True, error="no time left", cut=True)
         headers = {"Content-Type": content_type, "User-Agent": USER_AGENT, **_merge(self.headers, extra)}
         if self.compression == "gzip":
             body = body if compressed else self.compress(body)
@@ -249,18 +240,9 @@ class GrpcSender:
                           grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.DATA_LOSS}
 
     def post_once(self, message: Any, deadline: float) -> SendResult:
-        budget = deadline - time.monotonic()
-        left = min(budget, self.timeout_s)
-        if left <= 0.001:
-            return SendResult(False, None, True, error="no time left", cut=True)
-        extra, early = late_headers(self.late, left, budget < self.timeout_s)
+        budget, left, extra, early = start_attempt(deadline, self.timeout_s, self.late)
         if early is not None:
             return early
-        if self.late is not None:     # the wait for the fetched headers may have used some of the time
-            budget = deadline - time.monotonic()
-            left = min(budget, self.timeout_s)
-            if left <= 0.001:
-                return SendResult(False, None, True, error="no time left", cut=True)
         metadata = self.metadata
         if extra:
             low = {k.lower() for k in extra}
@@ -294,6 +276,27 @@ def _late_source(late: Any) -> Any:
 
         return current()
     return late
+
+
+def start_attempt(deadline: float, timeout_s: float,
+                  late: Any) -> Tuple[float, float, Mapping[str, str], Optional[SendResult]]:
+    """(time to the deadline, time for this attempt, headers fetched late, or a SendResult ending it now).
+
+    The wait for late headers (Secrets Manager / SSM) comes out of the attempt's time, so it is measured again."""
+    budget = deadline - time.monotonic()
+    left = min(budget, timeout_s)
+    if left <= 0.001:
+        return budget, left, {}, SendResult(False, None, True, error="no time left", cut=True)
+    if late is None:
+        return budget, left, {}, None
+    extra, early = late_headers(late, left, budget < timeout_s)
+    if early is not None:
+        return budget, left, {}, early
+    budget = deadline - time.monotonic()
+    left = min(budget, timeout_s)
+    if left <= 0.001:
+        return budget, left, {}, SendResult(False, None, True, error="no time left", cut=True)
+    return budget, left, extra, None
 
 
 def late_headers(late: Any, left: float, cut: bool) -> Tuple[Mapping[str, str], Optional[SendResult]]:
