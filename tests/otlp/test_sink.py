@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -509,3 +510,23 @@ def test_payload_too_large_splits_the_batch_instead_of_dropping_it(make_sink, re
     assert ids == {"r1", "r2"} and len(receiver.spans()) == 10
     h = sink.health()
     assert h["otlp_export_splits"] == 2 and not any(k.startswith("otlp_dropped_") for k in h)
+
+
+def test_a_key_in_the_endpoint_query_never_reaches_a_failure_line(caplog):
+    from otel_sidecar.otlp import create_sink
+
+    secret = "qs-S3cret-value"
+    with socket.socket() as s:            # a port nobody listens on: every export fails
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sink = create_sink(None, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{port}/v1/traces?api_key={secret}",
+                              "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
+                              "AWS_LAMBDA_FUNCTION_NAME": "fn"})
+    try:
+        sink.accept([invocation("r1")])
+        sink.flush(soon(1.0))
+    finally:
+        sink.shutdown(soon(1.0))
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("traces" in ln and f"127.0.0.1:{port}" in ln for ln in lines), lines   # the failure was reported
+    assert not any(secret in ln for ln in lines)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 # an import inside its post-runtime window.
 from .. import budget as _budget
 from ..budget import Budget
+from ..redact import url as redact_url
 from . import encode
 from .config import OtlpConfig, SignalExport
 from .metrics import Aggregator
@@ -785,7 +786,7 @@ class OtlpSink:
         if res.ok:
             if dest.refused_until:
                 dest.refused_until = 0.0
-                log.info("OTLP: %s accepted again by %s", sig, dest.export.endpoint)
+                log.info("OTLP: %s accepted again by %s", sig, redact_url(dest.export.endpoint))
             dest.backoff.ok(time.monotonic() - t0 if res.attempts == 1 else None)
             self._count(f"exported_{_unit(sig)}", weight - min(res.rejected, weight))
             if res.rejected:
@@ -971,7 +972,7 @@ class OtlpSink:
             self._failure_logged.add(sig)
         if first:  # one line per sidecar; the rest is counted (health) and summed up at shutdown
             log.warning("OTLP: export of %s to %s failed (%s); data is %s, further failures are only counted",
-                        sig, self._dest[sig].export.endpoint, res.error or f"HTTP {res.status}",
+                        sig, redact_url(self._dest[sig].export.endpoint), res.error or f"HTTP {res.status}",
                         "kept for retry" if res.retryable else "dropped")
 
     def _refused(self, sig: str, dest: _Destination, res: SendResult) -> None:
@@ -980,7 +981,7 @@ class OtlpSink:
         dest.refused_until = time.monotonic() + REPROBE_S
         if first:
             log.warning("OTLP: %s refuses %s (%s); %s are dropped (counted in SidecarDropped, reason "
-                        "dropped_%s_refused) and tried again every %d minutes", dest.export.endpoint, sig,
+                        "dropped_%s_refused) and tried again every %d minutes", redact_url(dest.export.endpoint), sig,
                         res.error or f"HTTP {res.status}", _unit(sig), _unit(sig), int(REPROBE_S // 60))
 
     def _resource_attributes(self) -> Dict[str, Any]:
