@@ -271,6 +271,9 @@ def _root_script(layout: Layout, root: Path, etc: Path, tmp_mb: int, extra: Iter
     lines.append(f"mkdir -p {r}/var/task {r}/var/runtime {r}/var/lang {r}/opt {r}/tmp {r}/proc {r}/dev {r}/etc")
     lines += ro(etc, "/etc") + ro(layout.task_host, NS_TASK) + ro(layout.opt_host, NS_OPT)
     lines += ro(layout.runtime_host, NS_RUNTIME)
+    # /tmp first: an interpreter or a declared host path that lives under the host's /tmp (a checkout or venv
+    # cloned there, as CI may do) is then bound inside the private tmpfs instead of being hidden by it
+    lines.append(f"mount -t tmpfs -o size={tmp_mb}m,mode=1777,nodev,nosuid sbxtmp {r}/tmp")
     for i, p in enumerate(interpreter_paths()):
         if i == 0:
             lines += ro(p, "/var/lang")
@@ -278,7 +281,6 @@ def _root_script(layout: Layout, root: Path, etc: Path, tmp_mb: int, extra: Iter
     for p in extra:
         lines += [f"mkdir -p {r}{_q(p)}" if p.is_dir() else f"mkdir -p {r}{_q(p.parent)} && touch {r}{_q(p)}"]
         lines += ro(p, str(p))
-    lines.append(f"mount -t tmpfs -o size={tmp_mb}m,mode=1777,nodev,nosuid sbxtmp {r}/tmp")
     lines.append(f"mount -t proc -o nosuid,nodev,noexec,hidepid=invisible proc {r}/proc "
                  f"|| mount -t proc -o nosuid,nodev,noexec proc {r}/proc")
     lines.append(f"mount -t tmpfs -o size=64k,mode=0755,nosuid sbxdev {r}/dev")
@@ -299,11 +301,14 @@ def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike]) -> None:
     _stage_etc(etc)
     for p in (layout.task_host, layout.opt_host, layout.runtime_host):
         os.chmod(p, 0o755)
-    system = [Path("/") / d for d in SYSTEM_DIRS] + [Path("/etc"), Path("/tmp"), Path("/proc"), Path("/dev")]
+    system = [Path("/") / d for d in SYSTEM_DIRS] + [Path("/etc"), Path("/proc"), Path("/dev")]
     extra: List[Path] = []
     for raw in keep_paths:
         p = Path(raw).resolve()
-        if p.exists() and p != Path("/") and not any(_under(p, q) for q in system + extra):
+        # a path under the host's /tmp (a checkout or venv there) is bound inside the private /tmp; /tmp itself
+        # never: the environment's /tmp is its own
+        if (p.exists() and p not in (Path("/"), Path("/tmp"))
+                and not any(_under(p, q) for q in system + extra)):
             extra.append(p)
     extra.sort(key=lambda p: len(p.parts))
     extra = [p for i, p in enumerate(extra) if not any(_under(p, q) for q in extra[:i])]
