@@ -148,3 +148,34 @@ def test_tmp_is_kept_across_invokes_and_readable_from_the_host(probe_sandbox):
 def test_dirs_mode_says_the_guarantees_do_not_hold(make_sandbox):
     sb = make_sandbox("hello.handler", isolation="dirs")
     assert any("NOT like Lambda" in n and "uid 993" in n for n in sb.notes)
+
+
+def test_a_kept_host_path_under_the_hosts_tmp_is_bound_inside_the_private_tmp(tmp_path):
+    """A checkout or venv cloned under /tmp (as CI may) stays reachable when declared, read-only."""
+    import tempfile
+
+    kept = Path(tempfile.mkdtemp(dir="/tmp", prefix="sbx-kept-"))
+    kept.chmod(0o755)                 # readable by the environment's user, as a checkout is
+    try:
+        (kept / "data.txt").write_text("from the host")
+        code = tmp_path / "code"
+        code.mkdir()
+        (code / "read_kept.py").write_text(textwrap.dedent('''
+            import errno
+            def handler(event, context):
+                text = open(event["path"] + "/data.txt").read()
+                try:
+                    open(event["path"] + "/new.txt", "w")
+                    written = "yes"
+                except OSError as exc:
+                    written = errno.errorcode[exc.errno]
+                return {"text": text, "written": written}
+        '''))
+        with Sandbox(SandboxConfig(code_dir=code, handler="read_kept.handler", isolation="namespace",
+                                   keep_paths=[kept])) as sb:
+            r = sb.invoke({"path": str(kept)})
+        assert r.outcome == "success", r.response
+        assert r.response == {"text": "from the host", "written": "EROFS"}
+    finally:
+        import shutil
+        shutil.rmtree(kept, ignore_errors=True)
