@@ -34,7 +34,6 @@ CONTINUOUS = "continuous"
 ADAPTIVE = "adaptive"
 
 BUSY_WINDOW = 10            # invocations looked at by the adaptive mode
-BUSY_MEAN_GAP_S = 30.0      # mean gap below which the adaptive mode stops flushing post-runtime
 BACKUP_S = 60.0             # end mode: flush during an invocation running longer than this
 CONTINUOUS_INTERVAL_S = 1.0
 DEFAULT_MAX_EXPORT_DELAY_S = 30.0

@@ -456,7 +456,8 @@ class Sidecar:
         self._exiting = threading.Lock()
         self._warned_unknown = False
         self._stalled_at: Optional[int] = None   # runtime_done_total when a wait for runtimeDone timed out
-        self._plan_mode: Any = None               # the last flush plan's (mode, reason): logged when it changes
+        self._plans_seen: set = set()              # flush plans (mode, reason) already logged: each once, since
+                                                   # traffic at the budget's edge could flip them every invoke
 
     # -- logging --
     def degrade(self, why: str) -> None:
@@ -618,8 +619,8 @@ class Sidecar:
         worker.submit_invoke(event)
         plan = worker.plan_after_invoke(deadline)
         mode, reason = getattr(plan, "mode", None), getattr(plan, "reason", "")
-        if (mode, reason) != self._plan_mode:
-            self._plan_mode = (mode, reason)
+        if (mode, reason) not in self._plans_seen and len(self._plans_seen) < 8:
+            self._plans_seen.add((mode, reason))
             log.info("flush plan: %s (%s)", mode, reason)
         if "platform" not in self.subscribed_types:
             worker.release_setup()       # no runtimeDone will ever say the response is out
