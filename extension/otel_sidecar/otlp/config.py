@@ -398,6 +398,15 @@ def header_problem(key: str, value: str, grpc: bool = False) -> Optional[str]:
     return None
 
 
+def _keep_sendable(out: Dict[str, str], dropped: List[str], key: str, value: str, position: int) -> None:
+    """Keep the header in `out` if it can be sent, else say in `dropped` why (by key or position only)."""
+    why = header_problem(key, value)
+    if why:
+        dropped.append(f"{_name(key, position)} ({why})")
+    else:
+        out[key] = value
+
+
 def parse_headers(raw: str) -> Tuple[Dict[str, str], List[str]]:
     """`key=value,...` (OTEL_EXPORTER_OTLP_HEADERS: percent-decoded, trimmed) -> (headers, what was dropped).
 
@@ -423,11 +432,7 @@ def parse_headers(raw: str) -> Tuple[Dict[str, str], List[str]]:
         if not sep or not key:
             dropped.append(f"entry {position} (no '=' between a header name and its value)")
             continue
-        why = header_problem(key, value)
-        if why:
-            dropped.append(f"{_name(key, position)} ({why})")
-            continue
-        out[key] = value
+        _keep_sendable(out, dropped, key, value, position)
     return out, dropped
 
 
@@ -447,11 +452,7 @@ def check_headers(pairs: Mapping[Any, Any]) -> Tuple[Dict[str, str], List[str]]:
             dropped.append(f"{_name(key, position)} (its value is not a string)")
             continue
         value = value.strip()         # a YAML block scalar (|) ends with a newline
-        why = header_problem(key, value)
-        if why:
-            dropped.append(f"{_name(key, position)} ({why})")
-            continue
-        out[key] = value
+        _keep_sendable(out, dropped, key, value, position)
     return out, dropped
 
 
