@@ -4,7 +4,7 @@ The path to `register` is on every cold start's critical path (Lambda starts the
 extension has registered), so this module imports only what it must: the C socket module (socket.py's
 enum and selectors imports cost ~10 ms of CPU, over 100 ms on a 128 MB function) and threading.
 http.client (with email and ssl) and logging together cost ~50-60 ms of imports on a small Lambda, which is
-why the client below speaks HTTP/1.1 itself and the main thread logs through `_Log`.
+why the client below speaks HTTP/1.1 itself and the main thread logs through `ownlog.log`.
 The listener is imported after registering; the pure core, the sinks and `logging` are
 imported by the worker thread after the first /next.
 Fail open: after a successful registration nothing here ends the process except SHUTDOWN (or SIGTERM).
@@ -18,11 +18,15 @@ import sys
 import threading
 import time
 
+from .ownlog import log
+from .runtime_done import RuntimeDoneMarks
+from .sockio import SocketReader
+from .status import SidecarStatus
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~10 ms to import; annotations are never evaluated at run time
     from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-LOG_PREFIX = "[otel-sidecar]"
 DEFAULT_NAME = "otel-sidecar"
 SCHEMA_VERSION = "2022-12-13"
 BUFFERING = {"maxItems": 10000, "maxBytes": 1048576, "timeoutMs": 25}
@@ -31,7 +35,6 @@ CONTROL_TIMEOUT_S = 5.0           # register / subscribe answer at once; never w
 DEADLINE_MARGIN_S = 0.2           # every wait during an invoke ends this long before deadlineMs
 SHUTDOWN_MARGIN_S = 0.15          # exit this long before the SHUTDOWN deadlineMs
 SHUTDOWN_DRAIN_S = 0.3            # wait at most this long for late telemetry (the last report) at SHUTDOWN
-DEFAULT_FLUSH_BUDGET_S = 0.1      # post-runtime flush budget when the policy gives none
 SIGTERM_BUDGET_S = 0.3
 SETUP_HOLD_MAX_S = 5.0            # the first invoke's /next waits at most this long for the one-time setup
 NEXT_RETRY_MAX_S = 1.0
@@ -46,98 +49,6 @@ class ApiError(Exception):
         super().__init__(f"{path} answered HTTP {status}: {text[:300]}")
         self.status = status
         self.body = text
-
-
-class _Log:
-    """Prefixed one-line messages on stderr for the main thread (the `logging` module loads later)."""
-
-    LEVELS = {"DEBUG": 10, "INFO": 20, "WARN": 30, "WARNING": 30, "ERROR": 40, "OFF": 100}
-
-    def __init__(self) -> None:
-        self.level = 20
-
-    def set_level(self, name: str) -> None:
-        self.level = self.LEVELS.get(str(name).upper(), 20)
-
-    def _write(self, level: int, label: str, msg: str, args: Tuple[Any, ...]) -> None:
-        if level < self.level:
-            return
-        try:
-            text = msg % args if args else msg
-            sys.stderr.write(f"{LOG_PREFIX} {label} {text}\n")
-            sys.stderr.flush()
-        except Exception:  # noqa: BLE001 - logging must never break the loop
-            pass
-
-    def info(self, msg: str, *args: Any) -> None:
-        self._write(20, "INFO", msg, args)
-
-    def warning(self, msg: str, *args: Any) -> None:
-        self._write(30, "WARNING", msg, args)
-
-    def error(self, msg: str, *args: Any) -> None:
-        self._write(40, "ERROR", msg, args)
-
-
-log = _Log()
-
-
-def setup_logging(level: str = "INFO") -> None:
-    """Route the `otel_sidecar` logger (used by the core and the sinks) to stderr with our prefix."""
-    import logging
-
-    logger = logging.getLogger("otel_sidecar")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(LOG_PREFIX + " %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-    logger.propagate = False
-    name = str(level).upper()
-    logger.setLevel({"WARN": logging.WARNING, "OFF": logging.CRITICAL + 1}.get(name, getattr(logging, name, 20)))
-
-
-class SocketReader:
-    """Buffered readline/read over a socket: what socket.makefile("rb") gives, without socket.py."""
-
-    __slots__ = ("sock", "buf")
-
-    def __init__(self, sock: Any) -> None:
-        self.sock = sock
-        self.buf = bytearray()
-
-    def _fill(self) -> bool:
-        data = self.sock.recv(65536)
-        if not data:
-            return False
-        self.buf += data
-        return True
-
-    def _take(self, n: int) -> bytes:
-        out = bytes(self.buf[:n])
-        del self.buf[:n]
-        return out
-
-    def readline(self, limit: int = -1) -> bytes:
-        """Up to and including the next newline, at most `limit` bytes; what is left at EOF."""
-        start = 0
-        while True:
-            at = self.buf.find(b"\n", start)
-            if at >= 0 and (limit < 0 or at < limit):
-                return self._take(at + 1)
-            if 0 <= limit <= len(self.buf):
-                return self._take(limit)
-            start = len(self.buf)
-            if not self._fill():
-                return self._take(len(self.buf))
-
-    def read(self, n: int = -1) -> bytes:
-        """n bytes (fewer at EOF); n < 0: everything until EOF."""
-        while (n < 0 or len(self.buf) < n) and self._fill():
-            pass
-        return self._take(len(self.buf) if n < 0 else n)
-
-    def close(self) -> None:
-        self.buf = bytearray()
 
 
 class _Connection:
@@ -446,24 +357,34 @@ class Sidecar:
         self.name = extension_name(self.argv)
         self.client = ExtensionsClient(self.env.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"))
         self.settings: Any = None
-        self.degraded: List[str] = []
+        self.status = SidecarStatus()          # written here, read by the worker (degraded, subscribed types, ...)
         self.cond = threading.Condition()
+        self.runtime_done = RuntimeDoneMarks()  # filled by the queue's scan and the worker, read by our waits
         self.queue: Any = None                 # listener.BatchQueue, made after registering
         self.listener: Any = None
-        self.subscribed_types: List[str] = []
         self.worker: Any = None
-        self.time_to_first_next_ms: Optional[float] = None
         self._exiting = threading.Lock()
         self._warned_unknown = False
         self._stalled_at: Optional[int] = None   # runtime_done_total when a wait for runtimeDone timed out
         self._plans_seen: set = set()              # flush plans (mode, reason) already logged: each once, since
                                                    # traffic at the budget's edge could flip them every invoke
 
-    # -- logging --
+    # -- status (SidecarStatus holds it; these read it) --
     def degrade(self, why: str) -> None:
         """One clear line per problem; the sidecar keeps serving /next."""
-        self.degraded.append(why)
-        log.error("degraded: %s", why)
+        self.status.degrade(why)
+
+    @property
+    def degraded(self) -> List[str]:
+        return self.status.degraded
+
+    @property
+    def subscribed_types(self) -> List[str]:
+        return self.status.subscribed_types
+
+    @property
+    def time_to_first_next_ms(self) -> Optional[float]:
+        return self.status.time_to_first_next_ms
 
     # -- init --
     def load_settings(self) -> None:
@@ -516,7 +437,7 @@ class Sidecar:
             except OSError as exc2:
                 self.degrade(f"cannot start the Telemetry API listener on {host}: {exc2}; no platform telemetry")
                 return None
-        self.listener = listener
+        self.listener = self.status.listener = listener
         return bound
 
     def subscribe(self, port: int) -> None:
@@ -529,7 +450,7 @@ class Sidecar:
             self.degrade(f"Telemetry API subscription failed ({type(exc).__name__}: {msg}); no platform telemetry")
             return
         if status == 200:
-            self.subscribed_types = types
+            self.status.subscribed_types = list(types)
             return
         if status == 202:
             why = "the Telemetry API is not supported here (HTTP 202, a local emulator stub)"
@@ -547,7 +468,7 @@ class Sidecar:
         try:
             from .worker import Worker
 
-            self.worker = Worker(self)
+            self.worker = Worker(self.queue, self.settings, self.env, self.status)
             self.worker.start(defer_setup=True)
         except Exception as exc:  # noqa: BLE001
             self.degrade(f"the worker could not start ({type(exc).__name__}: {exc}); no metrics")
@@ -576,7 +497,7 @@ class Sidecar:
         from .listener import DEFAULT_MAX_BATCHES, BatchQueue
 
         self.queue = BatchQueue(max_batches=int(_setting(self.settings, "queue_max", DEFAULT_MAX_BATCHES)),
-                                cond=self.cond)
+                                cond=self.cond, runtime_done=self.runtime_done)
         port = self.start_listener()
         if port is not None:
             self.subscribe(port)
@@ -586,8 +507,8 @@ class Sidecar:
     def loop(self) -> int:
         failures = 0
         while True:
-            if self.time_to_first_next_ms is None:   # init is over for us once the first /next goes out
-                self.time_to_first_next_ms = (time.monotonic() - self.started_m) * 1000.0
+            if self.status.time_to_first_next_ms is None:   # init is over for us once the first /next goes out
+                self.status.time_to_first_next_ms = (time.monotonic() - self.started_m) * 1000.0
             try:
                 event = self.client.next_event()
                 failures = 0
@@ -618,22 +539,22 @@ class Sidecar:
         first = not worker.ready
         worker.submit_invoke(event)
         plan = worker.plan_after_invoke(deadline)
-        mode, reason = getattr(plan, "mode", None), getattr(plan, "reason", "")
+        mode, reason = plan.mode, plan.reason
         if (mode, reason) not in self._plans_seen and len(self._plans_seen) < 8:
             self._plans_seen.add((mode, reason))
             log.info("flush plan: %s (%s)", mode, reason)
-        if "platform" not in self.subscribed_types:
+        if not self.status.platform_subscribed:
             worker.release_setup()       # no runtimeDone will ever say the response is out
-        if self._stalled_at is not None and worker.runtime_done_total > self._stalled_at:
+        if self._stalled_at is not None and self.runtime_done.total > self._stalled_at:
             self._stalled_at = None
             log.info("platform telemetry flows again; waiting for runtimeDone after each invoke again")
-        if (plan.wait_runtime_done and self._stalled_at is None and "platform" in self.subscribed_types
+        if (plan.wait_runtime_done and self._stalled_at is None and self.status.platform_subscribed
                 and worker.tracks_runtime_done()):
             rid = event.get("requestId", "")
             if not worker.wait_runtime_done(rid, deadline):
                 # holding every invoke to its deadline would multiply its duration and cost: stop waiting
                 # until a runtimeDone shows up again
-                self._stalled_at = worker.runtime_done_total
+                self._stalled_at = self.runtime_done.total
                 log.warning("no platform.runtimeDone for %s before its deadline; not waiting for it after the "
                             "next invokes until platform telemetry flows again", rid)
         if first and plan.wait_runtime_done:

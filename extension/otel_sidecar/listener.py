@@ -15,11 +15,12 @@ import threading
 from _operator import _compare_digest  # what hmac.compare_digest is, without importing hmac
 from time import monotonic as _monotonic
 
-from .lifecycle import SocketReader
+from .runtime_done import RuntimeDoneMarks
+from .sockio import SocketReader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds to import on the path to the first /next; annotations are never evaluated
-    from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+    from typing import Any, Deque, Dict, List, Optional, Tuple
 
 # Lambda promises bodies of at most 2 * maxBytes + metadata (we subscribe with maxBytes 262144).
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
@@ -67,11 +68,13 @@ def records_in(body: bytes) -> int:
 class BatchQueue:
     """Bounded FIFO of raw telemetry bodies; when full the OLDEST batch is dropped and counted.
 
-    `cond` may be shared with the worker so that one condition wakes it for every kind of work.
+    `cond` may be shared with the worker so that one condition wakes it for every kind of work. Each body
+    queued is scanned for runtimeDone records into `runtime_done` (runtime_done.py says why), under `cond`.
     """
 
     def __init__(self, max_batches: int = DEFAULT_MAX_BATCHES, max_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
-                 cond: Optional[threading.Condition] = None) -> None:
+                 cond: Optional[threading.Condition] = None,
+                 runtime_done: Optional[RuntimeDoneMarks] = None) -> None:
         self.max_batches = max(1, int(max_batches))
         self.max_bytes = max(1, int(max_bytes))
         self.cond = cond or threading.Condition()
@@ -81,18 +84,18 @@ class BatchQueue:
         self.dropped_bytes = 0
         self.dropped_records = 0
         self.enqueued = 0
-        self.peek: Optional[Callable[[bytes], None]] = None   # called with each body, `cond` held
+        self.runtime_done = runtime_done if runtime_done is not None else RuntimeDoneMarks()
 
     def put(self, body: bytes) -> None:
         with self.cond:
             self._items.append(body)
             self._bytes += len(body)
             self.enqueued += 1
-            if self.peek is not None:
-                try:
-                    self.peek(body)
-                except Exception:  # noqa: BLE001 - a hint, never a reason to lose the batch
-                    pass
+            try:
+                if self.runtime_done.scan(body):
+                    self.cond.notify_all()
+            except Exception:  # noqa: BLE001 - a hint, never a reason to lose the batch
+                pass
             while len(self._items) > 1 and (len(self._items) > self.max_batches or self._bytes > self.max_bytes):
                 old = self._items.popleft()
                 self._bytes -= len(old)

@@ -6,8 +6,9 @@ API's event times, so that gaps between platform events and lifecycle events can
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import patterns
 from .config import Settings
@@ -165,6 +166,17 @@ Output = Union[InvocationSignal, InitSignal, ShutdownSignal, LogSignal, HealthSi
 
 
 # ---- the engine ------------------------------------------------------------------------------------------
+OWN_LINE_PREFIXES = ("[otel-sidecar]", '{"_aws"')   # our stderr lines and our EMF documents
+
+
+def is_own_line(ev: ExtensionLog) -> bool:
+    """Our own output comes back as `extension` records: never turned into signals (counted)."""
+    text = ev.text
+    if not isinstance(text, str):
+        fields = ev.fields
+        text = str(fields.get("message", "")) if isinstance(fields, dict) else ""
+    return text.lstrip().startswith(OWN_LINE_PREFIXES)
+
 MAX_PENDING = 1000        # invocations waiting for their report; beyond it the oldest is emitted incomplete
 MAX_REMEMBERED = 1024     # request ids remembered as emitted / runtimeDone-seen (exactly-once, bounded)
 OOM_ERROR_TYPE = "Runtime.OutOfMemory"
@@ -257,12 +269,15 @@ class SignalEngine:
         self._stream_current: Optional[str] = None   # last platform.start in stream order (log attribution)
         self._invoke_current: Optional[str] = None   # last INVOKE from the Extensions API
         self._latest = 0.0                           # the latest time seen (for signals forced out early)
+        # since the last take_progress() (bounded: a caller that never takes them loses the oldest)
+        self._new_runtime_done: Deque[str] = collections.deque(maxlen=MAX_REMEMBERED)
+        self._new_reports: Deque[str] = collections.deque(maxlen=MAX_REMEMBERED)
         self._counters: Dict[str, int] = {k: 0 for k in (
             "records_received", "batches", "malformed", "unknown_types", "unknown_fields", "invalid_fields",
             "logs_dropped_events", "logs_dropped_records", "logs_dropped_bytes", "invocations",
             "incomplete_invocations", "inits", "duplicate_reports", "duplicate_runtime_done", "late_logs",
             "unattributed_throttles", "pending_evicted", "snapshot_inits_discarded", "late_init_records",
-            "function_log_lines", "extension_log_lines", "skimmed_log_lines")}
+            "function_log_lines", "extension_log_lines", "skimmed_log_lines", "own_lines_filtered")}
 
     # ---- public API ---------------------------------------------------------------------------------------
     @property
@@ -273,14 +288,16 @@ class SignalEngine:
         return request_id in self._rt_seen
 
     def on_batch(self, batch: ParsedBatch, now: float) -> List[Output]:
-        """A whole parsed batch: counts its malformed/unknown items, then derives signals from its events."""
+        """A whole parsed batch (what the worker hands over): counts its items once (received, malformed,
+        unknown, invalid), then derives signals from its events."""
         c = self._counters
         c["batches"] += 1
+        c["records_received"] += batch.items
         c["malformed"] += batch.malformed
         c["unknown_types"] += batch.unknown_types
         c["unknown_fields"] += batch.unknown_fields
-        c["invalid_fields"] += getattr(batch, "invalid_fields", 0)
-        return self.on_events(batch.events, now)
+        c["invalid_fields"] += batch.invalid_fields
+        return self._derive(batch.events, now)
 
     def on_invoke(self, invoke: Invoke, now: float) -> List[Output]:
         out: List[Output] = []
@@ -295,14 +312,28 @@ class SignalEngine:
         return out
 
     def on_events(self, events: Sequence[Event], now: float) -> List[Output]:
+        """Events without their batch (bench/profile_busy.py): each counted as a record received."""
+        self._counters["records_received"] += len(events)
+        return self._derive(events, now)
+
+    def _derive(self, events: Sequence[Event], now: float) -> List[Output]:
+        """Each event to its handler, chosen by its class (_handlers below lists every event class)."""
         out: List[Output] = []
         self._latest = max(self._latest, now)
+        handlers = self._handlers
         for ev in events:
-            self._counters["records_received"] += 1
-            handler = self._handlers.get(type(ev))
+            handler = handlers.get(type(ev))
             if handler is not None:
                 handler(self, ev, out)
         return out
+
+    def take_progress(self) -> Tuple[List[str], List[str]]:
+        """(request ids whose runtimeDone came, whose report came) since the last call: the shell's waits
+        (runtimeDone after an invoke, every report at SHUTDOWN) read them."""
+        done, reported = list(self._new_runtime_done), list(self._new_reports)
+        self._new_runtime_done.clear()
+        self._new_reports.clear()
+        return done, reported
 
     def on_shutdown(self, shutdown: Shutdown, now: float) -> List[Output]:
         reason = (shutdown.reason or "spindown").lower()
@@ -359,6 +390,7 @@ class SignalEngine:
         self._bind_first(ev.request_id, ev.time, out)
 
     def _on_runtime_done(self, ev: RuntimeDone, out: List[Output]) -> None:
+        self._new_runtime_done.append(ev.request_id)
         if ev.request_id in self._rt_seen:
             self._counters["duplicate_runtime_done"] += 1
         self._rt_seen.add(ev.request_id)
@@ -372,6 +404,7 @@ class SignalEngine:
             inv.rt_error_type = ev.error_type
 
     def _on_report(self, ev: Report, out: List[Output]) -> None:
+        self._new_reports.append(ev.request_id)
         if ev.request_id in self._emitted:
             self._counters["duplicate_reports"] += 1
             return
@@ -683,6 +716,9 @@ class SignalEngine:
         return []
 
     def _on_extension_log(self, ev: ExtensionLog, out: List[Output]) -> None:
+        if is_own_line(ev):
+            self._counters["own_lines_filtered"] += 1
+            return
         self._counters["extension_log_lines"] += 1
         if self.settings.otlp_logs:
             out.append(LogSignal(time=ev.time, text=ev.text, message=ev.message, level=ev.level, request_id=None,

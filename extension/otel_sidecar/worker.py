@@ -1,8 +1,9 @@
-"""Background worker: listener queue -> events.parse_batch -> SignalEngine -> sinks; runs the flushes.
+"""Background worker: listener queue -> RecordPipeline (parse, engine) -> sinks; runs the flushes.
 
 The pure core and the sinks are imported here, on the worker thread, so that nothing heavy sits on the
 path to the first /next. Every exception is caught and counted: the worker never takes the process down.
-The lifecycle thread talks to the worker only through the shared condition variable.
+The lifecycle thread talks to the worker only through the shared condition variable (the queue's); what
+the lifecycle knows about itself (degraded, subscribed types, ...) the worker reads from SidecarStatus.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ import collections
 import threading
 import time
 
-from .lifecycle import log, setup_logging
-from .listener import records_in
+from .health import health_counters
+from .listener import BatchQueue, records_in
+from .ownlog import log, setup_logging
+from .status import SidecarStatus
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported on the main thread before the first /next: keep typing off that path
     from typing import Any, Deque, Dict, List, Mapping, Optional, Set, Tuple
 
-OWN_LINE_PREFIX = "[otel-sidecar]"
-RUNTIME_DONE_MARK = b'"platform.runtimeDone"'
+    from .pipeline import RecordPipeline
+
 SETUP_WAIT_S = 30.0               # the setup starts by then even if nothing released it (time stops while frozen)
 SKIM_FILL = 0.5                   # backlog (batches or bytes) as a share of the listener queue's bound from
                                   # which log lines are only skimmed: a burst that fits is processed in full
@@ -32,19 +35,10 @@ OTLP_SETUP_RESERVE_S = 1.0       # at a SHUTDOWN before any invocation: start OT
 LOCAL_SINK_RESERVE_S = 0.05      # at SHUTDOWN, time kept after the network sinks for the stdout (EMF) sink
 HEALTH_INTERVAL_S = 60.0         # own counters go out at most this often (and always at shutdown)
 MAX_TRACKED_REQUESTS = 256        # request ids remembered for the shutdown drain
+FALLBACK_FLUSH_BUDGET_S = 0.03    # without a flush policy (flush.py failed): wait for runtimeDone, then this
 OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                       "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
                       "OPENTELEMETRY_COLLECTOR_CONFIG_URI", "SIDECAR_COLLECTOR_CONFIG")
-
-
-class Plan:
-    """Fallback plan when flush.py is unavailable: wait for runtimeDone, then flush within 30 ms."""
-
-    __slots__ = ("wait_runtime_done", "budget_s")
-
-    def __init__(self, wait_runtime_done: bool = True, budget_s: float = 0.03) -> None:
-        self.wait_runtime_done = wait_runtime_done
-        self.budget_s = budget_s
 
 
 def otlp_configured(settings: Any, env: Mapping[str, str]) -> bool:
@@ -57,13 +51,14 @@ def otlp_configured(settings: Any, env: Mapping[str, str]) -> bool:
 class Worker:
     """The one thread that owns the engine and the sinks."""
 
-    def __init__(self, sidecar: Any) -> None:
-        self.sidecar = sidecar
-        self.cond: threading.Condition = sidecar.cond
-        self.queue = sidecar.queue
-        self.settings = sidecar.settings
-        self.env: Mapping[str, str] = sidecar.env
-        self.own_prefixes = (OWN_LINE_PREFIX, '{"_aws"')
+    def __init__(self, queue: BatchQueue, settings: Any, env: Mapping[str, str],
+                 status: Optional[SidecarStatus] = None) -> None:
+        self.queue = queue
+        self.cond: threading.Condition = queue.cond        # one condition wakes the worker for every kind of work
+        self.runtime_done = queue.runtime_done             # the queue's scan and our parse fill it; waits read it
+        self.settings = settings
+        self.env: Mapping[str, str] = env
+        self.status = status if status is not None else SidecarStatus()
         self._invokes: Deque[Tuple[Dict[str, Any], float]] = collections.deque()
         self._flush_req: Optional[Tuple[int, float]] = None
         self._flush_done = 0
@@ -71,21 +66,16 @@ class Worker:
         self._shutdown_req: Optional[Tuple[Optional[Dict[str, Any]], float, float]] = None
         self._shutdown_done = False
         self._awaiting: Optional[str] = None
-        self._runtime_done: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self.runtime_done_total = 0   # distinct runtimeDone request ids seen (raw peek or parsed)
         self._ready = False
         self.counters: Dict[str, int] = collections.defaultdict(int)
-        self.engine: Any = None
+        self.pipeline: Optional[RecordPipeline] = None     # parse + engine, built by the setup
         self.sinks: List[Any] = []
-        self.events_mod: Any = None
         self.policy: Any = None
         self._policy_failed = False
         self._requests: Deque[str] = collections.deque(maxlen=MAX_TRACKED_REQUESTS)
         self._reported: Set[str] = set()
         self._health_at = time.monotonic()
-        if self.queue is not None:
-            self.queue.peek = self._peek
-        self._setup_go = threading.Event()
+        self._setup_go = self.runtime_done.response_out   # the setup may start: a response is out
         self._thread = threading.Thread(target=self._run, name="otel-sidecar-worker", daemon=True)
 
     # ---- lifecycle side (called on the main thread) ------------------------------------------------
@@ -160,12 +150,14 @@ class Worker:
                     return policy.plan_after_invoke(time.monotonic(), deadline)
             except Exception as exc:  # noqa: BLE001
                 self._fail("policy", exc)
-        return Plan()
+        from .flush import Plan
+
+        return Plan(True, FALLBACK_FLUSH_BUDGET_S, "end", "no flush policy")
 
     def tracks_runtime_done(self) -> bool:
         """False once it is known that no engine can report runtimeDone (waiting would only burn the deadline)."""
         with self.cond:
-            return not self._ready or (self.engine is not None and self.events_mod is not None)
+            return not self._ready or self.pipeline is not None
 
     def wait_runtime_done(self, request_id: str, deadline: float) -> bool:
         """Block until the engine has seen platform.runtimeDone of request_id, or the monotonic deadline."""
@@ -173,7 +165,7 @@ class Worker:
             self._awaiting = request_id
             self.cond.notify_all()
             try:
-                return self._wait_until(lambda: request_id in self._runtime_done, deadline,
+                return self._wait_until(lambda: request_id in self.runtime_done, deadline,
                                         "runtime_done_wait_timeouts")
             finally:
                 self._awaiting = None
@@ -198,56 +190,25 @@ class Worker:
     def health(self) -> Dict[str, int]:
         """Merged counters: listener, worker, engine, sinks and the time to the first /next."""
         out: Dict[str, int] = {}
-        sc = self.sidecar
-        if sc.listener is not None:
-            out.update(sc.listener.health())
+        status = self.status
+        if status.listener is not None:
+            out.update(status.listener.health())
         else:
             out.update(self.queue.health())
         with self.cond:
             out.update({f"worker_{k}": v for k, v in self.counters.items()})
-        eng = getattr(self.engine, "health", None)
-        if eng is not None:
-            out.update(_as_counts(eng, "engine_"))
+            out["worker_runtime_done_peeked"] = self.runtime_done.scanned_bodies
+        if self.pipeline is not None:
+            out.update(_as_counts(self.pipeline.health, "engine_"))
         for sink in self.sinks:
             try:
                 out.update(_as_counts(sink.health(), ""))
             except Exception as exc:  # noqa: BLE001
                 self._fail("sink_health", exc)
-        if sc.time_to_first_next_ms is not None:
-            out["time_to_first_next_ms"] = int(round(sc.time_to_first_next_ms))
-        out["degraded"] = len(sc.degraded)
+        if status.time_to_first_next_ms is not None:
+            out["time_to_first_next_ms"] = int(round(status.time_to_first_next_ms))
+        out["degraded"] = len(status.degraded)
         return out
-
-    def _peek(self, body: bytes) -> None:
-        """Listener thread, `cond` held: note runtimeDone request ids straight from the raw body.
-
-        The lifecycle's wait for runtimeDone must not depend on how far behind the worker is (a burst of
-        function logs can take it a second to work through); this byte scan is cheap and bounded.
-        """
-        at = body.find(RUNTIME_DONE_MARK)
-        found = False
-        while at >= 0:
-            window = body[at + len(RUNTIME_DONE_MARK):at + 4096]
-            rec, tim = window.find(b'"record"'), window.find(b'"time"')
-            # the envelope's record must follow its type (Lambda writes time, type, record); otherwise the
-            # next event's record would be read: then leave it to the worker
-            key = window.find(b'"requestId"', rec) if rec >= 0 and (tim < 0 or rec < tim) else -1
-            if key >= 0 and (tim < 0 or key < tim):
-                start = window.find(b'"', window.find(b":", key) + 1)
-                end = window.find(b'"', start + 1)
-                if start > 0 and end > start:
-                    rid = window[start + 1:end].decode("ascii", "replace")
-                    if rid not in self._runtime_done:
-                        self.runtime_done_total += 1
-                    self._runtime_done[rid] = None
-                    found = True
-            at = body.find(RUNTIME_DONE_MARK, at + 1)
-        if found:
-            while len(self._runtime_done) > MAX_TRACKED_REQUESTS:
-                self._runtime_done.popitem(last=False)
-            self.counters["runtime_done_peeked"] += 1
-            self._setup_go.set()         # a runtime is done: its caller has the response
-            self.cond.notify_all()
 
     # ---- worker thread --------------------------------------------------------------------------------
     def _fail(self, where: str, exc: BaseException) -> None:
@@ -278,13 +239,11 @@ class Worker:
         except Exception as exc:  # noqa: BLE001
             self._fail("logging", exc)
         try:
-            from . import events as events_mod
-            from .signals import SignalEngine
+            from .pipeline import RecordPipeline
 
-            self.events_mod = events_mod
-            self.engine = SignalEngine(self.settings) if self.settings is not None else SignalEngine(_default_settings())
+            self.pipeline = RecordPipeline(self.settings)
         except Exception as exc:  # noqa: BLE001
-            self.sidecar.degrade(f"the signal engine is unavailable ({type(exc).__name__}: {exc}); "
+            self.status.degrade(f"the signal engine is unavailable ({type(exc).__name__}: {exc}); "
                                  "telemetry is counted but not turned into metrics")
         with self.cond:
             self._get_policy()
@@ -293,9 +252,9 @@ class Worker:
             try:
                 from .emf import EmfSink
 
-                self.sinks.append(_make_emf_sink(EmfSink, self.settings, self.env))
+                self.sinks.append(EmfSink(self.settings if self.settings is not None else _default_settings()))
             except Exception as exc:  # noqa: BLE001
-                self.sidecar.degrade(f"the EMF sink is unavailable ({type(exc).__name__}: {exc})")
+                self.status.degrade(f"the EMF sink is unavailable ({type(exc).__name__}: {exc})")
         if otlp_configured(self.settings, self.env):
             with self.cond:
                 shutdown = self._shutdown_req
@@ -313,7 +272,7 @@ class Worker:
                 if sink is not None:
                     self.sinks.append(sink)
             except Exception as exc:  # noqa: BLE001
-                self.sidecar.degrade(f"OTLP export is off: the OTLP sink could not start "
+                self.status.degrade(f"OTLP export is off: the OTLP sink could not start "
                                      f"({type(exc).__name__}: {exc})")
 
     def _run(self) -> None:
@@ -381,8 +340,7 @@ class Worker:
                 self.queue.requeue_front(batches[i:])
                 self.counters["backlog_deferred"] += 1
                 return
-            if self._far_behind(len(batches) - i - 1, left_bytes) and self.events_mod is not None \
-                    and self.engine is not None:
+            if self._far_behind(len(batches) - i - 1, left_bytes):
                 self._skim_batch(body)
             else:
                 self._on_batch(body)
@@ -418,48 +376,30 @@ class Worker:
 
     def _on_invoke(self, event: Dict[str, Any], t: float) -> None:
         self.counters["invokes"] += 1
-        if self.engine is None or self.events_mod is None:
+        if self.pipeline is None:
             return
         try:
-            inv = self.events_mod.parse_invoke(event)
-            if inv is None:
-                self.counters["invokes_without_request_id"] += 1
-                return
-            self._emit(self.engine.on_invoke(inv, t))
+            outputs = self.pipeline.invoke(event, t)
         except Exception as exc:  # noqa: BLE001
             self._fail("engine_invoke", exc)
+            return
+        if outputs is None:
+            self.counters["invokes_without_request_id"] += 1
+            return
+        self._emit(outputs)
 
     def _on_batch(self, body: bytes) -> None:
+        """A body parsed in full; its records are counted by the engine (RecordPipeline)."""
         self.counters["batches"] += 1
-        if self.events_mod is None:
+        if self.pipeline is None:
             return
         try:
-            parsed = self.events_mod.parse_batch(body)
-        except Exception as exc:  # noqa: BLE001
-            self._fail("parse", exc)
-            self.counters["malformed"] += 1
-            return
-        self._on_parsed(parsed)
-
-    def _on_parsed(self, parsed: Any) -> None:
-        self.counters["records_received"] += parsed.items
-        self.counters["malformed"] += parsed.malformed
-        self.counters["unknown_types"] += parsed.unknown_types
-        self.counters["unknown_fields"] += parsed.unknown_fields
-        for ev in parsed.events:
-            if type(ev).__name__ == "LogsDropped":
-                self.counters["logs_dropped_records"] += int(getattr(ev, "dropped_records", 0) or 0)
-        events = [e for e in parsed.events if not self._is_own_line(e)]
-        filtered = len(parsed.events) - len(events)
-        if filtered:
-            self.counters["own_lines_filtered"] += filtered
-        if self.engine is None or not events:
-            return
-        try:
-            self._emit(self.engine.on_events(events, time.time()))
+            outputs = self.pipeline.batch(body, time.time())
         except Exception as exc:  # noqa: BLE001
             self._fail("engine_events", exc)
-        self._note_progress(events)
+            return
+        self._emit(outputs)
+        self._note_progress()
 
     def _far_behind(self, taken_batches: int, taken_bytes: int) -> bool:
         """Is the backlog (what this round took and has not processed, plus what waits in the queue) half the
@@ -477,56 +417,34 @@ class Worker:
         platform records are parsed as usual, so no invocation is lost to the flood."""
         self.counters["batches"] += 1
         self.counters["skimmed_batches"] += 1
-        exports_logs = any(getattr(s, "logs_enabled", False) for s in self.sinks)
-        for part in self.events_mod.parse_batch_skimming_logs(body):
-            if isinstance(part, tuple):
-                self.counters["records_received"] += len(part)
-                if exports_logs:
-                    self.counters["shed_log_records"] += len(part)
-                try:
-                    self._emit(self.engine.on_skimmed_logs(part, time.time()))
-                except Exception as exc:  # noqa: BLE001
-                    self._fail("engine_logs", exc)
-            else:
-                self._on_parsed(part)
+        if self.pipeline is None:
+            return
+        try:
+            outputs, skimmed = self.pipeline.skim(body, time.time())
+        except Exception as exc:  # noqa: BLE001
+            self._fail("engine_logs", exc)
+            return
+        if skimmed and any(getattr(s, "logs_enabled", False) for s in self.sinks):
+            self.counters["shed_log_records"] += skimmed
+        self._emit(outputs)
+        self._note_progress()
 
-    def _is_own_line(self, ev: Any) -> bool:
-        """Our own stdout comes back as `extension` records: never feed them to the engine."""
-        if type(ev).__name__ != "ExtensionLog":
-            return False
-        text = getattr(ev, "text", None)
-        if not isinstance(text, str):
-            fields = getattr(ev, "fields", None)
-            text = str(fields.get("message", "")) if isinstance(fields, dict) else ""
-        return text.lstrip().startswith(self.own_prefixes)
-
-    def _note_progress(self, events: List[Any]) -> None:
+    def _note_progress(self) -> None:
         """Remember reports and runtimeDones (for any request: the INVOKE may not have reached us yet)."""
-        done = []
-        for ev in events:
-            name = type(ev).__name__
-            rid = getattr(ev, "request_id", None)
-            if name == "Report" and rid:
-                self._reported.add(rid)
-                if len(self._reported) > 4 * MAX_TRACKED_REQUESTS:
-                    self._reported = set(self._requests)
-            elif name == "RuntimeDone" and rid:
-                done.append(rid)
+        done, reported = self.pipeline.take_progress()
+        for rid in reported:
+            self._reported.add(rid)
+        if len(self._reported) > 4 * MAX_TRACKED_REQUESTS:
+            self._reported = set(self._requests)
         with self.cond:
             awaited = self._awaiting
-            if awaited and awaited not in self._runtime_done and awaited not in done:
+            if awaited and awaited not in self.runtime_done and awaited not in done:
                 try:
-                    if self.engine.runtime_done_seen(awaited):
+                    if self.pipeline.runtime_done_seen(awaited):
                         done.append(awaited)
                 except Exception as exc:  # noqa: BLE001
                     self._fail("engine_runtime_done", exc)
-            if done:
-                for rid in done:
-                    if rid not in self._runtime_done:
-                        self.runtime_done_total += 1
-                    self._runtime_done[rid] = None
-                while len(self._runtime_done) > MAX_TRACKED_REQUESTS:
-                    self._runtime_done.popitem(last=False)
+            if self.runtime_done.add(done):
                 self.cond.notify_all()
 
     def _do_flush(self, deadline: float) -> None:
@@ -551,15 +469,14 @@ class Worker:
         try:
             self._drain(drain_until, deadline)
             now = time.time()
-            if self.engine is not None and self.events_mod is not None:
+            if self.pipeline is not None:
                 if event is not None:
                     try:
-                        shut = self.events_mod.parse_shutdown(event)
-                        self._emit(self.engine.on_shutdown(shut, now))
+                        self._emit(self.pipeline.shutdown(event, now))
                     except Exception as exc:  # noqa: BLE001
                         self._fail("engine_shutdown", exc)
                 try:
-                    self._emit(self.engine.finish(now))
+                    self._emit(self.pipeline.finish(now))
                 except Exception as exc:  # noqa: BLE001
                     self._fail("engine_finish", exc)
             self._report_health()
@@ -592,7 +509,7 @@ class Worker:
         while True:
             self._process(stop_at=process_until)
             missing = [r for r in self._requests if r not in self._reported]
-            subscribed = "platform" in getattr(self.sidecar, "subscribed_types", ())
+            subscribed = self.status.platform_subscribed
             with self.cond:
                 now = time.monotonic()
                 backlog = len(self.queue)
@@ -623,32 +540,6 @@ class Worker:
         self._emit([signal], sinks)
 
 
-def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
-    """The detailed counters folded into the catalog's health keys (HealthSignal.counters)."""
-    own = ("listener_", "worker_", "engine_")
-    sink_dropped = sum(v for k, v in detail.items()
-                       if not k.startswith(own) and ("dropped_" in k or k.endswith("dropped")) and "logs_dropped" not in k)
-    # records, not batches: a dropped batch of 1,000 log lines is 1,000 items lost (an oversized body is never
-    # read, so it counts once)
-    dropped = (detail.get("listener_dropped_records", 0) + detail.get("listener_oversized", 0)
-               + detail.get("listener_rejected", 0)      # refused requests: wrong path, malformed, too slow
-               + detail.get("worker_dropped_invoke_events", 0) + detail.get("worker_dropped_at_shutdown_records", 0)
-               + detail.get("worker_shed_log_records", 0)
-               + sink_dropped)
-    out = {
-        "records_received": detail.get("worker_records_received", 0),
-        "malformed": detail.get("worker_malformed", 0),
-        "unknown_types": detail.get("worker_unknown_types", 0),
-        "unknown_fields": detail.get("worker_unknown_fields", 0),
-        "logs_dropped_records": detail.get("worker_logs_dropped_records", 0),
-        "dropped": dropped,
-        "export_failures": sum(v for k, v in detail.items() if k.endswith("export_failures") and not k.startswith(own)),
-    }
-    if "time_to_first_next_ms" in detail:
-        out["time_to_first_next_ms"] = detail["time_to_first_next_ms"]
-    return {k: float(v) for k, v in out.items()}
-
-
 def _lower_priority() -> None:
     """Nice this thread (and the exporter threads it starts, which inherit it): when the handler and the
     sidecar compete for a fractional vCPU, the handler wins. Linux-only; best effort."""
@@ -670,12 +561,6 @@ def _default_settings() -> Any:
     from .config import load_settings
 
     return load_settings({})[0]
-
-
-def _make_emf_sink(cls: Any, settings: Any, env: Mapping[str, str]) -> Any:
-    if settings is None:
-        settings = _default_settings()
-    return cls(settings)
 
 
 def _as_counts(value: Any, prefix: str) -> Dict[str, int]:

@@ -10,29 +10,28 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from otel_sidecar.config import load_settings
 from otel_sidecar.listener import BatchQueue, TelemetryListener
+from otel_sidecar.status import SidecarStatus
 from otel_sidecar.worker import Worker
 
 
 class ShellSidecar:
-    """The attributes Worker reads from lifecycle.Sidecar, plus the listener bound on 127.0.0.1:<ephemeral>."""
+    """What lifecycle.Sidecar hands the Worker, plus the listener bound on 127.0.0.1:<ephemeral>."""
 
     def __init__(self, env: Optional[Mapping[str, str]] = None, max_body: int = 64 * 1024,
                  max_batches: int = 256) -> None:
         self.env: Dict[str, str] = {"AWS_LAMBDA_FUNCTION_NAME": "faults", "SIDECAR_LOG_LEVEL": "ERROR",
                                     **dict(env or {})}
         self.settings, _ = load_settings(self.env)
-        self.degraded: List[str] = []
         self.cond = threading.Condition()
         self.queue = BatchQueue(max_batches=max_batches, cond=self.cond)
         self.listener = TelemetryListener(self.queue, max_body=max_body)
-        self.time_to_first_next_ms: Optional[float] = None
+        self.status = SidecarStatus()
+        self.status.listener = self.listener
+        self.degraded: List[str] = self.status.degraded
         self.port = self.listener.bind("127.0.0.1", 0)
-        self.worker = Worker(self)
+        self.worker = Worker(self.queue, self.settings, self.env, self.status)
         self.worker.start()
         self.wait(lambda: self.worker._ready)   # its one-time setup (logging included) is over before any test
-
-    def degrade(self, why: str) -> None:
-        self.degraded.append(why)
 
     def close(self) -> None:
         now = time.monotonic()
@@ -40,8 +39,13 @@ class ShellSidecar:
         self.listener.close()
 
     def counters(self) -> Dict[str, int]:
+        """The worker's counters, with the record counts (batches, records_received, malformed, ...) of the
+        engine, where they are kept."""
         with self.cond:
-            return dict(self.worker.counters)
+            out = dict(self.worker.counters)
+        if self.worker.pipeline is not None:
+            out.update(self.worker.pipeline.health)
+        return out
 
     def wait(self, pred: Callable[[], Any], timeout: float = 5.0) -> Any:
         """Poll pred() until truthy or the bound passes (then fail with the last counters)."""

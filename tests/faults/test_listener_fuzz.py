@@ -113,7 +113,7 @@ def test_every_body_is_answered_and_counted(shell, batch):
     # and the sidecar still works: a valid invocation is turned into signals
     rid = str(uuid.uuid4())
     assert post(shell.port, _valid_invocation_batch(rid)) == 200
-    shell.wait(lambda: shell.worker.engine.runtime_done_seen(rid))
+    shell.wait(lambda: shell.worker.pipeline.runtime_done_seen(rid))
 
 
 def test_other_methods_and_paths_are_answered(shell):
@@ -141,7 +141,7 @@ def test_concurrent_posters_lose_nothing_uncounted():
         assert got["requests"] == 320
         assert got["batches"] + got["dropped"] == 320
         assert got["records"] == 3 * got["batches"] and got["malformed"] == 0
-        seen = sum(1 for ids in rids for rid in ids if sc.worker.engine.runtime_done_seen(rid))
+        seen = sum(1 for ids in rids for rid in ids if sc.worker.pipeline.runtime_done_seen(rid))
         assert seen == got["batches"]          # every batch that was not counted as dropped was processed
     finally:
         sc.close()

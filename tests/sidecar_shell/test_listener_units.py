@@ -222,7 +222,7 @@ def test_the_subscription_request_is_the_documented_json():
 
 
 def test_refused_requests_reach_sidecar_dropped():
-    from otel_sidecar.worker import health_counters
+    from otel_sidecar.health import health_counters
 
     assert health_counters({"listener_rejected": 3, "listener_oversized": 2})["dropped"] == 5.0
 

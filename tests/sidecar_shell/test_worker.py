@@ -9,8 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 from otel_sidecar.config import load_settings
+from otel_sidecar.health import health_counters
 from otel_sidecar.listener import BatchQueue
-from otel_sidecar.worker import Worker, health_counters
+from otel_sidecar.status import SidecarStatus
+from otel_sidecar.worker import Worker
 
 from tests.sidecar_shell.test_lifecycle_shell import _report, _runtime_done, _start
 
@@ -46,10 +48,10 @@ class RecordingSink:
 def make_worker(*sinks, types=("platform", "function")):
     cond = threading.Condition()
     settings, _ = load_settings({"AWS_LAMBDA_FUNCTION_NAME": "fn", "SIDECAR_EMF": "false"})
-    sidecar = SimpleNamespace(cond=cond, queue=BatchQueue(cond=cond), settings=settings, env={}, listener=None,
-                              subscribed_types=list(types), time_to_first_next_ms=42.0, degraded=[],
-                              degrade=lambda why: sidecar.degraded.append(why))
-    w = Worker(sidecar)
+    status = SidecarStatus(list(types))
+    status.time_to_first_next_ms = 42.0
+    sidecar = SimpleNamespace(cond=cond, queue=BatchQueue(cond=cond), status=status)
+    w = Worker(sidecar.queue, settings, {}, status)
     w.sinks.extend(sinks)
     w.start()
     return w, sidecar
@@ -118,13 +120,13 @@ def test_own_lines_are_filtered_before_the_engine():
            {"time": _start("x", t)["time"], "type": "extension", "record": "another extension speaks\n"}]
     sc.queue.put(json.dumps(own).encode())
     assert w.shutdown(None, time.monotonic() + 1, time.monotonic() + 2)
-    assert w.health()["worker_own_lines_filtered"] == 2
+    assert w.health()["engine_own_lines_filtered"] == 2
 
 
 @pytest.mark.parametrize("detail, expected", [
     # records, not batches: a dropped batch of 40 records counts 40
     ({"listener_dropped_batches": 1, "listener_dropped_records": 40, "listener_oversized": 2,
-      "otlp_dropped_spans_queue": 3, "worker_dropped_at_shutdown_records": 5, "worker_logs_dropped_records": 7}, 50),
+      "otlp_dropped_spans_queue": 3, "worker_dropped_at_shutdown_records": 5, "engine_logs_dropped_records": 7}, 50),
     ({}, 0),
 ])
 def test_health_counters_fold_every_drop(detail, expected):
@@ -138,7 +140,7 @@ def test_runtime_done_is_seen_from_the_raw_batch_even_when_the_worker_is_behind(
         t = time.time()
         other = _runtime_done("cccccccc-2222-3333-4444-555555555555", t)
         sc.queue.put(json.dumps([_start(rid, t), other, _runtime_done(rid, t)]).encode())
-        assert set(w._runtime_done) == {rid, "cccccccc-2222-3333-4444-555555555555"}
+        assert set(sc.queue.runtime_done) == {rid, "cccccccc-2222-3333-4444-555555555555"}
     assert w.wait_runtime_done(rid, time.monotonic() + 5)
 
 
@@ -147,8 +149,8 @@ def test_record_before_type_is_left_to_the_worker():
     body = (b'[{"time":"2026-01-01T00:00:00.000Z","record":{"requestId":"a"},"type":"platform.runtimeDone"},'
             b'{"time":"2026-01-01T00:00:00.000Z","record":{"requestId":"wrong"},"type":"platform.report"}]')
     with sc.cond:
-        w._peek(body)
-        assert "wrong" not in w._runtime_done
+        sc.queue.runtime_done.scan(body)
+        assert "wrong" not in sc.queue.runtime_done
 
 
 def _log_batch(n: int, t: float) -> bytes:
@@ -168,7 +170,7 @@ def test_shutdown_with_a_huge_backlog_finishes_by_its_deadline_and_counts_what_i
     h = w.health()
     # every record is either processed, dropped by the worker at the deadline, or shed by the listener's queue
     # once the setup put it under the memory budget's share: nothing goes uncounted
-    assert (h["worker_records_received"] + 1000 * h.get("worker_dropped_at_shutdown_batches", 0)
+    assert (h["engine_records_received"] + 1000 * h.get("worker_dropped_at_shutdown_batches", 0)
             + h.get("listener_dropped_records", 0)) == 60000
     assert sink.shutdowns == 1 and sink.of("HealthSignal")
 
@@ -208,7 +210,7 @@ def test_a_log_flood_is_skimmed_and_loses_no_invocation():
     h = w.health()
     skimmed = h["worker_skimmed_batches"]
     assert 40 - 24 <= skimmed < 40 and h["worker_shed_log_records"] == 50 * skimmed
-    assert h["worker_records_received"] == 40 * 53                # every record counted, skimmed or not
+    assert h["engine_records_received"] == 40 * 53                # every record counted, skimmed or not
     assert health_counters(h)["dropped"] == h["worker_shed_log_records"] + 2     # + RecordingSink's own 2
     # the lines that were not skimmed became OTLP log signals
     assert len(sink.of("LogSignal")) == 50 * (40 - skimmed)
@@ -218,10 +220,7 @@ def test_a_shutdown_before_any_invocation_with_little_time_skips_the_otlp_start(
     cond = threading.Condition()
     env = {"AWS_LAMBDA_FUNCTION_NAME": "fn", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
     settings, _ = load_settings(env)
-    sidecar = SimpleNamespace(cond=cond, queue=BatchQueue(cond=cond), settings=settings, env=env, listener=None,
-                              subscribed_types=["platform"], time_to_first_next_ms=1.0, degraded=[],
-                              degrade=lambda why: sidecar.degraded.append(why))
-    w = Worker(sidecar)
+    w = Worker(BatchQueue(cond=cond), settings, env, SidecarStatus(["platform"]))
     w.start(defer_setup=True)                     # as the lifecycle starts it: nothing released the setup yet
     now = time.monotonic()
     assert w.shutdown(None, now + 0.1, now + 0.6)
