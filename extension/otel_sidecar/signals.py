@@ -155,10 +155,11 @@ class LogSignal:
 
 @dataclass(frozen=True)
 class HealthSignal:
-    """The sidecar's own counters (cumulative since start), built by the shell at flush time."""
+    """The sidecar's own counters (cumulative since start), built by the shell at flush time (health.py)."""
 
     time: float
-    counters: Tuple[Tuple[str, float], ...]
+    counters: Tuple[Tuple[str, float], ...]             # health.health_counters: the catalog's health keys
+    dropped_reasons: Tuple[Tuple[str, float], ...] = ()  # health.drop_reasons: `dropped` broken down
 
 
 Output = Union[InvocationSignal, InitSignal, ShutdownSignal, LogSignal, HealthSignal]

@@ -12,7 +12,7 @@ import collections
 import threading
 import time
 
-from .health import health_counters
+from .health import drop_reasons, health_counters
 from .listener import BatchQueue, records_in
 from .ownlog import log, setup_logging
 from .status import SidecarStatus
@@ -532,8 +532,11 @@ class Worker:
         try:
             from .signals import HealthSignal
 
-            counts = health_counters(self.health())
-            signal = HealthSignal(time=time.time(), counters=tuple(sorted(counts.items())))
+            detail = self.health()
+            counts = health_counters(detail)
+            reasons = drop_reasons(detail, counts["dropped"])
+            signal = HealthSignal(time=time.time(), counters=tuple(sorted(counts.items())),
+                                  dropped_reasons=tuple(sorted(reasons.items())))
         except Exception as exc:  # noqa: BLE001
             self._fail("health", exc)
             return

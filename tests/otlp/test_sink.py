@@ -189,9 +189,10 @@ def test_logs_carry_severity_raw_body_and_can_be_switched_off(make_sink, receive
 
 def test_health_metrics_report_drops_by_reason(make_sink, receiver):
     sink = make_sink()
-    sink.report_health({"records_received": 10, "listener_dropped_batches": 2, "dropped_invoke_events": 1})
+    reasons = {"listener_dropped_batches": 2, "dropped_invoke_events": 1}
+    sink.record_health({"records_received": 10, "dropped": 3}, reasons)
     sink.flush(soon())
-    sink.report_health({"records_received": 15, "listener_dropped_batches": 2, "dropped_invoke_events": 1})
+    sink.record_health({"records_received": 15, "dropped": 3}, reasons)
     sink.flush(soon())
     points = receiver.metrics()
     received = [p["value"] for p in points if p["name"] == "otel_sidecar.records_received"]
@@ -201,6 +202,7 @@ def test_health_metrics_report_drops_by_reason(make_sink, receiver):
 
 
 def test_health_signal_total_is_split_into_own_reasons_and_the_rest(make_sink, receiver):
+    from otel_sidecar.health import drop_reasons
     from otel_sidecar.signals import HealthSignal
 
     sink = make_sink(SIDECAR_OTLP_MAX_QUEUE="6")
@@ -209,8 +211,11 @@ def test_health_signal_total_is_split_into_own_reasons_and_the_rest(make_sink, r
     own = {k[len("otlp_"):]: v for k, v in sink.health().items() if k.startswith("otlp_dropped_")}
     assert own["dropped_spans_buffer_full"] == 4
     total = sum(own.values()) + 3                              # + 3 dropped by the listener
+    # the shell folds the sink's counters with its own (health.py) and hands the breakdown down: one way
+    reasons = drop_reasons(dict(sink.health(), listener_dropped_records=3), total)
     sink.accept([HealthSignal(time=time.time(), counters=(("dropped", total), ("logs_dropped_records", 7),
-                                                          ("records_received", 4)))])
+                                                          ("records_received", 4)),
+                              dropped_reasons=tuple(reasons.items()))])
     sink.flush(soon())
     points = receiver.metrics()
     dropped = {p["attributes"]["reason"]: p["value"] for p in points if p["name"] == "otel_sidecar.dropped"}
@@ -317,7 +322,7 @@ def test_a_request_the_flush_window_cuts_off_is_handed_to_the_background(make_si
     assert time.monotonic() - t0 < 0.05 + SLACK
     assert receiver.wait_for(lambda r: len(by_name(r.spans(), "my-function")) >= 1, timeout=5)
     # it learnt the backend's latency: later flushes with a too short window defer without trying
-    assert receiver.wait_for(lambda r: sink._dest["traces"].backoff.latency is not None, timeout=5)
+    assert receiver.wait_for(lambda r: sink.exporter.destinations["traces"].backoff.latency is not None, timeout=5)
     deferred = sink.health()["otlp_export_deferred"]
     sink.accept([invocation("r2")])
     sink.flush(soon(0.05))
@@ -414,7 +419,7 @@ def test_a_batch_stuck_on_the_wire_at_shutdown_is_counted(make_sink, receiver):
     sink = make_sink(flush_mode="continuous")                 # the background sender owns the export
     receiver.set_fault("stall")
     sink.accept([invocation("r1")])
-    assert receiver.wait_for(lambda r: sink._inflight["traces"] == 5, timeout=5)
+    assert receiver.wait_for(lambda r: sink.exporter.inflight["traces"] == 5, timeout=5)
     deadline = soon(0.3)
     sink.shutdown(deadline)
     assert time.monotonic() <= deadline + SLACK

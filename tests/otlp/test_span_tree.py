@@ -206,7 +206,7 @@ def test_billed_duration_and_max_memory_are_both_ints(make_sink, receiver):
 def test_each_refused_signal_is_named_once_then_not_sent_and_counted(make_sink, receiver, caplog, monkeypatch):
     import logging
 
-    from otel_sidecar.otlp import sink as sink_mod
+    from otel_sidecar.otlp import export as export_mod
 
     from tests.otlp._signals import invocation, log_line
 
@@ -230,7 +230,8 @@ def test_each_refused_signal_is_named_once_then_not_sent_and_counted(make_sink, 
     assert attempts("/v1/logs") == 1 and attempts("/v1/metrics") == 1
     # ...until the re-probe time: then it is tried again, and taken when the backend serves it now
     receiver.set_path_status("/v1/logs", None)
-    monkeypatch.setattr(sink_mod.time, "monotonic", lambda real=sink_mod.time.monotonic: real() + sink_mod.REPROBE_S)
+    monkeypatch.setattr(export_mod.time, "monotonic",
+                        lambda real=export_mod.time.monotonic: real() + export_mod.REPROBE_S)
     sink.accept([log_line("after", "req-9")])
     sink.flush(soon())
     assert attempts("/v1/logs") == 2 and [r["body"] for r in receiver.logs()][-1:] == ["after"]

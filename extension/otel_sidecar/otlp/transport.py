@@ -4,7 +4,8 @@ Why not the exporter's own client: its timeout is fixed at construction and its 
 own schedule, so a flush could not be held to the time left before /next. Here every connect, send and
 read gets the remaining budget as its timeout; 429/502/503/504 (and dropped connections) are retried
 only while the budget allows, honouring Retry-After; a partial success is reported, never retried.
-Bodies are built by opentelemetry-exporter-otlp-proto-common's encoders (see sink.py).
+Bodies arrive already serialized (encode.py builds them from opentelemetry-proto messages; export.py
+re-encodes them for http/json and gRPC).
 
 Headers: those of the configuration (checked at load: a bad value never reaches a request), plus those
 fetched from Secrets Manager / SSM (aws_secrets.py) once that fetch is over. Before it is over a request

@@ -1,0 +1,146 @@
+"""The catalog's metrics for OTLP: signals and the sidecar's own counters -> Aggregator (metrics.py), and one
+serialized ResourceMetrics per collection window into the metrics buffer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from .buffer import SignalBuffer
+from .counts import SinkCounters
+from .metrics import Aggregator
+from .resource import FunctionResource
+
+log = logging.getLogger("otel_sidecar")
+
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+MIB = 1024 * 1024
+MEMORY_BUCKETS = tuple(float(mb * MIB) for mb in (32, 64, 128, 256, 512, 1024, 1536, 2048, 3072, 4096, 6144,
+                                                  8192, 10240))
+RESPONSE_BUCKETS = (0.0, 100.0, 1e3, 1e4, 1e5, 1e6, 6 * MIB, 20 * MIB)
+PERCENT_BUCKETS = (10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 100.0)
+
+
+class MetricRecorder:
+    """Records catalog rows (catalog.py) from signals; health counters arrive cumulative and are recorded as
+    deltas. `accept` (worker thread) and `collect_into` (worker or the sender thread) share one lock."""
+
+    def __init__(self, temporality: str, resource: FunctionResource, counters: SinkCounters) -> None:
+        self.temporality = temporality
+        self.resource = resource
+        self.counters = counters
+        self._lock = threading.Lock()
+        self._aggregator = Aggregator(temporality, time.time_ns())
+        catalog = _load_catalog()
+        for m in catalog:
+            self._aggregator.declare(m.otlp_name, m.kind, m.otlp_unit, m.description, _bounds(m))
+        self._rows = {sig: tuple(m for m in catalog if m.signal == sig and m.when is None)
+                      for sig in ("invocation", "init", "shutdown", "health")}
+        self._health_last: Dict[Tuple[str, Tuple[Tuple[str, Any], ...]], float] = {}
+
+    def record(self, row_signal: str, sig: Any) -> None:
+        """The catalog rows of `row_signal` (invocation | init | shutdown) from a signal's fields."""
+        agg = self._aggregator
+        with self._lock:
+            for m in self._rows.get(row_signal, ()):
+                value = getattr(sig, m.otlp_source_field, None)
+                attrs: Tuple[Tuple[str, Any], ...] = ()
+                if isinstance(value, bool):
+                    amount: Optional[float] = 1.0 if value else None
+                elif isinstance(value, str):
+                    amount = 1.0 if value else None
+                    if m.field == "kind":
+                        attrs = (("aws.lambda.init.kind", value),)
+                    elif m.field == "reason":
+                        attrs = (("reason", value),)
+                elif isinstance(value, (int, float)):
+                    amount = float(value) * m.otlp_scale
+                else:
+                    amount = None
+                if amount is None:
+                    continue
+                if m.kind == "histogram":
+                    agg.record(m.otlp_name, amount, attrs)
+                elif m.kind == "gauge":
+                    agg.set(m.otlp_name, amount, attrs)
+                elif amount > 0:
+                    agg.add(m.otlp_name, amount, attrs)
+
+    def record_health(self, counts: Mapping[str, Any], dropped_reasons: Mapping[str, float]) -> None:
+        """The sidecar's own counters (cumulative, health.health_counters) -> the catalog's health metrics;
+        `dropped` by reason as the shell broke it down (health.drop_reasons)."""
+        counts = {k: v for k, v in counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for m in self._rows.get("health", ()):
+            if m.field == "dropped":
+                for reason, value in dropped_reasons.items():
+                    self._record_health_value(m, float(value), {"reason": reason})
+                continue
+            value = _first_number(counts, (m.field, f"engine_{m.field}", f"worker_{m.field}"))
+            if value is not None:
+                self._record_health_value(m, value, {})
+
+    def _record_health_value(self, m: Any, value: float, attrs: Dict[str, Any]) -> None:
+        scaled = value * m.otlp_scale
+        key_attrs = tuple(sorted(attrs.items()))
+        with self._lock:
+            if m.kind == "gauge":
+                self._aggregator.set(m.otlp_name, scaled, key_attrs)
+                return
+            key = (m.otlp_name, key_attrs)
+            delta = scaled - self._health_last.get(key, 0.0)
+            self._health_last[key] = scaled
+            if m.kind == "histogram":
+                self._aggregator.record(m.otlp_name, scaled, key_attrs)
+            elif delta > 0:
+                self._aggregator.add(m.otlp_name, delta, key_attrs)
+
+    def collect_into(self, buffer: SignalBuffer) -> None:
+        """Close the window: its points as one serialized ResourceMetrics into `buffer` (weight: points)."""
+        try:
+            with self._lock:
+                metrics, points = self._aggregator.collect(time.time_ns())
+            if not points:
+                return
+            window = self.resource.envelopes["metrics"].block(m.SerializeToString() for m in metrics)
+        except Exception as exc:  # noqa: BLE001
+            self.counters.error("collect", exc)
+            return
+        if self.temporality == "cumulative":
+            # a cumulative snapshot supersedes the older ones: nothing is lost by replacing them
+            buffer.clear()
+        buffer.add(window, points)
+
+
+def _bounds(m: Any) -> Optional[Tuple[float, ...]]:
+    """Bucket bounds that fit the values (the generic 0..10000 would put every byte count in overflow)."""
+    if m.kind != "histogram":
+        return None
+    if m.otlp_name == "faas.mem_usage":
+        return MEMORY_BUCKETS
+    if m.otlp_name == "aws.lambda.produced_bytes":
+        return RESPONSE_BUCKETS
+    if m.otlp_unit == "s":
+        return SECONDS_BUCKETS
+    if m.otlp_unit == "%":
+        return PERCENT_BUCKETS
+    return None
+
+
+def _first_number(d: Mapping[str, Any], keys: Sequence[str]) -> Optional[float]:
+    for k in keys:
+        v = d.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+    return None
+
+
+def _load_catalog() -> Tuple[Any, ...]:
+    try:
+        from ..catalog import METRICS
+
+        return METRICS
+    except Exception as exc:  # noqa: BLE001 - no catalog: spans and logs still work
+        log.error("OTLP: the metric catalog is unavailable (%s); OTLP metrics are off", exc)
+        return ()
