@@ -77,7 +77,7 @@ class _SettingsFields:
     emf_namespace: str = DEFAULT_NAMESPACE
     emf_dimensions: Tuple[str, ...] = ()
     # signal derivation
-    coldstart_idle_ms: int = 10000
+    coldstart_idle_ms: int = 10000                 # coldstart.classify_init's threshold
     price_per_gb_s: float = PRICE_PER_GB_S["x86_64"]
     price_per_request: float = PRICE_PER_REQUEST
     throttle_patterns: Tuple[str, ...] = ()  # empty = the defaults of patterns.py
@@ -88,7 +88,9 @@ class _SettingsFields:
     buffer_timeout_ms: int = 25
     buffer_max_items: int = 10000     # Lambda's own default and the most: the longest bursts fit
     buffer_max_bytes: int = 1048576
-    queue_max: int = 10000
+    queue_max: int = 10000            # SIDECAR_QUEUE_MAX: bounds (items) both the listener's queue of batches
+                                      # (lifecycle; listener.DEFAULT_MAX_BATCHES before settings load) and the
+                                      # EMF window's signals (emf.EmfSink)
     # flushing
     flush_mode: str = "adaptive"
     flush_interval_ms: int = DEFAULT_FLUSH_INTERVAL_MS
@@ -169,7 +171,10 @@ def _arch(machine: Optional[str]) -> str:
 
 
 def load_settings(env: Mapping[str, str], machine: Optional[str] = None) -> Tuple[Settings, List[str]]:
-    """Settings from an environment mapping (and the CPU architecture, e.g. platform.machine())."""
+    """Settings from an environment mapping (and the CPU architecture, e.g. platform.machine()).
+
+    Long on purpose: one read per variable of VARIABLES, in the table's order, each with its bound and its
+    warning; splitting it would only scatter that table."""
     r = _Reader(env)
     d = Settings()
 

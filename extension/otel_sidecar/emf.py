@@ -8,7 +8,7 @@ aggregate many invocations per flush window, bucket by minute and split at the 1
 The format is small and fully specified (conventions.md 1), and the tests validate every line we print
 against the published EMF JSON schema, so a dedicated serializer here is the lighter, safer choice.
 
-Aggregation: within a flush window, signals are grouped by minute (so CloudWatch sees each value at the
+MinuteBuckets: within a flush window, signals are grouped by minute (so CloudWatch sees each value at the
 right time); counters become one summed number per metric, distributions become arrays holding every
 per-invocation value (full precision; each array element is one sample), split into several documents when
 a metric has more than 100 values. (The `{Values, Counts}` distribution object some AWS exporters print would
@@ -106,7 +106,7 @@ def _counter_value(sig: Any, m: catalog.Metric) -> Optional[float]:
     return _number(v)
 
 
-class Aggregation:
+class MinuteBuckets:
     """Signals folded into per-minute buckets as they come (pure). Health counters are cumulative: their
     deltas since the baseline count. A bucket that reaches the 100-values limit is set aside as full (its
     documents can be written at once) and the minute starts a new one: counts and arrays of the two add up."""
@@ -182,7 +182,7 @@ class Aggregation:
 def aggregate(outputs: Iterable[Any], health_prev: Optional[Dict[str, float]] = None
               ) -> Tuple[List[_Bucket], Dict[str, float]]:
     """Signals -> buckets and the new health baseline."""
-    agg = Aggregation(health_prev)
+    agg = MinuteBuckets(health_prev)
     for sig in outputs:
         agg.add(sig)
     return agg.take(), agg.prev
@@ -267,7 +267,7 @@ class EmfSink:
         self.settings = settings or Settings()
         self._stream = stream
         self._max = max(1, int(max_buffer if max_buffer is not None else self.settings.queue_max))
-        self._agg = Aggregation()
+        self._agg = MinuteBuckets()
         self._pending = 0
         self._lock = threading.Lock()
         self._unwritten: Deque[str] = collections.deque(maxlen=1000)

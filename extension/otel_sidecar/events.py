@@ -359,7 +359,7 @@ def _find_span(spans: Tuple[PlatformSpan, ...], name: str) -> Optional[PlatformS
     return None
 
 
-class _Ctx:
+class _FieldReader:
     """Per-item field access that counts unknown keys and wrong-typed optional values."""
 
     __slots__ = ("unknown", "invalid")
@@ -456,7 +456,9 @@ class _Ctx:
         return out
 
 
-def _platform(etype: str, t: float, rec: Any, c: _Ctx) -> Event:
+def _platform(etype: str, t: float, rec: Any, c: _FieldReader) -> Event:
+    # Long on purpose: one branch per platform record type, each building its typed event field by field
+    # (lambda-apis.md 4), so that a record's whole mapping reads in one place.
     if not isinstance(rec, dict):
         raise _Bad("record")
     known = _KNOWN[etype]
@@ -594,16 +596,16 @@ def _log(etype: str, t: float, rec: Any) -> Event:
     raise _Bad("record")
 
 
-def parse_event(item: Any, ctx: Optional[_Ctx] = None) -> Event:
+def parse_event(item: Any, ctx: Optional[_FieldReader] = None) -> Event:
     """One envelope dict -> Event; raises ValueError when it cannot be used."""
-    c = ctx or _Ctx()
+    c = ctx or _FieldReader()
     try:
         return _parse_item(item, c)
     except _Bad as e:
         raise ValueError(f"unusable telemetry item: {e}") from None
 
 
-def _parse_item(item: Any, c: _Ctx) -> Event:
+def _parse_item(item: Any, c: _FieldReader) -> Event:
     if not isinstance(item, dict):
         raise _Bad("item")
     etype = item.get("type")
@@ -626,7 +628,7 @@ def parse_items(items: Any) -> ParsedBatch:
     events: List[Event] = []
     malformed = unknown_types = unknown_fields = invalid = 0
     for item in items:
-        c = _Ctx()
+        c = _FieldReader()
         try:
             ev = _parse_item(item, c)
         except _Bad:

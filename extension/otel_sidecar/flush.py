@@ -86,7 +86,7 @@ def post_runtime_budget(budget_s: float, now: float, deadline: Optional[float], 
 
 
 def plan_after_invoke(mode: str, invoke_times: Sequence[float], now: float, budget_s: float,
-                      deadline: Optional[float] = None, margin_s: float = 0.1, pending: int = 0,
+                      deadline: Optional[float] = None, margin_s: float = 0.1,
                       max_delay_s: float = DEFAULT_MAX_EXPORT_DELAY_S, oldest_unsent: Optional[float] = None) -> Plan:
     """The plan for the invoke that just started at `now` (its start time is the last of invoke_times)."""
     eff = effective_mode(mode, invoke_times, now, max_delay_s, oldest_unsent)
@@ -151,9 +151,9 @@ class FlushPolicy:
         if self.oldest_unsent is not None:
             self.oldest_unsent = now
 
-    def plan_after_invoke(self, now: float, deadline: Optional[float] = None, pending: int = 0) -> Plan:
+    def plan_after_invoke(self, now: float, deadline: Optional[float] = None) -> Plan:
         plan = plan_after_invoke(self.mode, tuple(self._invokes), now, self.budget_s, deadline, self.margin_s,
-                                 pending, self.max_delay_s, self.oldest_unsent)
+                                 self.max_delay_s, self.oldest_unsent)
         self.current = plan.mode
         return plan
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import patterns
+
+# InitSignal.kind values, decided in coldstart.py
+from .coldstart import COLD_START, MANAGED_INSTANCES, PROACTIVE, PROVISIONED, SNAP_START, classify_init  # noqa: F401
 from .config import Settings
 from .events import (
     Event,
@@ -37,13 +40,6 @@ from .events import (
     UnknownEvent,
     exception_of,
 )
-
-# InitSignal.kind values
-COLD_START = "cold_start"        # on-demand init whose first invoke waited for it (or a re-init inside an invoke)
-PROACTIVE = "proactive"          # on-demand init followed by an idle gap > threshold (or never used)
-PROVISIONED = "provisioned"      # provisioned-concurrency init
-SNAP_START = "snap_start"        # SnapStart restore
-MANAGED_INSTANCES = "managed_instances"  # lambda-managed-instances init
 
 
 @dataclass(frozen=True)
@@ -202,10 +198,10 @@ class _Bounded:
         return key in self._d
 
 
-class _Inv:
+class InvocationState:
     """What we know so far about one invocation."""
 
-    __slots__ = ("rid", "invoke", "invoke_time", "start", "rt_done", "rt_statuses", "rt_error_type", "report",
+    __slots__ = ("rid", "invoke", "invoke_time", "start", "runtime_done", "runtime_done_statuses", "runtime_done_error_type", "report",
                  "throttles", "log_lines", "oom_log", "shutdown_reason", "init", "exception")
 
     def __init__(self, rid: str) -> None:
@@ -213,9 +209,9 @@ class _Inv:
         self.invoke: Optional[Invoke] = None
         self.invoke_time: Optional[float] = None
         self.start: Optional[Start] = None
-        self.rt_done: Optional[RuntimeDone] = None     # the first runtimeDone
-        self.rt_statuses: List[str] = []
-        self.rt_error_type: Optional[str] = None
+        self.runtime_done: Optional[RuntimeDone] = None     # the first runtimeDone
+        self.runtime_done_statuses: List[str] = []
+        self.runtime_done_error_type: Optional[str] = None
         self.report: Optional[Report] = None
         self.throttles = 0
         self.log_lines = 0
@@ -225,10 +221,10 @@ class _Inv:
         self.exception: Optional[ExceptionInfo] = None
 
 
-class _Init:
+class InitState:
     """An init (or SnapStart restore) being assembled from its start / runtimeDone / report records."""
 
-    __slots__ = ("init_type", "phase", "restore", "start", "rt_done", "report", "first_rid", "first_time",
+    __slots__ = ("init_type", "phase", "restore", "start", "runtime_done", "report", "first_rid", "first_time",
                  "emitted", "signal")
 
     def __init__(self, init_type: str, phase: str, restore: bool = False) -> None:
@@ -236,7 +232,7 @@ class _Init:
         self.phase = phase
         self.restore = restore
         self.start: Optional[Union[InitStart, RestoreStart]] = None
-        self.rt_done: Optional[Union[InitRuntimeDone, RestoreRuntimeDone]] = None
+        self.runtime_done: Optional[Union[InitRuntimeDone, RestoreRuntimeDone]] = None
         self.report: Optional[Union[InitReport, RestoreReport]] = None
         self.first_rid: Optional[str] = None
         self.first_time: Optional[float] = None
@@ -245,14 +241,14 @@ class _Init:
 
     @property
     def evidence(self) -> bool:
-        return self.start is not None or self.rt_done is not None or self.report is not None
+        return self.start is not None or self.runtime_done is not None or self.report is not None
 
     @property
     def end_time(self) -> Optional[float]:
         if self.report is not None:
             return self.report.time
-        if self.rt_done is not None:
-            return self.rt_done.time
+        if self.runtime_done is not None:
+            return self.runtime_done.time
         return None
 
 
@@ -263,10 +259,10 @@ class SignalEngine:
         self.settings = settings or Settings()
         self._throttle_re = patterns.compile_throttles(self.settings.throttle_patterns,
                                                        self.settings.throttle_patterns_extend)
-        self._pending: Dict[str, _Inv] = {}
+        self._pending: Dict[str, InvocationState] = {}
         self._emitted = _Bounded(MAX_REMEMBERED)
-        self._rt_seen = _Bounded(MAX_REMEMBERED)
-        self._init: Optional[_Init] = None
+        self._runtime_done_seen = _Bounded(MAX_REMEMBERED)
+        self._init: Optional[InitState] = None
         self._stream_current: Optional[str] = None   # last platform.start in stream order (log attribution)
         self._invoke_current: Optional[str] = None   # last INVOKE from the Extensions API
         self._latest = 0.0                           # the latest time seen (for signals forced out early)
@@ -286,7 +282,7 @@ class SignalEngine:
         return dict(self._counters)
 
     def runtime_done_seen(self, request_id: str) -> bool:
-        return request_id in self._rt_seen
+        return request_id in self._runtime_done_seen
 
     def on_batch(self, batch: ParsedBatch, now: float) -> List[Output]:
         """A whole parsed batch (what the worker hands over): counts its items once (received, malformed,
@@ -359,13 +355,13 @@ class SignalEngine:
         return out
 
     # ---- invocations --------------------------------------------------------------------------------------
-    def _get(self, rid: str, out: List[Output], create: bool = True) -> Optional[_Inv]:
+    def _get(self, rid: str, out: List[Output], create: bool = True) -> Optional[InvocationState]:
         inv = self._pending.get(rid)
         if inv is not None or not create:
             return inv
         if rid in self._emitted:
             return None
-        inv = self._pending[rid] = _Inv(rid)
+        inv = self._pending[rid] = InvocationState(rid)
         while len(self._pending) > MAX_PENDING:
             old_rid = next(iter(self._pending))
             old = self._pending.pop(old_rid)
@@ -373,7 +369,7 @@ class SignalEngine:
             out.append(self._invocation(old, self._latest))
         return inv
 
-    def _in_flight(self) -> Optional[_Inv]:
+    def _in_flight(self) -> Optional[InvocationState]:
         for rid in (self._invoke_current, self._stream_current):
             if rid is not None and rid in self._pending:
                 return self._pending[rid]
@@ -392,17 +388,17 @@ class SignalEngine:
 
     def _on_runtime_done(self, ev: RuntimeDone, out: List[Output]) -> None:
         self._new_runtime_done.append(ev.request_id)
-        if ev.request_id in self._rt_seen:
+        if ev.request_id in self._runtime_done_seen:
             self._counters["duplicate_runtime_done"] += 1
-        self._rt_seen.add(ev.request_id)
+        self._runtime_done_seen.add(ev.request_id)
         inv = self._get(ev.request_id, out)
         if inv is None:
             return
-        if inv.rt_done is None:
-            inv.rt_done = ev
-        inv.rt_statuses.append(ev.status)
-        if ev.error_type and inv.rt_error_type is None:
-            inv.rt_error_type = ev.error_type
+        if inv.runtime_done is None:
+            inv.runtime_done = ev
+        inv.runtime_done_statuses.append(ev.status)
+        if ev.error_type and inv.runtime_done_error_type is None:
+            inv.runtime_done_error_type = ev.error_type
 
     def _on_report(self, ev: Report, out: List[Output]) -> None:
         self._new_reports.append(ev.request_id)
@@ -422,17 +418,22 @@ class SignalEngine:
         self._pending.pop(ev.request_id, None)
         out.append(self._invocation(inv, ev.time))
 
-    def _invocation(self, inv: _Inv, now: float) -> InvocationSignal:
+    def _invocation(self, inv: InvocationState, now: float) -> InvocationSignal:
+        """The InvocationSignal of what is known about an invocation (complete when its report came).
+
+        Long on purpose: one derivation per InvocationSignal field (status, error, OOM, durations, cost,
+        trace, times), each a few lines reading the same three records; split, they would pass a dozen values
+        around."""
         s = self.settings
-        rep, rd = inv.report, inv.rt_done
+        report, done = inv.report, inv.runtime_done
         self._emitted.add(inv.rid)
         self._counters["invocations"] += 1
-        if rep is None:
+        if report is None:
             self._counters["incomplete_invocations"] += 1
 
-        worst_rt = max(inv.rt_statuses, key=lambda x: _STATUS_RANK.get(x, 1), default=None)
-        if rep is not None:
-            status = rep.status
+        worst_rt = max(inv.runtime_done_statuses, key=lambda x: _STATUS_RANK.get(x, 1), default=None)
+        if report is not None:
+            status = report.status
         elif inv.shutdown_reason == "timeout":
             status = "timeout"
         elif worst_rt is not None:
@@ -441,10 +442,10 @@ class SignalEngine:
             status = "error"
         else:
             status = "unknown"
-        error_type = (rep.error_type if rep is not None and rep.error_type else None) or inv.rt_error_type
-        timeout = (status == "timeout" or "timeout" in inv.rt_statuses or inv.shutdown_reason == "timeout")
+        error_type = (report.error_type if report is not None and report.error_type else None) or inv.runtime_done_error_type
+        timeout = (status == "timeout" or "timeout" in inv.runtime_done_statuses or inv.shutdown_reason == "timeout")
 
-        spans: Tuple[PlatformSpan, ...] = (rd.spans if rd is not None else ()) + (rep.spans if rep is not None else ())
+        spans: Tuple[PlatformSpan, ...] = (done.spans if done is not None else ()) + (report.spans if report is not None else ())
 
         def span_ms(name: str) -> Optional[float]:
             for sp in spans:
@@ -453,13 +454,13 @@ class SignalEngine:
             return None
 
         response_latency = span_ms("responseLatency")
-        function_error = (rd is not None and rd.status == "success" and rd.produced_bytes == 0
+        function_error = (done is not None and done.status == "success" and done.produced_bytes == 0
                           and response_latency is None and status in ("success", "unknown"))
 
-        mem_size = rep.memory_size_mb if rep is not None and rep.memory_size_mb else s.memory_mb
-        max_used = rep.max_memory_used_mb if rep is not None else None
+        mem_size = report.memory_size_mb if report is not None and report.memory_size_mb else s.memory_mb
+        max_used = report.max_memory_used_mb if report is not None else None
         oom_sources = []
-        if error_type == OOM_ERROR_TYPE or OOM_ERROR_TYPE in (inv.rt_error_type,):
+        if error_type == OOM_ERROR_TYPE or OOM_ERROR_TYPE in (inv.runtime_done_error_type,):
             oom_sources.append("errorType")
         if max_used is not None and mem_size and max_used >= mem_size:
             oom_sources.append("max_memory")
@@ -468,36 +469,36 @@ class SignalEngine:
         oom = bool(oom_sources)
 
         init = inv.init
-        init_ms = rep.init_duration_ms if rep is not None else None
+        init_ms = report.init_duration_ms if report is not None else None
         if init_ms is None and init is not None and init.phase == "invoke":
             init_ms = init.duration_ms
-        restore_ms = rep.restore_duration_ms if rep is not None else None
+        restore_ms = report.restore_duration_ms if report is not None else None
         if restore_ms is None and init is not None and init.restore_duration_ms is not None:
             restore_ms = init.restore_duration_ms
 
-        duration = rep.duration_ms if rep is not None else None
-        runtime_ms = rd.duration_ms if rd is not None else None
+        duration = report.duration_ms if report is not None else None
+        runtime_ms = done.duration_ms if done is not None else None
         post = span_ms("extensionOverhead")
         if post is None and duration is not None and runtime_ms is not None:
             reinit = init.duration_ms if init is not None and init.phase == "invoke" and init.duration_ms else 0.0
             post = max(0.0, duration - runtime_ms - reinit)
 
-        billed = rep.billed_duration_ms if rep is not None else None
+        billed = report.billed_duration_ms if report is not None else None
         util = (100.0 * max_used / mem_size) if (max_used is not None and mem_size) else None
         cost = None
         if billed is not None and mem_size:
             cost = billed / 1000.0 * (mem_size / 1024.0) * s.price_per_gb_s + s.price_per_request
 
         trace = ((inv.start.tracing if inv.start is not None else None)
-                 or (rd.tracing if rd is not None else None) or (rep.tracing if rep is not None else None))
+                 or (done.tracing if done is not None else None) or (report.tracing if report is not None else None))
         start_time = inv.start.time if inv.start is not None else inv.invoke_time
-        if start_time is None and rd is not None and rd.duration_ms is not None:
-            start_time = rd.time - rd.duration_ms / 1000.0
-        end_time = rep.time if rep is not None else max(
-            [t for t in (rd.time if rd is not None else None, start_time) if t is not None] or [now])
+        if start_time is None and done is not None and done.duration_ms is not None:
+            start_time = done.time - done.duration_ms / 1000.0
+        end_time = report.time if report is not None else max(
+            [t for t in (done.time if done is not None else None, start_time) if t is not None] or [now])
         invoke = inv.invoke
         return InvocationSignal(
-            request_id=inv.rid, time=end_time, start=start_time, complete=rep is not None, status=status,
+            request_id=inv.rid, time=end_time, start=start_time, complete=report is not None, status=status,
             error_type=error_type,
             error=status in ("error", "failure", "timeout") or timeout or function_error,
             function_error=function_error, timeout=timeout, oom=oom, oom_sources=tuple(oom_sources),
@@ -507,7 +508,7 @@ class SignalEngine:
             billed_duration_ms=billed, runtime_duration_ms=runtime_ms, post_runtime_ms=post,
             response_latency_ms=response_latency, response_duration_ms=span_ms("responseDuration"),
             runtime_overhead_ms=span_ms("runtimeOverhead"),
-            produced_bytes=rd.produced_bytes if rd is not None else None, memory_size_mb=mem_size,
+            produced_bytes=done.produced_bytes if done is not None else None, memory_size_mb=mem_size,
             max_memory_used_mb=max_used, memory_utilization=util, estimated_cost_usd=cost,
             throttles=inv.throttles, log_lines=inv.log_lines, trace=trace,
             invoke_tracing_value=invoke.tracing_value if invoke is not None else None, spans=spans,
@@ -515,12 +516,12 @@ class SignalEngine:
             invoked_arn=invoke.invoked_arn if invoke is not None else None,
             version=inv.start.version if inv.start is not None else None,
             tenant_id=(inv.start.tenant_id if inv.start is not None else None)
-            or (rep.tenant_id if rep is not None else None),
+            or (report.tenant_id if report is not None else None),
             shutdown_reason=inv.shutdown_reason, init=init, exception=inv.exception)
 
     # ---- inits --------------------------------------------------------------------------------------------
     def _current_init(self, init_type: str, phase: str, restore: bool, time: float,
-                      out: List[Output]) -> Optional[_Init]:
+                      out: List[Output]) -> Optional[InitState]:
         """The init a runtimeDone/report record belongs to (a new one when the current is done).
 
         None when the record is a late copy for an init already emitted from report.initDurationMs.
@@ -534,7 +535,7 @@ class SignalEngine:
                 or (cur.emitted and cur.first_rid is not None)):
             if cur is not None and not cur.emitted and cur.evidence:
                 self._emit_init(cur, out)
-            cur = self._init = _Init(init_type, phase, restore)
+            cur = self._init = InitState(init_type, phase, restore)
         return cur
 
     def _on_init_start(self, ev: InitStart, out: List[Output]) -> None:
@@ -547,13 +548,13 @@ class SignalEngine:
             return
         if cur is not None and not cur.emitted and cur.evidence:
             self._emit_init(cur, out)
-        self._init = _Init(ev.initialization_type, ev.phase)
+        self._init = InitState(ev.initialization_type, ev.phase)
         self._init.start = ev
 
     def _on_init_runtime_done(self, ev: InitRuntimeDone, out: List[Output]) -> None:
         cur = self._current_init(ev.initialization_type, ev.phase, False, ev.time, out)
         if cur is not None:
-            cur.rt_done = ev
+            cur.runtime_done = ev
 
     def _on_init_report(self, ev: InitReport, out: List[Output]) -> None:
         cur = self._current_init(ev.initialization_type, ev.phase, False, ev.time, out)
@@ -571,13 +572,13 @@ class SignalEngine:
             cur.emitted = True
         elif cur is not None and not cur.emitted and cur.evidence:
             self._emit_init(cur, out)
-        self._init = _Init("snap-start", "restore", restore=True)
+        self._init = InitState("snap-start", "restore", restore=True)
         self._init.start = ev
 
     def _on_restore_runtime_done(self, ev: RestoreRuntimeDone, out: List[Output]) -> None:
         cur = self._current_init("snap-start", "restore", True, ev.time, out)
         if cur is not None:
-            cur.rt_done = ev
+            cur.runtime_done = ev
 
     def _on_restore_report(self, ev: RestoreReport, out: List[Output]) -> None:
         cur = self._current_init("snap-start", "restore", True, ev.time, out)
@@ -589,7 +590,7 @@ class SignalEngine:
     def _bind_first(self, rid: str, t: float, out: List[Output]) -> None:
         cur = self._init
         if cur is None:
-            cur = self._init = _Init(self.settings.initialization_type or "on-demand", "init")  # placeholder
+            cur = self._init = InitState(self.settings.initialization_type or "on-demand", "init")  # placeholder
         if cur.emitted:
             return
         if cur.first_rid is None:
@@ -600,26 +601,26 @@ class SignalEngine:
             return
         self._try_emit_init(cur, out)
 
-    def _try_emit_init(self, cur: _Init, out: List[Output]) -> None:
+    def _try_emit_init(self, cur: InitState, out: List[Output]) -> None:
         if cur.emitted or cur.report is None:
             return
         if cur.report.status != "success" or cur.first_rid is not None:
             self._emit_init(cur, out)
 
-    def _emit_init(self, cur: _Init, out: List[Output], served: Optional[_Inv] = None) -> None:
+    def _emit_init(self, cur: InitState, out: List[Output], served: Optional[InvocationState] = None) -> None:
         """Build and emit the InitSignal (served: the first invocation's state, for report fallbacks)."""
         cur.emitted = True
-        rep = served.report if served is not None else None
+        served_report = served.report if served is not None else None
         duration = cur.report.duration_ms if cur.report is not None else None
         source = ("restoreReport" if cur.restore else "initReport") if duration is not None else "report"
-        if duration is None and rep is not None:
-            duration = rep.restore_duration_ms if cur.restore else rep.init_duration_ms
+        if duration is None and served_report is not None:
+            duration = served_report.restore_duration_ms if cur.restore else served_report.init_duration_ms
         if not cur.evidence and duration is None:
             return  # a placeholder nothing ever confirmed
         status = (cur.report.status if cur.report is not None
-                  else cur.rt_done.status if cur.rt_done is not None else "success")
+                  else cur.runtime_done.status if cur.runtime_done is not None else "success")
         error_type = ((cur.report.error_type if cur.report is not None else None)
-                      or (cur.rt_done.error_type if cur.rt_done is not None else None))
+                      or (cur.runtime_done.error_type if cur.runtime_done is not None else None))
         end = cur.end_time
         if end is None:
             start_t = served.start.time if served is not None and served.start is not None else cur.first_time
@@ -629,18 +630,8 @@ class SignalEngine:
             start = end - duration / 1000.0
         gap = (cur.first_time - end) * 1000.0 if cur.first_time is not None else None
         ok = status == "success"
-        proactive = ok and cur.phase != "invoke" and (gap is None or gap > self.settings.coldstart_idle_ms)
         itype = cur.init_type or "on-demand"
-        if cur.restore or itype == "snap-start":
-            kind = SNAP_START
-        elif cur.phase == "invoke":  # a re-init inside an invoke: the caller waited for it, whatever the type
-            kind = COLD_START
-        elif itype == "provisioned-concurrency":
-            kind = PROVISIONED
-        elif itype == "lambda-managed-instances":
-            kind = MANAGED_INSTANCES
-        else:
-            kind = PROACTIVE if proactive else COLD_START
+        kind, proactive = classify_init(itype, cur.phase, cur.restore, ok, gap, self.settings.coldstart_idle_ms)
         st = cur.start
         sig = InitSignal(
             time=end, start=start, duration_ms=duration, initialization_type="snap-start" if cur.restore else itype,
@@ -651,7 +642,7 @@ class SignalEngine:
             runtime_version_arn=getattr(st, "runtime_version_arn", None),
             function_name=getattr(st, "function_name", None), function_version=getattr(st, "function_version", None),
             instance_id=getattr(st, "instance_id", None), instance_max_memory=getattr(st, "instance_max_memory", None),
-            spans=(cur.rt_done.spans if cur.rt_done is not None else ())
+            spans=(cur.runtime_done.spans if cur.runtime_done is not None else ())
             + (cur.report.spans if cur.report is not None else ()))
         cur.signal = sig
         self._counters["inits"] += 1
@@ -662,7 +653,7 @@ class SignalEngine:
         out.append(sig)
 
     # ---- logs and the rest --------------------------------------------------------------------------------
-    def _attribute(self, rid: Optional[str]) -> Tuple[Optional[str], Optional[_Inv]]:
+    def _attribute(self, rid: Optional[str]) -> Tuple[Optional[str], Optional[InvocationState]]:
         if rid is not None:
             inv = self._pending.get(rid)
             if inv is not None or rid in self._emitted:
@@ -727,7 +718,7 @@ class SignalEngine:
                                  fields=dict(ev.fields) if ev.fields is not None else None))
 
     @staticmethod
-    def _trace_for(inv: Optional[_Inv]) -> Tuple[Optional[TraceContext], Optional[str]]:
+    def _trace_for(inv: Optional[InvocationState]) -> Tuple[Optional[TraceContext], Optional[str]]:
         if inv is None:
             return None, None
         trace = inv.start.tracing if inv.start is not None else None

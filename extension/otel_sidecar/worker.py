@@ -8,7 +8,6 @@ the lifecycle knows about itself (degraded, subscribed types, ...) the worker re
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 
@@ -16,176 +15,35 @@ from .health import drop_reasons, health_counters
 from .listener import BatchQueue, records_in
 from .ownlog import log, setup_logging
 from .status import SidecarStatus
+from .worker_requests import MAX_TRACKED_REQUESTS, WorkerRequests
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported on the main thread before the first /next: keep typing off that path
-    from typing import Any, Deque, Dict, List, Mapping, Optional, Set, Tuple
+    from typing import Any, Dict, List, Mapping, Optional, Set
 
-    from .pipeline import RecordPipeline
 
 SETUP_WAIT_S = 30.0               # the setup starts by then even if nothing released it (time stops while frozen)
 SKIM_FILL = 0.5                   # backlog (batches or bytes) as a share of the listener queue's bound from
                                   # which log lines are only skimmed: a burst that fits is processed in full
-MAX_PENDING_INVOKES = 64          # INVOKE events not yet seen by the engine (one per invoke in practice)
 BACKGROUND_FLUSH_S = 2.0          # bound of a timer-driven flush (it overlaps the handler, never holds /next)
 WORKER_NICE = 10                  # the worker runs at a lower CPU priority than the function
 SHUTDOWN_FLUSH_RESERVE_S = 0.4    # at SHUTDOWN, stop parsing this long before the deadline to flush
 FLUSH_SHARE = 0.5                 # share of a flush budget kept for the flush itself when there is a backlog
-OTLP_SETUP_RESERVE_S = 1.0       # at a SHUTDOWN before any invocation: start OTLP only with this much time left
 LOCAL_SINK_RESERVE_S = 0.05      # at SHUTDOWN, time kept after the network sinks for the stdout (EMF) sink
 HEALTH_INTERVAL_S = 60.0         # own counters go out at most this often (and always at shutdown)
-MAX_TRACKED_REQUESTS = 256        # request ids remembered for the shutdown drain
-FALLBACK_FLUSH_BUDGET_S = 0.03    # without a flush policy (flush.py failed): wait for runtimeDone, then this
-OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                      "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-                      "OPENTELEMETRY_COLLECTOR_CONFIG_URI", "SIDECAR_COLLECTOR_CONFIG")
 
-
-def otlp_configured(settings: Any, env: Mapping[str, str]) -> bool:
-    flag = getattr(settings, "otlp_enabled", None) if settings is not None else None
-    if flag is not None:
-        return bool(flag)
-    return any((env.get(v) or "").strip() for v in OTLP_ENDPOINT_VARS)
-
-
-class Worker:
-    """The one thread that owns the engine and the sinks."""
+class Worker(WorkerRequests):
+    """The one thread that owns the engine and the sinks (the lifecycle's requests: worker_requests.py)."""
 
     def __init__(self, queue: BatchQueue, settings: Any, env: Mapping[str, str],
                  status: Optional[SidecarStatus] = None) -> None:
-        self.queue = queue
-        self.cond: threading.Condition = queue.cond        # one condition wakes the worker for every kind of work
-        self.runtime_done = queue.runtime_done             # the queue's scan and our parse fill it; waits read it
-        self.settings = settings
+        super().__init__(queue, settings)
         self.env: Mapping[str, str] = env
         self.status = status if status is not None else SidecarStatus()
-        self._invokes: Deque[Tuple[Dict[str, Any], float]] = collections.deque()
-        self._flush_req: Optional[Tuple[int, float]] = None
-        self._flush_done = 0
-        self._flush_seq = 0
-        self._shutdown_req: Optional[Tuple[Optional[Dict[str, Any]], float, float]] = None
-        self._shutdown_done = False
-        self._awaiting: Optional[str] = None
-        self._ready = False
-        self.counters: Dict[str, int] = collections.defaultdict(int)
-        self.pipeline: Optional[RecordPipeline] = None     # parse + engine, built by the setup
         self.sinks: List[Any] = []
-        self.policy: Any = None
-        self._policy_failed = False
-        self._requests: Deque[str] = collections.deque(maxlen=MAX_TRACKED_REQUESTS)
         self._reported: Set[str] = set()
         self._health_at = time.monotonic()
-        self._setup_go = self.runtime_done.response_out   # the setup may start: a response is out
         self._thread = threading.Thread(target=self._run, name="otel-sidecar-worker", daemon=True)
-
-    # ---- lifecycle side (called on the main thread) ------------------------------------------------
-    def start(self, defer_setup: bool = False) -> None:
-        """Start the thread; with defer_setup its one-time setup waits for `release_setup()` (bounded)."""
-        if not defer_setup:
-            self._setup_go.set()
-        self._thread.start()
-
-    def release_setup(self) -> None:
-        """The imports and sink set-up may use the CPU now (the first invocation's response is out)."""
-        self._setup_go.set()
-
-    @property
-    def ready(self) -> bool:
-        """The one-time setup is over (the engine and sinks exist, or failed for good)."""
-        with self.cond:
-            return self._ready
-
-    def wait_ready(self, deadline: float) -> bool:
-        """Block until the setup is over or the monotonic deadline; releases the setup first."""
-        self._setup_go.set()
-        with self.cond:
-            return self._wait_until(lambda: self._ready, deadline, "setup_wait_timeouts")
-
-    def _wait_until(self, done: Any, deadline: float, timeout_counter: Optional[str] = None) -> bool:
-        """Wait on `cond` (held by the caller) until done() or the monotonic deadline; counts a timeout."""
-        while not done():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                if timeout_counter:
-                    self.counters[timeout_counter] += 1
-                return False
-            self.cond.wait(left)
-        return True
-
-    def submit_invoke(self, event: Dict[str, Any]) -> None:
-        with self.cond:
-            if len(self._invokes) >= MAX_PENDING_INVOKES:
-                self._invokes.popleft()
-                self.counters["dropped_invoke_events"] += 1
-            self._invokes.append((event, time.time()))
-            policy = self._get_policy()
-            if policy is not None:
-                try:
-                    policy.on_invoke(time.monotonic())
-                except Exception as exc:  # noqa: BLE001
-                    self._fail("policy", exc)
-            rid = event.get("requestId")
-            if rid:
-                self._requests.append(rid)
-            self.cond.notify_all()
-
-    def _get_policy(self) -> Any:
-        """flush.py's FlushPolicy, built on first use (a pure, light module). Call with `cond` held."""
-        if self.policy is None and not self._policy_failed:
-            try:
-                from .flush import make_policy
-
-                self.policy = make_policy(self.settings)
-            except Exception as exc:  # noqa: BLE001
-                self._policy_failed = True
-                self._fail("flush_policy", exc)
-        return self.policy
-
-    def plan_after_invoke(self, deadline: Optional[float] = None) -> Any:
-        """The flush policy's plan for the invoke just handed over (.wait_runtime_done, .budget_s)."""
-        with self.cond:
-            try:
-                policy = self._get_policy()
-                if policy is not None:
-                    return policy.plan_after_invoke(time.monotonic(), deadline)
-            except Exception as exc:  # noqa: BLE001
-                self._fail("policy", exc)
-        from .flush import Plan
-
-        return Plan(True, FALLBACK_FLUSH_BUDGET_S, "end", "no flush policy")
-
-    def tracks_runtime_done(self) -> bool:
-        """False once it is known that no engine can report runtimeDone (waiting would only burn the deadline)."""
-        with self.cond:
-            return not self._ready or self.pipeline is not None
-
-    def wait_runtime_done(self, request_id: str, deadline: float) -> bool:
-        """Block until the engine has seen platform.runtimeDone of request_id, or the monotonic deadline."""
-        with self.cond:
-            self._awaiting = request_id
-            self.cond.notify_all()
-            try:
-                return self._wait_until(lambda: request_id in self.runtime_done, deadline,
-                                        "runtime_done_wait_timeouts")
-            finally:
-                self._awaiting = None
-
-    def flush(self, deadline: float) -> bool:
-        """Have the worker flush every sink by the monotonic deadline; returns False if it did not finish."""
-        with self.cond:
-            self._flush_seq += 1
-            seq = self._flush_seq
-            self._flush_req = (seq, deadline)
-            self.cond.notify_all()
-            return self._wait_until(lambda: self._flush_done >= seq, deadline, "flush_overruns")
-
-    def shutdown(self, event: Optional[Dict[str, Any]], drain_until: float, deadline: float) -> bool:
-        """Drain late telemetry until drain_until, then finish and flush everything by deadline."""
-        self._setup_go.set()
-        with self.cond:
-            self._shutdown_req = (event, drain_until, deadline)
-            self.cond.notify_all()
-            return self._wait_until(lambda: self._shutdown_done, deadline)
 
     def health(self) -> Dict[str, int]:
         """Merged counters: listener, worker, engine, sinks and the time to the first /next."""
@@ -211,11 +69,6 @@ class Worker:
         return out
 
     # ---- worker thread --------------------------------------------------------------------------------
-    def _fail(self, where: str, exc: BaseException) -> None:
-        first = self.counters[f"errors_{where}"] == 0
-        self.counters[f"errors_{where}"] += 1
-        if first:  # one line per kind of problem, then only counted
-            log.error("error in %s (%s: %s); counted, continuing", where, type(exc).__name__, exc)
 
     def _bound_listener(self) -> None:
         """Put the listener's queue of raw bodies under the memory budget's share for it (bodies being read
@@ -248,32 +101,12 @@ class Worker:
         with self.cond:
             self._get_policy()
         self._bound_listener()
-        if _enabled(self.settings, "emf_enabled", True):
-            try:
-                from .emf import EmfSink
+        with self.cond:
+            shutdown = self._shutdown_req
+        from .sinks import build_sinks
 
-                self.sinks.append(EmfSink(self.settings if self.settings is not None else _default_settings()))
-            except Exception as exc:  # noqa: BLE001
-                self.status.degrade(f"the EMF sink is unavailable ({type(exc).__name__}: {exc})")
-        if otlp_configured(self.settings, self.env):
-            with self.cond:
-                shutdown = self._shutdown_req
-            if shutdown is not None and shutdown[2] - time.monotonic() < OTLP_SETUP_RESERVE_S:
-                # SHUTDOWN came before any invocation released the setup (an init that served none) and
-                # leaves too little time to load the OTLP stack as well: the EMF lines still report the init
-                self.counters["otlp_skipped_at_shutdown"] += 1
-                log.warning("OTLP export skipped: the environment shuts down before its first invocation "
-                            "with too little time left to start it; EMF has the init")
-                return
-            try:
-                from .otlp import create_sink
-
-                sink = create_sink(self.settings, self.env)
-                if sink is not None:
-                    self.sinks.append(sink)
-            except Exception as exc:  # noqa: BLE001
-                self.status.degrade(f"OTLP export is off: the OTLP sink could not start "
-                                     f"({type(exc).__name__}: {exc})")
+        self.sinks.extend(build_sinks(self.settings, self.env, self.status, self.counters,
+                                      shutdown[2] if shutdown is not None else None))
 
     def _run(self) -> None:
         # The setup (importing the core and the sinks: most of a cold sidecar's CPU) waits until the first
@@ -553,17 +386,6 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICE))
     except (AttributeError, OSError):
         pass
-
-
-def _enabled(settings: Any, name: str, default: bool) -> bool:
-    value = getattr(settings, name, None) if settings is not None else None
-    return default if value is None else bool(value)
-
-
-def _default_settings() -> Any:
-    from .config import load_settings
-
-    return load_settings({})[0]
 
 
 def _as_counts(value: Any, prefix: str) -> Dict[str, int]:

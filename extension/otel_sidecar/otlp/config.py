@@ -93,7 +93,10 @@ class OtlpConfig:
 def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str], Optional[str]]] = None,
                      default_config_path: Optional[str] = None,
                      grpc_available: bool = False) -> Tuple[OtlpConfig, List[str]]:
-    """OtlpConfig from the environment and (through read_file) the YAML; returns (config, warnings)."""
+    """OtlpConfig from the environment and (through read_file) the YAML; returns (config, warnings).
+
+    Long on purpose: one read per OTEL_* / SIDECAR_OTLP_* variable, in precedence order (signal-specific,
+    general, YAML, default), so the whole precedence reads top to bottom in one place."""
     w = _Warn()
     # an endpoint variable that is invalid is reported once, under its own name, even where the config
     # file substitutes it (the layer's default config.yaml has endpoint: ${env:OTEL_EXPORTER_OTLP_ENDPOINT})
@@ -603,7 +606,10 @@ def parse_collector_yaml(text: str, w: Any, where: str = "config.yaml") -> Dict[
 
 
 def parse_collector_doc(doc: Any, w: Any, where: str = "config.yaml") -> Dict[str, Dict[str, Any]]:
-    """parse_collector_yaml after the YAML parser: the document (mappings, lists, scalars) -> settings."""
+    """parse_collector_yaml after the YAML parser: the document (mappings, lists, scalars) -> settings.
+
+    Long on purpose: it walks the collector document's sections in their order (receivers, exporters,
+    processors, service pipelines), warning about each part it cannot use, next to where it is read."""
     if not isinstance(w, _Warn):
         w = _wrap(w)
     if not isinstance(doc, dict):
