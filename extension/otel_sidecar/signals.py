@@ -253,7 +253,11 @@ class InitState:
 
 
 class SignalEngine:
-    """Telemetry records + lifecycle events -> signals (see docs/ARCHITECTURE.md). Pure: no I/O, no clock."""
+    """Telemetry records + lifecycle events -> signals (see docs/ARCHITECTURE.md). Pure: no I/O, no clock.
+
+    Over 300 lines on purpose: one handler per event class (the `_handlers` table at the end) over the
+    shared per-invocation and per-init state; the signals themselves are built by the pure functions
+    invocation_signal() and init_signal() below, the cold-start decision by coldstart.classify_init()."""
 
     def __init__(self, settings: Optional[Settings] = None) -> None:
         self.settings = settings or Settings()
@@ -419,105 +423,11 @@ class SignalEngine:
         out.append(self._invocation(inv, ev.time))
 
     def _invocation(self, inv: InvocationState, now: float) -> InvocationSignal:
-        """The InvocationSignal of what is known about an invocation (complete when its report came).
-
-        Long on purpose: one derivation per InvocationSignal field (status, error, OOM, durations, cost,
-        trace, times), each a few lines reading the same three records; split, they would pass a dozen values
-        around."""
-        s = self.settings
-        report, done = inv.report, inv.runtime_done
         self._emitted.add(inv.rid)
         self._counters["invocations"] += 1
-        if report is None:
+        if inv.report is None:
             self._counters["incomplete_invocations"] += 1
-
-        worst_rt = max(inv.runtime_done_statuses, key=lambda x: _STATUS_RANK.get(x, 1), default=None)
-        if report is not None:
-            status = report.status
-        elif inv.shutdown_reason == "timeout":
-            status = "timeout"
-        elif worst_rt is not None:
-            status = worst_rt
-        elif inv.shutdown_reason == "failure":
-            status = "error"
-        else:
-            status = "unknown"
-        error_type = (report.error_type if report is not None and report.error_type else None) or inv.runtime_done_error_type
-        timeout = (status == "timeout" or "timeout" in inv.runtime_done_statuses or inv.shutdown_reason == "timeout")
-
-        spans: Tuple[PlatformSpan, ...] = (done.spans if done is not None else ()) + (report.spans if report is not None else ())
-
-        def span_ms(name: str) -> Optional[float]:
-            for sp in spans:
-                if sp.name == name:
-                    return sp.duration_ms
-            return None
-
-        response_latency = span_ms("responseLatency")
-        function_error = (done is not None and done.status == "success" and done.produced_bytes == 0
-                          and response_latency is None and status in ("success", "unknown"))
-
-        mem_size = report.memory_size_mb if report is not None and report.memory_size_mb else s.memory_mb
-        max_used = report.max_memory_used_mb if report is not None else None
-        oom_sources = []
-        if error_type == OOM_ERROR_TYPE or OOM_ERROR_TYPE in (inv.runtime_done_error_type,):
-            oom_sources.append("errorType")
-        if max_used is not None and mem_size and max_used >= mem_size:
-            oom_sources.append("max_memory")
-        if inv.oom_log:
-            oom_sources.append("log")
-        oom = bool(oom_sources)
-
-        init = inv.init
-        init_ms = report.init_duration_ms if report is not None else None
-        if init_ms is None and init is not None and init.phase == "invoke":
-            init_ms = init.duration_ms
-        restore_ms = report.restore_duration_ms if report is not None else None
-        if restore_ms is None and init is not None and init.restore_duration_ms is not None:
-            restore_ms = init.restore_duration_ms
-
-        duration = report.duration_ms if report is not None else None
-        runtime_ms = done.duration_ms if done is not None else None
-        post = span_ms("extensionOverhead")
-        if post is None and duration is not None and runtime_ms is not None:
-            reinit = init.duration_ms if init is not None and init.phase == "invoke" and init.duration_ms else 0.0
-            post = max(0.0, duration - runtime_ms - reinit)
-
-        billed = report.billed_duration_ms if report is not None else None
-        util = (100.0 * max_used / mem_size) if (max_used is not None and mem_size) else None
-        cost = None
-        if billed is not None and mem_size:
-            cost = billed / 1000.0 * (mem_size / 1024.0) * s.price_per_gb_s + s.price_per_request
-
-        trace = ((inv.start.tracing if inv.start is not None else None)
-                 or (done.tracing if done is not None else None) or (report.tracing if report is not None else None))
-        start_time = inv.start.time if inv.start is not None else inv.invoke_time
-        if start_time is None and done is not None and done.duration_ms is not None:
-            start_time = done.time - done.duration_ms / 1000.0
-        end_time = report.time if report is not None else max(
-            [t for t in (done.time if done is not None else None, start_time) if t is not None] or [now])
-        invoke = inv.invoke
-        return InvocationSignal(
-            request_id=inv.rid, time=end_time, start=start_time, complete=report is not None, status=status,
-            error_type=error_type,
-            error=status in ("error", "failure", "timeout") or timeout or function_error,
-            function_error=function_error, timeout=timeout, oom=oom, oom_sources=tuple(oom_sources),
-            cold_start=bool(init is not None and init.cold_start),
-            start_kind=init.kind if init is not None else "warm",
-            init_duration_ms=init_ms, restore_duration_ms=restore_ms, duration_ms=duration,
-            billed_duration_ms=billed, runtime_duration_ms=runtime_ms, post_runtime_ms=post,
-            response_latency_ms=response_latency, response_duration_ms=span_ms("responseDuration"),
-            runtime_overhead_ms=span_ms("runtimeOverhead"),
-            produced_bytes=done.produced_bytes if done is not None else None, memory_size_mb=mem_size,
-            max_memory_used_mb=max_used, memory_utilization=util, estimated_cost_usd=cost,
-            throttles=inv.throttles, log_lines=inv.log_lines, trace=trace,
-            invoke_tracing_value=invoke.tracing_value if invoke is not None else None, spans=spans,
-            deadline_ms=invoke.deadline_ms if invoke is not None else None,
-            invoked_arn=invoke.invoked_arn if invoke is not None else None,
-            version=inv.start.version if inv.start is not None else None,
-            tenant_id=(inv.start.tenant_id if inv.start is not None else None)
-            or (report.tenant_id if report is not None else None),
-            shutdown_reason=inv.shutdown_reason, init=init, exception=inv.exception)
+        return invocation_signal(inv, self.settings, now)
 
     # ---- inits --------------------------------------------------------------------------------------------
     def _current_init(self, init_type: str, phase: str, restore: bool, time: float,
@@ -610,40 +520,9 @@ class SignalEngine:
     def _emit_init(self, cur: InitState, out: List[Output], served: Optional[InvocationState] = None) -> None:
         """Build and emit the InitSignal (served: the first invocation's state, for report fallbacks)."""
         cur.emitted = True
-        served_report = served.report if served is not None else None
-        duration = cur.report.duration_ms if cur.report is not None else None
-        source = ("restoreReport" if cur.restore else "initReport") if duration is not None else "report"
-        if duration is None and served_report is not None:
-            duration = served_report.restore_duration_ms if cur.restore else served_report.init_duration_ms
-        if not cur.evidence and duration is None:
-            return  # a placeholder nothing ever confirmed
-        status = (cur.report.status if cur.report is not None
-                  else cur.runtime_done.status if cur.runtime_done is not None else "success")
-        error_type = ((cur.report.error_type if cur.report is not None else None)
-                      or (cur.runtime_done.error_type if cur.runtime_done is not None else None))
-        end = cur.end_time
-        if end is None:
-            start_t = served.start.time if served is not None and served.start is not None else cur.first_time
-            end = start_t if start_t is not None else (cur.start.time if cur.start is not None else 0.0)
-        start = cur.start.time if cur.start is not None else None
-        if start is None and duration is not None:
-            start = end - duration / 1000.0
-        gap = (cur.first_time - end) * 1000.0 if cur.first_time is not None else None
-        ok = status == "success"
-        itype = cur.init_type or "on-demand"
-        kind, proactive = classify_init(itype, cur.phase, cur.restore, ok, gap, self.settings.coldstart_idle_ms)
-        st = cur.start
-        sig = InitSignal(
-            time=end, start=start, duration_ms=duration, initialization_type="snap-start" if cur.restore else itype,
-            phase=cur.phase, status=status, error_type=error_type, kind=kind,
-            cold_start=ok and kind == COLD_START, proactive=proactive, first_request_id=cur.first_rid,
-            idle_gap_ms=gap, source=source, restore_duration_ms=duration if cur.restore else None,
-            runtime_version=getattr(st, "runtime_version", None),
-            runtime_version_arn=getattr(st, "runtime_version_arn", None),
-            function_name=getattr(st, "function_name", None), function_version=getattr(st, "function_version", None),
-            instance_id=getattr(st, "instance_id", None), instance_max_memory=getattr(st, "instance_max_memory", None),
-            spans=(cur.runtime_done.spans if cur.runtime_done is not None else ())
-            + (cur.report.spans if cur.report is not None else ()))
+        sig = init_signal(cur, served, self.settings.coldstart_idle_ms)
+        if sig is None:
+            return
         cur.signal = sig
         self._counters["inits"] += 1
         if cur.first_rid is not None:
@@ -740,3 +619,140 @@ class SignalEngine:
         LogsDropped: _on_logs_dropped, ExtensionState: _ignore, TelemetrySubscription: _ignore,
         UnknownEvent: _ignore,
     }
+
+
+def invocation_signal(inv: InvocationState, s: Settings, now: float) -> InvocationSignal:
+    """The InvocationSignal of what is known about an invocation (complete when its report came). Pure.
+
+    Long on purpose: one derivation per InvocationSignal field (status, error, OOM, durations, cost,
+    trace, times), each a few lines reading the same three records; split, they would pass a dozen values
+    around."""
+    report, done = inv.report, inv.runtime_done
+
+    worst_rt = max(inv.runtime_done_statuses, key=lambda x: _STATUS_RANK.get(x, 1), default=None)
+    if report is not None:
+        status = report.status
+    elif inv.shutdown_reason == "timeout":
+        status = "timeout"
+    elif worst_rt is not None:
+        status = worst_rt
+    elif inv.shutdown_reason == "failure":
+        status = "error"
+    else:
+        status = "unknown"
+    error_type = (report.error_type if report is not None and report.error_type else None) or inv.runtime_done_error_type
+    timeout = (status == "timeout" or "timeout" in inv.runtime_done_statuses or inv.shutdown_reason == "timeout")
+
+    spans: Tuple[PlatformSpan, ...] = (done.spans if done is not None else ()) + (report.spans if report is not None else ())
+
+    def span_ms(name: str) -> Optional[float]:
+        for sp in spans:
+            if sp.name == name:
+                return sp.duration_ms
+        return None
+
+    response_latency = span_ms("responseLatency")
+    function_error = (done is not None and done.status == "success" and done.produced_bytes == 0
+                      and response_latency is None and status in ("success", "unknown"))
+
+    mem_size = report.memory_size_mb if report is not None and report.memory_size_mb else s.memory_mb
+    max_used = report.max_memory_used_mb if report is not None else None
+    oom_sources = []
+    if error_type == OOM_ERROR_TYPE or OOM_ERROR_TYPE in (inv.runtime_done_error_type,):
+        oom_sources.append("errorType")
+    if max_used is not None and mem_size and max_used >= mem_size:
+        oom_sources.append("max_memory")
+    if inv.oom_log:
+        oom_sources.append("log")
+    oom = bool(oom_sources)
+
+    init = inv.init
+    init_ms = report.init_duration_ms if report is not None else None
+    if init_ms is None and init is not None and init.phase == "invoke":
+        init_ms = init.duration_ms
+    restore_ms = report.restore_duration_ms if report is not None else None
+    if restore_ms is None and init is not None and init.restore_duration_ms is not None:
+        restore_ms = init.restore_duration_ms
+
+    duration = report.duration_ms if report is not None else None
+    runtime_ms = done.duration_ms if done is not None else None
+    post = span_ms("extensionOverhead")
+    if post is None and duration is not None and runtime_ms is not None:
+        reinit = init.duration_ms if init is not None and init.phase == "invoke" and init.duration_ms else 0.0
+        post = max(0.0, duration - runtime_ms - reinit)
+
+    billed = report.billed_duration_ms if report is not None else None
+    util = (100.0 * max_used / mem_size) if (max_used is not None and mem_size) else None
+    cost = None
+    if billed is not None and mem_size:
+        cost = billed / 1000.0 * (mem_size / 1024.0) * s.price_per_gb_s + s.price_per_request
+
+    trace = ((inv.start.tracing if inv.start is not None else None)
+             or (done.tracing if done is not None else None) or (report.tracing if report is not None else None))
+    start_time = inv.start.time if inv.start is not None else inv.invoke_time
+    if start_time is None and done is not None and done.duration_ms is not None:
+        start_time = done.time - done.duration_ms / 1000.0
+    end_time = report.time if report is not None else max(
+        [t for t in (done.time if done is not None else None, start_time) if t is not None] or [now])
+    invoke = inv.invoke
+    return InvocationSignal(
+        request_id=inv.rid, time=end_time, start=start_time, complete=report is not None, status=status,
+        error_type=error_type,
+        error=status in ("error", "failure", "timeout") or timeout or function_error,
+        function_error=function_error, timeout=timeout, oom=oom, oom_sources=tuple(oom_sources),
+        cold_start=bool(init is not None and init.cold_start),
+        start_kind=init.kind if init is not None else "warm",
+        init_duration_ms=init_ms, restore_duration_ms=restore_ms, duration_ms=duration,
+        billed_duration_ms=billed, runtime_duration_ms=runtime_ms, post_runtime_ms=post,
+        response_latency_ms=response_latency, response_duration_ms=span_ms("responseDuration"),
+        runtime_overhead_ms=span_ms("runtimeOverhead"),
+        produced_bytes=done.produced_bytes if done is not None else None, memory_size_mb=mem_size,
+        max_memory_used_mb=max_used, memory_utilization=util, estimated_cost_usd=cost,
+        throttles=inv.throttles, log_lines=inv.log_lines, trace=trace,
+        invoke_tracing_value=invoke.tracing_value if invoke is not None else None, spans=spans,
+        deadline_ms=invoke.deadline_ms if invoke is not None else None,
+        invoked_arn=invoke.invoked_arn if invoke is not None else None,
+        version=inv.start.version if inv.start is not None else None,
+        tenant_id=(inv.start.tenant_id if inv.start is not None else None)
+        or (report.tenant_id if report is not None else None),
+        shutdown_reason=inv.shutdown_reason, init=init, exception=inv.exception)
+
+
+def init_signal(cur: InitState, served: Optional[InvocationState], idle_threshold_ms: float) -> Optional[InitSignal]:
+    """The InitSignal of an init (served: the first invocation's state, for report fallbacks); None for a
+    placeholder nothing ever confirmed. Pure; the kind is coldstart.classify_init's."""
+    served_report = served.report if served is not None else None
+    duration = cur.report.duration_ms if cur.report is not None else None
+    source = ("restoreReport" if cur.restore else "initReport") if duration is not None else "report"
+    if duration is None and served_report is not None:
+        duration = served_report.restore_duration_ms if cur.restore else served_report.init_duration_ms
+    if not cur.evidence and duration is None:
+        return None  # a placeholder nothing ever confirmed
+    status = (cur.report.status if cur.report is not None
+              else cur.runtime_done.status if cur.runtime_done is not None else "success")
+    error_type = ((cur.report.error_type if cur.report is not None else None)
+                  or (cur.runtime_done.error_type if cur.runtime_done is not None else None))
+    end = cur.end_time
+    if end is None:
+        start_t = served.start.time if served is not None and served.start is not None else cur.first_time
+        end = start_t if start_t is not None else (cur.start.time if cur.start is not None else 0.0)
+    start = cur.start.time if cur.start is not None else None
+    if start is None and duration is not None:
+        start = end - duration / 1000.0
+    gap = (cur.first_time - end) * 1000.0 if cur.first_time is not None else None
+    ok = status == "success"
+    itype = cur.init_type or "on-demand"
+    kind, proactive = classify_init(itype, cur.phase, cur.restore, ok, gap, idle_threshold_ms)
+    st = cur.start
+    sig = InitSignal(
+        time=end, start=start, duration_ms=duration, initialization_type="snap-start" if cur.restore else itype,
+        phase=cur.phase, status=status, error_type=error_type, kind=kind,
+        cold_start=ok and kind == COLD_START, proactive=proactive, first_request_id=cur.first_rid,
+        idle_gap_ms=gap, source=source, restore_duration_ms=duration if cur.restore else None,
+        runtime_version=getattr(st, "runtime_version", None),
+        runtime_version_arn=getattr(st, "runtime_version_arn", None),
+        function_name=getattr(st, "function_name", None), function_version=getattr(st, "function_version", None),
+        instance_id=getattr(st, "instance_id", None), instance_max_memory=getattr(st, "instance_max_memory", None),
+        spans=(cur.runtime_done.spans if cur.runtime_done is not None else ())
+        + (cur.report.spans if cur.report is not None else ()))
+    return sig

@@ -33,7 +33,11 @@ LOCAL_SINK_RESERVE_S = 0.05      # at SHUTDOWN, time kept after the network sink
 HEALTH_INTERVAL_S = 60.0         # own counters go out at most this often (and always at shutdown)
 
 class Worker(WorkerRequests):
-    """The one thread that owns the engine and the sinks (the lifecycle's requests: worker_requests.py)."""
+    """The one thread that owns the engine and the sinks (the lifecycle's requests: worker_requests.py).
+
+    Over 300 lines on purpose: its loop, the backlog handling (skim, requeue) and the shutdown drain all
+    share the same bounded deadlines and counters; the pure parts are elsewhere (pipeline.py, health.py,
+    sinks.py)."""
 
     def __init__(self, queue: BatchQueue, settings: Any, env: Mapping[str, str],
                  status: Optional[SidecarStatus] = None) -> None:
