@@ -491,7 +491,7 @@ class Intake:
 
     health() keys (all cumulative, prefixed local_otlp_): requests_<signal>, received_<unit>, forwarded_<unit>,
     dropped_<unit>_<reason> (reason budget | malformed | shutdown | no_export | rejected | loop),
-    dropped_requests, rejected_<http status>, queued_bytes, plus received / forwarded totals of records."""
+    requests_shed (requests dropped whole), rejected_<http status>, queued_bytes, plus received / forwarded totals of records."""
 
     def __init__(self, env: Optional[Mapping[str, str]] = None, max_bytes: int = DEFAULT_QUEUE_BYTES,
                  max_inflated: int = MAX_INFLATED, codec: Any = None) -> None:
@@ -521,14 +521,14 @@ class Intake:
                                 "use application/x-protobuf or application/json", False)
         if user_agent.startswith(OWN_USER_AGENT):
             self._count(f"dropped_{UNIT[signal]}_loop")
-            self._count("dropped_requests")
+            self._count("requests_shed")
             if self.on_loop is not None:
                 self.on_loop()
             return success(as_json)
         if self.refusal is not None:
             records = self._records_quick(signal, body, kind, encoding)
             self._count(f"dropped_{UNIT[signal]}_no_export", max(records, 0))
-            self._count("dropped_requests")
+            self._count("requests_shed")
             return partial_success(signal, max(records, 0), self.refusal, as_json)
         codec = self.codec
         if codec is None:
@@ -536,7 +536,7 @@ class Intake:
                 return self._reject(415, RPC_UNIMPLEMENTED, f"unsupported Content-Encoding {encoding[:40]!r}",
                                     as_json)
             if len(body) > self.max_bytes:
-                self._count("dropped_requests")
+                self._count("requests_shed")
                 return partial_success(signal, 0, "the request is larger than the sidecar's buffer; dropped",
                                        as_json)
             self._enqueue(signal, _Item(0, [body], -1, True, kind, encoding))
@@ -554,7 +554,7 @@ class Intake:
         item = _Item(0, blocks, records)
         if item.nbytes > self.max_bytes:
             self._count(f"dropped_{UNIT[signal]}_budget", records)
-            self._count("dropped_requests")
+            self._count("requests_shed")
             return partial_success(signal, records, "the request is larger than the sidecar's memory budget for "
                                    "the function's telemetry; dropped", as_json)
         if records:
@@ -596,7 +596,7 @@ class Intake:
             sig = min(heads)[1]
             old = self._queues[sig].popleft()
             self._bytes -= old.nbytes
-            self.counters["dropped_requests"] += 1
+            self.counters["requests_shed"] += 1
             self.counters[f"dropped_{UNIT[sig]}_budget"] += max(old.records, 0)
 
     # -- warm-up (worker thread, after the first response) --
@@ -614,7 +614,7 @@ class Intake:
                 except ValueError:
                     done[it.seq] = None
                     self._count(f"dropped_{UNIT[signal]}_malformed")
-                    self._count("dropped_requests")
+                    self._count("requests_shed")
                     continue
                 self._count(f"received_{UNIT[signal]}", records)
                 self._count("received", records)
@@ -691,7 +691,7 @@ class Intake:
             for sig, q in self._queues.items():
                 n = sum(max(it.records, 0) for it in q)
                 if q:
-                    self.counters["dropped_requests"] += len(q)
+                    self.counters["requests_shed"] += len(q)
                 if n:
                     self.counters[f"dropped_{UNIT[sig]}_{reason}"] += n
                 lost += n
@@ -738,4 +738,4 @@ def forward(intake: Any, signal: str, send: Callable[[bytes, int], str], may_sen
         if outcome in ("retry", "deferred"):
             intake.put_back(batch)
             return False
-        intake.done(batch, "ok" if outcome == "ok" else "rejected")
+        intake.done(batch, outcome)       # ok, or the reason it was dropped (rejected, refused, disabled)
