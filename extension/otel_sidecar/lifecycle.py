@@ -450,6 +450,7 @@ class Sidecar:
         self.cond = threading.Condition()
         self.queue: Any = None                 # listener.BatchQueue, made after registering
         self.listener: Any = None
+        self.local_otlp: Any = None            # local_otlp_server.LocalOtlpServer: the function's own OTLP
         self.subscribed_types: List[str] = []
         self.worker: Any = None
         self.time_to_first_next_ms: Optional[float] = None
@@ -563,6 +564,12 @@ class Sidecar:
 
     # -- run --
     def run(self) -> int:
+        try:  # before registering: the function's SDK may export from its init, which starts once we register
+            from .local_otlp_server import start as start_local_otlp
+
+            self.local_otlp = start_local_otlp(self.env, log)
+        except Exception as exc:  # noqa: BLE001 - the feature off, never the sidecar
+            log.warning("local OTLP endpoint off (%s: %s)", type(exc).__name__, exc)
         try:
             self.register_answer = self.client.register(self.name, ["INVOKE", "SHUTDOWN"])
         except Exception as exc:  # noqa: BLE001 - before any invoke exiting is allowed (init fails clearly)

@@ -203,6 +203,8 @@ class Worker:
             out.update(sc.listener.health())
         else:
             out.update(self.queue.health())
+        if getattr(sc, "local_otlp", None) is not None:
+            out.update(sc.local_otlp.health())
         with self.cond:
             out.update({f"worker_{k}": v for k, v in self.counters.items()})
         eng = getattr(self.engine, "health", None)
@@ -316,6 +318,27 @@ class Worker:
                 self.sidecar.degrade(f"OTLP export is off: the OTLP sink could not start "
                                      f"({type(exc).__name__}: {exc})")
 
+    def _wire_local_otlp(self) -> None:
+        """Hand the local OTLP endpoint's queue to the OTLP sink (bounded by half the memory budget) and load its
+        protobuf; without an OTLP sink, its requests are answered with a partial success and counted."""
+        server = getattr(self.sidecar, "local_otlp", None)
+        if server is None:
+            return
+        sink = next((s for s in self.sinks if hasattr(s, "local_intake")), None)
+        try:
+            if sink is None:
+                server.intake.refuse("the sidecar exports no OTLP here; the function's telemetry is dropped")
+                return
+            from .budget import budget_bytes
+            from .local_otlp import MIN_QUEUE_BYTES
+
+            server.intake.max_bytes = max(MIN_QUEUE_BYTES, budget_bytes(self.env)[0] // 2)
+            server.intake.warm()
+            sink.local_intake = server.intake
+        except Exception as exc:  # noqa: BLE001
+            self._fail("local_otlp", exc)
+            server.intake.refuse(f"the sidecar could not forward ({type(exc).__name__})")
+
     def _run(self) -> None:
         # The setup (importing the core and the sinks: most of a cold sidecar's CPU) waits until the first
         # invocation's runtime is done (release_setup / a peeked runtimeDone / SHUTDOWN). Under Lambda's CPU
@@ -327,6 +350,7 @@ class Worker:
             self._setup()
         except Exception as exc:  # noqa: BLE001
             self._fail("setup", exc)
+        self._wire_local_otlp()
         with self.cond:
             self._ready = True
             self.cond.notify_all()
@@ -646,6 +670,9 @@ def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
     }
     if "time_to_first_next_ms" in detail:
         out["time_to_first_next_ms"] = detail["time_to_first_next_ms"]
+    for k, v in detail.items():   # the function's own OTLP (local_otlp.py): totals and per-signal counts
+        if k.startswith(("local_otlp_received", "local_otlp_forwarded")):
+            out[k] = v
     return {k: float(v) for k, v in out.items()}
 
 

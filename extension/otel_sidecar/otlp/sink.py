@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 # Everything is imported here, when the worker thread builds the sink, so that no first flush pays for
 # an import inside its post-runtime window.
 from .. import budget as _budget
+from .. import local_otlp
 from ..budget import Budget
 from ..redact import url as redact_url
 from . import encode
@@ -272,6 +273,8 @@ class OtlpSink:
         self._spool_loaded = False
         self._shutdown_reason: Optional[str] = None
         self._raw: Dict[str, Deque[Tuple[str, int, bytes]]] = {sig: collections.deque() for sig in self._dest}
+        self.local_intake: Any = None      # local_otlp.Intake: the function's own OTLP, set by the worker
+        self._span_parent = local_otlp.load_config(env)[0].span_parent
 
         self._envelopes = {sig: encode.Envelope(sig, resource_attrs, SCOPE, _sidecar_version())
                            for sig in ("traces", "logs", "metrics")}
@@ -358,6 +361,8 @@ class OtlpSink:
         self._export_all(deadline - reserve, FINAL)
         spooled = {sig: self._spool_out(sig, deadline - 0.01) if spool else 0 for sig in self._buffers}
         lost = {sig: buf.clear() for sig, buf in self._buffers.items()}
+        if self.local_intake is not None:
+            self.local_intake.drop_all("shutdown")     # the function's requests not sent in time: counted there
         with self._counts_lock:
             # a batch the background sender still has on the wire when we give up: its fate is unknown
             for sig, n in self._inflight.items():
@@ -424,6 +429,11 @@ class OtlpSink:
                 for reason, value in parts.items():
                     self._record_health(m, float(value), {"reason": reason})
                 continue
+            if m.field.startswith("local_otlp_"):     # the function's own OTLP, per signal (local_otlp.UNIT)
+                for sig, unit in local_otlp.UNIT.items():
+                    if f"{m.field}_{unit}" in counts:
+                        self._record_health(m, float(counts[f"{m.field}_{unit}"]), {"signal": sig})
+                continue
             value = _first_number(counts, (m.field, f"engine_{m.field}", f"worker_{m.field}"))
             if m.field == "export_failures":
                 value = max(value or 0.0, float(self._counters.get("export_failures", 0)))
@@ -442,7 +452,10 @@ class OtlpSink:
         if cached is not None and cached.rank >= rank:
             return cached
         if xr is not None:
-            parent = int(xr.parent_id, 16) if xr.parent_id is not None else None
+            # SIDECAR_SPAN_PARENT (local_otlp.invocation_parent): none = a root span in the X-Ray trace, xray = under
+            # Lambda's segment
+            chosen = local_otlp.invocation_parent(value if parse_xray(value) else invoke_value, self._span_parent)
+            parent = int(chosen[1], 16) if chosen is not None and chosen[1] else None
             sid = int(span_id, 16) if span_id and span_id != xr.parent_id else _random_id(64)
             ids = _Ids(int(xr.trace_id, 16), sid, parent, xr.sampled is not False or self.cfg.sampling == "always",
                        rank)
@@ -728,9 +741,11 @@ class OtlpSink:
                 for sig in order:
                     if self._export_raw(sig, deadline, pass_mode):
                         self._export_signal(sig, deadline, pass_mode)
+                        self._export_local(sig, deadline, pass_mode)
         finally:
             self._export_lock.release()
-        if mode == FLUSH and (any(len(b) for b in self._buffers.values()) or any(self._raw.values())):
+        if mode == FLUSH and (any(len(b) for b in self._buffers.values()) or any(self._raw.values())
+                              or (self.local_intake is not None and self.local_intake.pending())):
             self._defer()          # the window closed with data left: it leaves while the next invoke runs
 
     def _load_spool(self) -> None:
@@ -878,6 +893,16 @@ class OtlpSink:
                 buf.put_back(batch)
                 return
 
+    def _export_local(self, sig: str, deadline: float, mode: str) -> None:
+        """The function's own requests (local_otlp.py) as it sent them, by the same transport and rules."""
+        intake, dest = self.local_intake, self._dest[sig]
+        if intake is None or not intake.pending(sig):
+            return
+        off = "disabled" if not dest.export.enabled else "refused" if time.monotonic() < dest.refused_until else None
+        local_otlp.forward(intake, sig, lambda body, n: off or self._send(sig, dest, self._post(dest, body), n,
+                                                                          deadline, mode, splittable=True),
+                           lambda: off is not None or self._may_send(dest, deadline, mode), self._batch_bytes)
+
     def _defer(self) -> None:
         """Hand the rest to the background sender (it runs while invocations run, paced)."""
         self._deferred = True
@@ -901,7 +926,8 @@ class OtlpSink:
         return functools.partial(_post_http, dest.sender, dest.sender.compress(body), "application/x-protobuf")
 
     def _fill(self) -> float:
-        return max(len(b) / max(1, b.limit) for b in self._buffers.values())
+        return max([len(b) / max(1, b.limit) for b in self._buffers.values()]
+                   + ([self.local_intake.fill()] if self.local_intake is not None else []))
 
     def _start_sender(self) -> None:
         with self._sender_lock:
