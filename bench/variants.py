@@ -12,6 +12,7 @@ FUNCTIONS = BENCH / "functions"
 LAYER_ZIP = REPO / "dist" / "otel-sidecar-layer.zip"
 SIDECAR = "otel-sidecar"
 STATIC_LAYERS = BENCH / "layers"
+LOCAL_PORT = 14318                    # the local endpoint in variant h (not 4318: another OTLP tool may hold it)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,16 @@ VARIANTS: List[Variant] = [
             sidecar=True, receiver="stall"),
     Variant("f", "sidecar-refused", "otel-sidecar, the OTLP endpoint refuses connections",
             sidecar=True, receiver="refuse"),
+    # the function's own spans: the same in-process instrumentation exporting to the sidecar's local endpoint
+    # (h), beside (i) = (c) against a backend answering after 50 ms (a round trip to another region); the
+    # sidecar's backend in (h) answers after the same 50 ms
+    Variant("h", "otel-local", "the in-process instrumentation of (c) exporting to otel-sidecar's local OTLP "
+            "endpoint; the sidecar forwards to a receiver answering after 50 ms", function="otel_inproc",
+            dep_layer="otel-inproc", sidecar=True, receiver="slow:50",
+            env={"BENCH_OTLP_ENDPOINT": f"http://127.0.0.1:{LOCAL_PORT}",
+                 "SIDECAR_LOCAL_OTLP_ENDPOINT": f"127.0.0.1:{LOCAL_PORT}"}),
+    Variant("i", "otel-inproc-50ms", "(c) against a receiver answering after 50 ms", function="otel_inproc",
+            dep_layer="otel-inproc", receiver="slow:50"),
     Variant("g", "null-extension", "an extension that only registers and answers /next: what the platform "
             "charges for having any extension at all", dep_layer="null-extension"),
 ]

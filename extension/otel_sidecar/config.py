@@ -57,6 +57,13 @@ VARIABLES: Tuple[Tuple[str, str, str], ...] = (
      "invocation or SHUTDOWN this long at most (1000-3600000)."),
     ("SIDECAR_SHUTDOWN_DRAIN_MS", "300", "How long to wait for late telemetry at SHUTDOWN before the final flush."),
     ("SIDECAR_OTLP_LOGS", "on", "Export function log lines as OTLP logs (when OTLP is configured)."),
+    # read by local_otlp.load_config before registering (the endpoint must listen before the runtime's init)
+    ("SIDECAR_LOCAL_OTLP", "auto", "The local OTLP/HTTP endpoint for the function's own spans, metrics and logs: "
+     "auto (on when the sidecar exports OTLP), on or off."),
+    ("SIDECAR_LOCAL_OTLP_ENDPOINT", "127.0.0.1:4318", "Where it listens (a loopback host:port); a port in use is one "
+     "warning and the endpoint off."),
+    ("SIDECAR_SPAN_PARENT", "none", "Parent of the invocation span: none (a root span in the X-Ray trace, what OTLP "
+     "backends list) or xray (under Lambda's X-Ray segment, which only X-Ray has)."),
 )
 
 

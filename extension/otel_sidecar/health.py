@@ -42,6 +42,9 @@ def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
     }
     if "time_to_first_next_ms" in detail:
         out["time_to_first_next_ms"] = detail["time_to_first_next_ms"]
+    for k, v in detail.items():   # the function's own OTLP (local_otlp.py): totals and per-signal counts
+        if k.startswith(("local_otlp_received", "local_otlp_forwarded")):
+            out[k] = v
     return {k: float(v) for k, v in out.items()}
 
 

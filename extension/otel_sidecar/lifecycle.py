@@ -484,6 +484,12 @@ class Sidecar:
 
     # -- run --
     def run(self) -> int:
+        try:  # before registering: the function's SDK may export from its init, which starts once we register
+            from .local_otlp_server import start as start_local_otlp
+
+            self.status.local_otlp = start_local_otlp(self.env, log)
+        except Exception as exc:  # noqa: BLE001 - the feature off, never the sidecar
+            log.warning("local OTLP endpoint off (%s: %s)", type(exc).__name__, exc)
         try:
             self.register_answer = self.client.register(self.name, ["INVOKE", "SHUTDOWN"])
         except Exception as exc:  # noqa: BLE001 - before any invoke exiting is allowed (init fails clearly)

@@ -57,6 +57,8 @@ class Worker(WorkerRequests):
             out.update(status.listener.health())
         else:
             out.update(self.queue.health())
+        if status.local_otlp is not None:
+            out.update(status.local_otlp.health())
         with self.cond:
             out.update({f"worker_{k}": v for k, v in self.counters.items()})
             out["worker_runtime_done_peeked"] = self.runtime_done.scanned_bodies
@@ -112,6 +114,27 @@ class Worker(WorkerRequests):
         self.sinks.extend(build_sinks(self.settings, self.env, self.status, self.counters,
                                       shutdown[2] if shutdown is not None else None))
 
+    def _wire_local_otlp(self) -> None:
+        """Hand the local OTLP endpoint's queue to the OTLP sink (bounded by half the memory budget) and load its
+        protobuf; without an OTLP sink, its requests are answered with a partial success and counted."""
+        server = self.status.local_otlp
+        if server is None:
+            return
+        sink = next((s for s in self.sinks if hasattr(s, "local_intake")), None)
+        try:
+            if sink is None:
+                server.intake.refuse("the sidecar exports no OTLP here; the function's telemetry is dropped")
+                return
+            from .budget import budget_bytes
+            from .local_otlp import MIN_QUEUE_BYTES
+
+            server.intake.max_bytes = max(MIN_QUEUE_BYTES, budget_bytes(self.env)[0] // 2)
+            server.intake.warm()
+            sink.local_intake = server.intake
+        except Exception as exc:  # noqa: BLE001
+            self._fail("local_otlp", exc)
+            server.intake.refuse(f"the sidecar could not forward ({type(exc).__name__})")
+
     def _run(self) -> None:
         # The setup (importing the core and the sinks: most of a cold sidecar's CPU) waits until the first
         # invocation's runtime is done (release_setup / a peeked runtimeDone / SHUTDOWN). Under Lambda's CPU
@@ -123,6 +146,7 @@ class Worker(WorkerRequests):
             self._setup()
         except Exception as exc:  # noqa: BLE001
             self._fail("setup", exc)
+        self._wire_local_otlp()
         with self.cond:
             self._ready = True
             self.cond.notify_all()

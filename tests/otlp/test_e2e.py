@@ -120,14 +120,14 @@ def test_mix_of_invocations_spans_metrics_and_logs(otlp_sandbox, receiver):
             t = parse_time(ev.event["time"])
             assert by[ev.event["record"]["requestId"]]["end_ns"] <= round(t * 1e9)
 
-    # Active tracing: the span joins the X-Ray trace, parented on Lambda's segment, id = the function's Parent
+    # Active tracing: the span joins the X-Ray trace as its root (SIDECAR_SPAN_PARENT=none), id = the function's Parent
     for ev in sb.events:
         if ev.event["type"] == "platform.start" and ev.event["record"].get("tracing"):
             rec = ev.event["record"]
             header = xray(rec["tracing"]["value"])
             span = by[rec["requestId"]]
             assert span["trace_id"] == header["Root"][2:].replace("-", "")
-            assert span["parent_span_id"] == header["Parent"]
+            assert span["parent_span_id"] is None and header["Parent"]
             assert span["span_id"] == rec["tracing"]["spanId"]
 
     # metrics
@@ -247,7 +247,7 @@ def test_stalled_backend_keeps_the_buffers_bounded_and_counts_drops(otlp_sandbox
 @pytest.mark.parametrize("sampling, spans_expected", [("parent", False), ("always", True)])
 def test_passthrough_without_a_sampled_caller(otlp_sandbox, receiver, sampling, spans_expected):
     # PassThrough with no upstream header: Lambda's header says Sampled=0
-    sb = otlp_sandbox(tracing="PassThrough", env={"SIDECAR_OTLP_SAMPLING": sampling})
+    sb = otlp_sandbox(tracing="PassThrough", env={"SIDECAR_OTLP_SAMPLING": sampling, "SIDECAR_SPAN_PARENT": "xray"})
     r = sb.invoke({})
     sb.shutdown()
     assert receiver.wait_for(lambda rx: metric_sum(rx, "faas.invocations") == 1, timeout=5)   # metrics regardless

@@ -97,7 +97,7 @@ def test_unused_and_failed_inits_are_exported_at_shutdown(make_sink, receiver):
 
 
 def test_trace_join_from_the_platform_tracing_header(make_sink, receiver):
-    sink = make_sink()
+    sink = make_sink(SIDECAR_SPAN_PARENT="xray")
     header = f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1"
     tc = TraceContext(value=header, span_id="aaaaaaaaaaaaaaaa")
     sink.accept([log_line("in handler", trace=tc), invocation("req-1", trace=tc)])
@@ -110,8 +110,18 @@ def test_trace_join_from_the_platform_tracing_header(make_sink, receiver):
     assert (rec["trace_id"], rec["span_id"]) == (inv["trace_id"], inv["span_id"])
 
 
-def test_invoke_event_header_is_the_fallback_and_sampled_0_exports_no_span(make_sink, receiver):
+def test_by_default_the_invocation_is_a_root_span_of_the_xray_trace(make_sink, receiver):
     sink = make_sink()
+    tc = TraceContext(value=f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1", span_id="aaaaaaaaaaaaaaaa")
+    sink.accept([invocation("req-1", trace=tc)])
+    sink.flush(soon())
+    (inv,) = by_name(receiver.spans(), "my-function")
+    assert (inv["trace_id"], inv["span_id"], inv["parent_span_id"]) == (
+        "5759e988bd862e3fe1be46a994272793", "aaaaaaaaaaaaaaaa", None)   # SIDECAR_SPAN_PARENT=none
+
+
+def test_invoke_event_header_is_the_fallback_and_sampled_0_exports_no_span(make_sink, receiver):
+    sink = make_sink(SIDECAR_SPAN_PARENT="xray")
     sink.accept([invocation("req-1", invoke_tracing_value=f"Root={ROOT};Parent=1234567890abcdef;Sampled=1"),
                  log_line("x", request_id="req-2", invoke_tracing_value=f"Root={ROOT};Parent=1234567890abcdef;Sampled=0"),
                  invocation("req-2", invoke_tracing_value=f"Root={ROOT};Parent=1234567890abcdef;Sampled=0")])
@@ -438,7 +448,7 @@ def test_unusable_tls_files_give_one_warning_per_signal_and_a_working_sink(make_
 
 
 def test_sampling_always_exports_unsampled_invocations_in_the_header_trace(make_sink, receiver):
-    sink = make_sink(SIDECAR_OTLP_SAMPLING="always")
+    sink = make_sink(SIDECAR_OTLP_SAMPLING="always", SIDECAR_SPAN_PARENT="xray")
     sink.accept([invocation("r1", invoke_tracing_value=f"Root={ROOT};Parent=1234567890abcdef;Sampled=0")])
     sink.flush(soon())
     (inv,) = by_name(receiver.spans(), "my-function")

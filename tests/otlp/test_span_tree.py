@@ -101,7 +101,7 @@ def test_traced_cold_start_init_shares_the_invocations_remote_parent(make_sink, 
              invoke(R1, T0 + 0.21, trace_value=sq.TRACE_VALUE),
              batch(start(T0 + 0.21, R1, tr), runtime_done(T0 + 0.23, R1, 20.0, trace=tr),
                    report(T0 + 0.231, R1, 21.0, init_ms=200.0, trace=tr))]
-    spans = export(make_sink, receiver, steps)
+    spans = export(make_sink, receiver, steps, SIDECAR_SPAN_PARENT="xray")
     assert_tree(spans, steps)
     first = server(spans, R1)
     (init,) = [s for s in spans if s["name"] == "init my-function"]

@@ -14,7 +14,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 os.environ["ORIG_HANDLER"] = "real_app.handler"
-_endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318").rstrip("/")
+# BENCH_OTLP_ENDPOINT: the sidecar's local endpoint (variant h); else the receiver the sandbox injected
+_endpoint = (os.environ.get("BENCH_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+             or "http://127.0.0.1:4318").rstrip("/")
 provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "bench")}))
 provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=_endpoint + "/v1/traces")))
 AwsLambdaInstrumentor().instrument(tracer_provider=provider)

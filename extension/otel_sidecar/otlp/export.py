@@ -54,6 +54,7 @@ class SignalExporter:
         self.inflight_lock = threading.Lock()
         self._spool_loaded = False
         self._failure_logged: set = set()
+        self.local_intake: Any = None      # local_otlp.Intake: the function's own OTLP, set by the worker
 
     # ---- one signal ----------------------------------------------------------------------------------
     def export_raw(self, sig: str, deadline: float, mode: str) -> bool:
@@ -116,6 +117,21 @@ class SignalExporter:
             elif outcome in ("retry", "deferred"):
                 buf.put_back(batch)
                 return
+
+    def export_local(self, sig: str, deadline: float, mode: str) -> None:
+        """The function's own requests (local_otlp.py) as it sent them, by the same transport and rules."""
+        intake, dest = self.local_intake, self.destinations[sig]
+        if intake is None or not intake.pending(sig):
+            return
+        from .. import local_otlp
+
+        off = "disabled" if not dest.export.enabled else "refused" if time.monotonic() < dest.refused_until else None
+
+        def send(body: bytes, records: int) -> str:
+            return off or self.send(sig, dest, dest.post(body), records, deadline, mode, splittable=True)
+
+        local_otlp.forward(intake, sig, send, lambda: off is not None or self.may_send(dest, deadline, mode),
+                           self.batch_bytes)
 
     def encode(self, sig: str, items: List[Any]) -> bytes:
         """One serialized Export*ServiceRequest (http/protobuf's body) of buffered items."""
@@ -260,4 +276,5 @@ class SignalExporter:
         self.spool.remove(path)  # type: ignore[union-attr]
 
     def has_unsent(self) -> bool:
-        return any(len(b) for b in self.buffers.values()) or any(self.raw.values())
+        return (any(len(b) for b in self.buffers.values()) or any(self.raw.values())
+                or (self.local_intake is not None and bool(self.local_intake.pending())))

@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from ..local_otlp import UNIT as LOCAL_UNITS  # stdlib only
 from .buffer import SignalBuffer
 from .counts import SinkCounters
 from .metrics import Aggregator
@@ -76,6 +77,11 @@ class MetricRecorder:
             if m.field == "dropped":
                 for reason, value in dropped_reasons.items():
                     self._record_health_value(m, float(value), {"reason": reason})
+                continue
+            if m.field.startswith("local_otlp_"):     # the function's own OTLP, per signal (local_otlp.UNIT)
+                for sig, sig_unit in LOCAL_UNITS.items():
+                    if f"{m.field}_{sig_unit}" in counts:
+                        self._record_health_value(m, float(counts[f"{m.field}_{sig_unit}"]), {"signal": sig})
                 continue
             value = _first_number(counts, (m.field, f"engine_{m.field}", f"worker_{m.field}"))
             if value is not None:

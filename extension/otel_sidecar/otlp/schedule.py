@@ -49,7 +49,8 @@ class ExportScheduler:
         self._deferred = False
 
     def fill(self) -> float:
-        return max(b.fill() for b in self.buffers.values())
+        intake = self.exporter.local_intake if self.exporter is not None else None
+        return max([b.fill() for b in self.buffers.values()] + ([intake.fill()] if intake is not None else []))
 
     def after_accept(self) -> None:
         """New items are buffered: wake the sender in continuous mode, or when a buffer is past HIGH_WATER."""
@@ -82,6 +83,7 @@ class ExportScheduler:
                 for sig in EXPORT_ORDER:
                     if exporter.export_raw(sig, deadline, pass_mode):
                         exporter.export_buffered(sig, deadline, pass_mode)
+                        exporter.export_local(sig, deadline, pass_mode)
         finally:
             self._export_lock.release()
         if mode == FLUSH and exporter.has_unsent():
@@ -151,6 +153,8 @@ class ExportScheduler:
         self.export_all(deadline - reserve, FINAL)
         spooled = {sig: exporter.spool_out(sig, deadline - 0.01) if spool else 0 for sig in self.buffers}
         lost: Dict[str, int] = {sig: buf.clear() for sig, buf in self.buffers.items()}
+        if exporter.local_intake is not None:
+            exporter.local_intake.drop_all("shutdown")     # the function's requests not sent in time: counted there
         with exporter.inflight_lock:
             # a batch the background sender still has on the wire when we give up: its fate is unknown
             for sig, n in exporter.inflight.items():

@@ -60,7 +60,10 @@ class OtlpSink:
         self.buffers: Dict[str, SignalBuffer] = {
             sig: SignalBuffer(cfg.max_queue, self._dropper(sig), self.budget) for sig in ("logs", "traces", "metrics")}
 
-        ids = TraceIdRegistry(always_sample=cfg.sampling == "always")
+        from ..local_otlp import load_config as local_otlp_config  # stdlib only: SIDECAR_SPAN_PARENT
+
+        ids = TraceIdRegistry(always_sample=cfg.sampling == "always",
+                              parent_mode=local_otlp_config(env)[0].span_parent)
         self.spans = SpanMapper(self.buffers["traces"], self.resource, ids, self.counters)
         self.logs = LogMapper(self.buffers["logs"], ids, self.counters, body_max, attr_limit)
         self.metrics = MetricRecorder(cfg.temporality, self.resource, self.counters)
@@ -73,6 +76,15 @@ class OtlpSink:
         self.scheduler.exporter = self.exporter
         if self.scheduler.continuous:
             self.scheduler.start_sender()
+
+    @property
+    def local_intake(self) -> Any:
+        """The local OTLP endpoint's queue (local_otlp.Intake) whose requests this sink forwards; set by the worker."""
+        return self.exporter.local_intake
+
+    @local_intake.setter
+    def local_intake(self, intake: Any) -> None:
+        self.exporter.local_intake = intake
 
     # ---- Sink protocol ---------------------------------------------------------------------------------
     def accept(self, outputs: Sequence[Any]) -> None:

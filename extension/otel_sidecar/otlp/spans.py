@@ -54,8 +54,11 @@ def ns(t: float) -> int:
 class TraceIdRegistry:
     """The trace and span ids of each invocation, decided at first sight (its logs come before its span)."""
 
-    def __init__(self, always_sample: bool) -> None:
+    def __init__(self, always_sample: bool, parent_mode: str = "none") -> None:
         self.always_sample = always_sample
+        # SIDECAR_SPAN_PARENT: "none" makes the invocation a root span of the X-Ray trace (OTLP backends list
+        # it); "xray" puts it under Lambda's segment, which only X-Ray has (local_otlp.invocation_parent)
+        self.parent_mode = parent_mode
         self._by_request: collections.OrderedDict[str, SpanIds] = collections.OrderedDict()
 
     def ids_for(self, request_id: Optional[str], trace: Any, invoke_value: Optional[str]) -> SpanIds:
@@ -69,7 +72,7 @@ class TraceIdRegistry:
         if cached is not None and cached.rank >= rank:
             return cached
         if xr is not None:
-            parent = int(xr.parent_id, 16) if xr.parent_id is not None else None
+            parent = int(xr.parent_id, 16) if xr.parent_id is not None and self.parent_mode == "xray" else None
             sid = int(span_id, 16) if span_id and span_id != xr.parent_id else random_id(64)
             ids = SpanIds(int(xr.trace_id, 16), sid, parent, xr.sampled is not False or self.always_sample, rank)
         else:
