@@ -6,8 +6,9 @@ import json
 import shlex
 import stat
 import sys
+import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, TypeVar, Union
 
 REPO = Path(__file__).resolve().parents[1]
 EXTENSION_DIR = REPO / "extension"
@@ -44,6 +45,22 @@ def dev_layer(tmp_path: Union[str, Path], name: str = SIDECAR_NAME, python: Opti
     # the sandbox's own root hides the host: name the checkout's sidecar and the venv it runs from
     (layer / ".lambda-sandbox-host-paths").write_text("\n".join([str(EXTENSION_DIR)] + _site_packages()) + "\n")
     return layer
+
+
+T = TypeVar("T")
+
+
+def wait_for(pred: Callable[[], T], timeout: float = 5.0, interval: float = 0.01, what: str = "condition") -> T:
+    """Poll pred() until it returns a truthy value and return that value; past `timeout` seconds, fail the test
+    with an AssertionError naming `what` (the one bounded poll of the test suite)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s (last value: {value!r})")
+        time.sleep(interval)
 
 
 # ---- EMF ---------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Log capture: line pumps for stdout/stderr and the `_LAMBDA_TELEMETRY_LOG_FD` frame reader.
+"""Log capture: the line pump for stdout/stderr and the `_LAMBDA_TELEMETRY_LOG_FD` frame reader (its pump,
+which also tracks when the pipe is drained, is processes.pump_source_frames).
 
 Frame layout (lambda-apis.md 9; awslambdaric FramedTelemetryLogSink): 4-byte big-endian frame type
 0xa55a00XX, 4-byte big-endian message length, 8-byte big-endian timestamp in microseconds, then the
@@ -8,7 +9,6 @@ UTF-8 message. The low byte of the type encodes the format (bit 0: 1 = text, 0 =
 
 from __future__ import annotations
 
-import os
 import struct
 import threading
 from dataclasses import dataclass
@@ -126,37 +126,3 @@ def pump_lines(stream: IO[bytes], on_line: Callable[[str], None], *, name: str =
     t.start()
     return t
 
-
-def pump_frames(fd: int, on_record: Callable[[LogFrame], None], *, name: str = "frame-pump",
-                on_eof: Optional[Callable[[], None]] = None, close: bool = True) -> threading.Thread:
-    """Daemon thread: read frames from the read end `fd` of the telemetry log pipe until EOF."""
-
-    def run() -> None:
-        reader = LogFrameReader()
-        try:
-            while True:
-                try:
-                    chunk = os.read(fd, 65536)
-                except InterruptedError:
-                    continue
-                if not chunk:
-                    break
-                for frame in reader.feed(chunk):
-                    try:
-                        on_record(frame)
-                    except Exception:  # noqa: BLE001 - a consumer bug must not stop log capture
-                        pass
-        except OSError:
-            pass
-        finally:
-            if close:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            if on_eof is not None:
-                on_eof()
-
-    t = threading.Thread(target=run, name=name, daemon=True)
-    t.start()
-    return t

@@ -13,8 +13,7 @@ def build_report(sb: Any) -> Dict[str, Any]:
     """The JSON report of one sandbox run (pure over the sandbox's recorded state)."""
     cfg = sb.cfg
     events = sb.events
-    with sb._logs_lock:
-        logs = list(sb.logs)
+    logs = sb.log_lines()
     return {
         "schemaVersion": REPORT_SCHEMA_VERSION,
         "function": {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,3 @@ def sidecar_sandbox(tmp_path):
     yield factory
     for sb in made:
         sb.close()
-
-
-def wait_for(pred, timeout: float = 5.0, interval: float = 0.01):
-    """Poll pred() until it returns a truthy value or the bound passes (then fail)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)

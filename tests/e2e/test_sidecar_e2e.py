@@ -11,7 +11,6 @@ import jsonschema
 import pytest
 from lambda_sandbox import OtlpReceiver
 
-from tests.e2e.conftest import wait_for
 from tests.helpers import (
     SIDECAR_NAME,
     emf_dimension_sets,
@@ -19,6 +18,7 @@ from tests.helpers import (
     emf_values,
     sidecar_emf,
     sidecar_log_lines,
+    wait_for,
 )
 
 pytestmark = pytest.mark.sandbox

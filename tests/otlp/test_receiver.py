@@ -182,7 +182,9 @@ def test_refuse_also_resets_connections_kept_alive_from_before():
         conn = http.client.HTTPConnection("127.0.0.1", rx.port, timeout=5)
         body = trace_request().SerializeToString()
         conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
-        assert conn.getresponse().read() is not None
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200 and len(rx.spans()) == 1     # the kept-alive connection delivered a span
         rx.set_fault("refuse")
         with pytest.raises((ConnectionError, http.client.HTTPException)):
             conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})

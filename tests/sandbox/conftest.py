@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
 
 import pytest
@@ -54,15 +53,3 @@ def recorder_events(sb: Sandbox, event_type: str, name: str = "recorder") -> lis
 
 def epoch(iso: str) -> float:
     return dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc).timestamp()
-
-
-def wait_for(pred, timeout: float = 5.0, interval: float = 0.01):
-    """Poll pred() until it returns a truthy value or the bound passes (then fail)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)

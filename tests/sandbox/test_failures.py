@@ -181,13 +181,13 @@ def test_internal_extension_is_waited_for_and_gets_invokes(make_sandbox):
 
 
 def test_out_of_memory_without_a_memory_cgroup_uses_the_watchdog(make_sandbox, monkeypatch):
-    import lambda_sandbox.environment as environment
+    import lambda_sandbox.resources as resources
 
-    class NoMemoryCgroups(environment.Cgroups):
+    class NoMemoryCgroups(resources.Cgroups):
         def __init__(self, name, controllers, **kw):
             super().__init__(name, [c for c in controllers if c != "memory"], **kw)
 
-    monkeypatch.setattr(environment, "Cgroups", NoMemoryCgroups)
+    monkeypatch.setattr(resources, "Cgroups", NoMemoryCgroups)
     sb = make_sandbox("memhog.handler", enforce_memory=True)
     assert sb.applied["memory_limit"] == "watchdog"
     r = sb.invoke({"mb": 400})

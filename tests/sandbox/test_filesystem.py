@@ -16,7 +16,7 @@ import pytest
 from lambda_sandbox import Sandbox, SandboxConfig
 from lambda_sandbox.isolation import namespace_possible
 
-from .conftest import wait_for
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.sandbox,
               pytest.mark.skipif(namespace_possible() is not None,

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from lambda_sandbox.isolation import namespace_possible
 
-from .conftest import FUNCTIONS, recorder_items, wait_for
+from tests.helpers import wait_for
+
+from .conftest import FUNCTIONS, recorder_items
 
 pytestmark = pytest.mark.sandbox
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lambda_sandbox.processes import CGROUP_ROOT, Cgroups, Launcher, unique_cgroup_name
 
-from .conftest import wait_for
+from tests.helpers import wait_for
 
 UNIFIED = CGROUP_ROOT / "unified"
 TICKER = "import time, sys\nn = 0\nwhile True:\n    n += 1\n    print(n, flush=True)\n    time.sleep(0.01)\n"

@@ -15,6 +15,7 @@ from tests.fixtures.extensions import (
     parse_lines,
     per_extension_env,
 )
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -35,15 +36,6 @@ def one(items, kind):
 
 def generated(sb, type_):
     return [e for e in sb.events if e.event["type"] == type_]
-
-
-def wait_for(cond, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def idle(seconds: float) -> None:
@@ -146,7 +138,7 @@ def test_max_items_batches_observed_by_the_listener(make_sandbox, tmp_path):
     sb = make_sandbox(handler="logging_lines.handler", layers=[extension_layer(tmp_path)], env=env)
     assert sb.invoke({"lines": 2500}).outcome == "success"
     # the log pump may still be reading the runtime's pipe after the invoke; let it catch up
-    assert wait_for(lambda: len(generated(sb, "function")) >= 2500, timeout=10)
+    wait_for(lambda: len(generated(sb, "function")) >= 2500, timeout=10)
     sb.shutdown()
     got = batches(recorded(sb))
     sizes = [b["n"] for b in got]

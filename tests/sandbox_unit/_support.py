@@ -6,18 +6,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, List, Optional
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> bool:
-    """Poll `cond` until true or `timeout` seconds pass; returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if cond():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
+from typing import List, Optional
 
 
 class Listener:

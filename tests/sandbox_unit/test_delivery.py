@@ -15,7 +15,8 @@ from lambda_sandbox import records as R
 from lambda_sandbox import telemetry
 from lambda_sandbox.telemetry import TelemetryHub, http_post
 
-from tests.sandbox_unit._support import Listener, wait_for
+from tests.helpers import wait_for
+from tests.sandbox_unit._support import Listener
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_batch_is_a_json_array_posted_to_the_uri_path(hubs, listener):
     hub = hubs()
     assert hub.subscribe("ext", listener.body(path="/lambda_telemetry", timeoutMs=25))[0] == 200
     ev = hub.emit("platform.start", R.start(request_id="r1", version="$LATEST"))
-    assert wait_for(lambda: listener.events("platform.start"))
+    wait_for(lambda: listener.events("platform.start"))
     assert listener.events("platform.start") == [ev.event]
     assert "ext" in ev.deliveries and ev.deliveries["ext"] <= time.time()
 
@@ -52,7 +53,7 @@ def test_init_events_are_replayed_to_a_new_subscriber_in_generation_order(hubs, 
     first = init_start(hub)
     hub.emit_log("extension", "starting\n")
     hub.subscribe("ext", listener.body(timeoutMs=25))
-    assert wait_for(lambda: len(listener.events()) >= 3)
+    wait_for(lambda: len(listener.events()) >= 3)
     types = [e["type"] for e in listener.events()]
     assert types == ["platform.initStart", "extension", "platform.telemetrySubscription"]
     assert listener.events()[0] == first.event
@@ -97,7 +98,7 @@ def test_max_items_splits_batches(hubs, listener):
     hub.close_window()
     for i in range(2500):
         hub.emit_log("function", f"line {i}")
-    assert wait_for(lambda: len(listener.batches) == 2)
+    wait_for(lambda: len(listener.batches) == 2)
     assert [len(b) for b in listener.batches] == [1000, 1000]
     assert hub.stats()["ext"]["queued"] == 500  # waits for timeoutMs (30 s) or a flush
     assert hub.flush(5)
@@ -124,11 +125,11 @@ def test_max_bytes_bounds_each_batch(hubs, listener):
 def test_timeout_ms_holds_a_partial_batch_at_least_that_long(hubs, listener):
     hub = hubs()
     hub.subscribe("ext", listener.body(types=["platform"], timeoutMs=300))
-    assert wait_for(lambda: listener.events())  # the telemetrySubscription batch
+    wait_for(lambda: listener.events())  # the telemetrySubscription batch
     hub.close_window()
     t0 = time.time()
     ev = hub.emit("platform.start", R.start(request_id="r", version="$LATEST"))
-    assert wait_for(lambda: "ext" in ev.deliveries)
+    wait_for(lambda: "ext" in ev.deliveries)
     assert ev.deliveries["ext"] - t0 >= 0.3
 
 
@@ -200,7 +201,7 @@ def test_failing_listener_is_retried_then_batches_are_dropped_and_counted(hubs, 
     hub.close_window()
     for i in range(10):
         hub.emit_log("function", f"lost {i}")
-    assert wait_for(lambda: hub.stats()["ext"]["failures"] >= 2 and hub.stats()["ext"]["queued"] == 0)
+    wait_for(lambda: hub.stats()["ext"]["failures"] >= 2 and hub.stats()["ext"]["queued"] == 0)
     listener.status = 200
     hub.emit_log("function", "after recovery")
     assert hub.flush(5)
@@ -218,10 +219,10 @@ def test_refused_connection_is_retried_until_the_listener_is_up(hubs, listener):
     port = listener.port
     listener.close()  # nothing listens on that port now
     hub.subscribe("ext", body)
-    assert wait_for(lambda: hub.stats()["ext"]["failures"] >= 2)
+    wait_for(lambda: hub.stats()["ext"]["failures"] >= 2)
     revived = Listener(port=port)
     try:
-        assert wait_for(lambda: revived.events("platform.telemetrySubscription"))
+        wait_for(lambda: revived.events("platform.telemetrySubscription"))
     finally:
         revived.close()
 
@@ -229,16 +230,17 @@ def test_refused_connection_is_retried_until_the_listener_is_up(hubs, listener):
 def test_freeze_holds_delivery_until_thaw(hubs, listener):
     hub = hubs()
     hub.subscribe("ext", listener.body(types=["platform"], timeoutMs=25))
-    assert wait_for(lambda: listener.events())
+    wait_for(lambda: listener.events())
     hub.close_window()
     hub.freeze()
     report = hub.emit("platform.report", R.report(request_id="r1", status="success", duration_ms=1.0,
                                                   billed_duration_ms=1, memory_size_mb=128, max_memory_used_mb=40))
-    assert not wait_for(lambda: listener.events("platform.report"), timeout=0.3)
+    with pytest.raises(AssertionError, match="not met within"):     # nothing is delivered while frozen
+        wait_for(lambda: listener.events("platform.report"), timeout=0.3)
     assert "ext" not in report.deliveries
     t_thaw = time.time()
     hub.thaw()
-    assert wait_for(lambda: listener.events("platform.report"))
+    wait_for(lambda: listener.events("platform.report"))
     assert report.deliveries["ext"] >= t_thaw
 
 
@@ -246,7 +248,7 @@ def test_freeze_waits_for_an_in_flight_post(hubs, listener):
     hub = hubs()
     listener.delay_s = 0.1
     hub.subscribe("ext", listener.body(types=["platform"], timeoutMs=25))
-    assert wait_for(lambda: listener.started >= 1)
+    wait_for(lambda: listener.started >= 1)
     hub.freeze()
     ev = [e for e in hub.events if e.type == "platform.telemetrySubscription"][0]
     assert "ext" in ev.deliveries  # the POST finished before freeze() returned

@@ -1,4 +1,4 @@
-"""logs.py: the _LAMBDA_TELEMETRY_LOG_FD frame reader and the line/frame pumps."""
+"""logs.py: the _LAMBDA_TELEMETRY_LOG_FD frame reader and the line pump; processes.py's frame pump."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import threading
 
 from hypothesis import given
 from hypothesis import strategies as st
-from lambda_sandbox.logs import LogFrameReader, describe_frame_type, encode_frame, pump_frames, pump_lines
+from lambda_sandbox.logs import LogFrameReader, describe_frame_type, encode_frame, pump_lines
+from lambda_sandbox.processes import PipeSource, pump_source_frames
 
 TEXT_TYPES = [0xA55A0003, 0xA55A000B, 0xA55A000F, 0xA55A0013, 0xA55A0017, 0xA55A001B]
 JSON_TYPES = [0xA55A0002, 0xA55A000A, 0xA55A000E, 0xA55A0012, 0xA55A0016, 0xA55A001A]
@@ -66,16 +67,33 @@ def test_invalid_utf8_is_replaced_not_fatal():
     assert LogFrameReader().feed(raw)[0].message == "a\ufffdb"
 
 
-def test_pump_frames_reads_a_pipe_until_eof():
+def test_pump_source_frames_reads_a_pipe_until_eof_and_marks_it_drained():
     r, w = os.pipe()
-    got, done = [], threading.Event()
-    t = pump_frames(r, got.append, on_eof=done.set)
+    got = []
+    source = PipeSource(r)
+    t = pump_source_frames(source, got.append, "test-frames")
     os.write(w, encode_frame("one\n", 1.0) + encode_frame("two", 2.0, 0xA55A000E)[:10])
     os.write(w, encode_frame("two", 2.0, 0xA55A000E)[10:])
     os.close(w)
-    assert done.wait(5)
     t.join(5)
-    assert [(f.message, f.level) for f in got] == [("one\n", None), ("two", "INFO")]
+    assert not t.is_alive()
+    assert [(f.message, f.level, f.time) for f in got] == [("one\n", None, 1.0), ("two", "INFO", 2.0)]
+    assert source.eof and source.drained()
+
+
+def test_pump_source_frames_survives_a_failing_consumer():
+    r, w = os.pipe()
+    got = []
+
+    def consumer(frame):
+        got.append(frame.message)
+        raise RuntimeError("consumer bug")
+
+    t = pump_source_frames(PipeSource(r), consumer, "test-frames")
+    os.write(w, encode_frame("a", 1.0) + encode_frame("b", 2.0))
+    os.close(w)
+    t.join(5)
+    assert got == ["a", "b"]
 
 
 def test_pump_lines_splits_lines_and_strips_newlines():

@@ -9,7 +9,7 @@ import time
 import pytest
 from lambda_sandbox.telemetry import TelemetryHub
 
-from tests.sandbox_unit._support import wait_for
+from tests.helpers import wait_for
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def test_flush_sends_pending_in_one_batch_and_an_echoing_extension_does_not_loop
     slow = make_listener()   # another subscriber keeps the flush going for ~300 ms
     assert hub.subscribe("ext", listener.body(timeoutMs=1000))[0] == 200
     assert hub.subscribe("slow", slow.body(types=["function"], timeoutMs=1000))[0] == 200
-    assert wait_for(lambda: listener.events("platform.telemetrySubscription"), timeout=3)
+    wait_for(lambda: listener.events("platform.telemetrySubscription"), timeout=3)
     slow.delay_s = 0.3
     for i in range(40):
         hub.emit_log("function", f"line {i}")
@@ -59,4 +59,4 @@ def test_events_after_the_flush_started_still_go_out_by_timeout_ms(hub, listener
     assert hub.subscribe("ext", listener.body(timeoutMs=100))[0] == 200
     assert hub.flush(1.0)
     hub.emit_log("extension", "late line", extension_name="ext")
-    assert wait_for(lambda: listener.events("extension"), timeout=2)
+    wait_for(lambda: listener.events("extension"), timeout=2)
