@@ -160,7 +160,7 @@ def test_soak_1000_invocations_with_shutdown_loses_nothing(otlp_sandbox, receive
     assert set(spans) == rids and all(len(v) == 1 for v in spans.values())
     assert receiver.wait_for(lambda r: metric_sum(r, "faas.invocations") == 1000, timeout=5)
     drops = [p for p in receiver.metrics() if p["name"] == "otel_sidecar.dropped" and p.get("value")]
-    assert drops == []
+    assert drops == [], [(p.get("attributes"), p.get("value")) for p in drops]   # the reason, when it fails
     assert time.monotonic() - t0 < 120
 
 
