@@ -11,6 +11,8 @@ import pytest
 from lambda_sandbox import Sandbox, SandboxConfig, cli, node_ric, runtimes
 from lambda_sandbox.isolation import namespace_possible
 
+from tests.helpers import dev_layer, sidecar_emf
+
 FIXTURES = Path(__file__).resolve().parent / "runtime_fixtures"
 NAMESPACE = pytest.mark.skipif(namespace_possible() is not None,
                                reason=f"no mount namespace here: {namespace_possible()}")
@@ -154,6 +156,23 @@ def test_bash_extension_registers_on_node_and_sees_only_the_runtimes_node(sandbo
     assert f"EXT bashext INVOKE {r.request_id}" in lines
     assert sb.shutdown().extensions == {"bashext": "Exited"}
     assert sb.extension_lines("bashext")[-1] == "EXT bashext SHUTDOWN"
+
+
+@NODE
+@NAMESPACE
+def test_an_extension_on_the_hosts_python_fails_on_node_as_in_lambda_unless_kept(sandboxes, node_code, tmp_path):
+    layer = dev_layer(tmp_path)         # the sidecar from this checkout, launched with the host's python
+    hidden = sandboxes(code_dir=node_code, handler="index.handler", runtime="nodejs20.x", layers=[layer])
+    r = hidden.invoke({})
+    assert (r.outcome, r.error_type) == ("init_error", "Extension.LaunchError")
+    assert hidden.extension_lines("otel-sidecar")[-1].endswith("not found")
+    assert hidden.report()["environment"]["hostInterpreters"] == "hidden"
+    kept = sandboxes(code_dir=node_code, handler="index.handler", runtime="nodejs20.x", layers=[layer],
+                     host_interpreters=True)
+    assert kept.invoke({}).outcome == "success"
+    kept.shutdown()
+    assert [doc["Invocations"] for doc in sidecar_emf(kept)] == [1]
+    assert kept.report()["function"]["runtime"] == "nodejs20.x"
 
 
 # ---- provided.al2023 / provided.al2 --------------------------------------------------------------------------
