@@ -176,11 +176,12 @@ class Sandbox:
             probe.close()
 
     def _env_inputs(self) -> envvars.EnvInputs:
-        lay = self.layout
+        lay, plan = self.layout, self.runtime_plan
         return envvars.EnvInputs(cfg=self.cfg, mode=lay.mode, opt=lay.opt, task=lay.task, runtime_dir=lay.runtime,
                                  tmp=lay.tmp, api_address=self._api_address or "", instance_id=self.instance_id,
-                                 host_bin_dir=self.runtime_plan.host_bin_dir if self.runtime_plan else None,
-                                 host_ld_library_path=os.environ.get("LD_LIBRARY_PATH"), extra=dict(self._env_extra))
+                                 host_bin_dir=plan.host_bin_dir if plan else None,
+                                 host_ld_library_path=os.environ.get("LD_LIBRARY_PATH"), extra=dict(self._env_extra),
+                                 python_version=plan.python.version if plan and plan.python else None)
 
     # ---- public properties -------------------------------------------------------------------------
     @property

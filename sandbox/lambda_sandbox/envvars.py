@@ -34,6 +34,7 @@ class EnvInputs:
     host_bin_dir: Optional[str]     # dirs mode: the directory of the runtime's host interpreter (first on PATH)
     host_ld_library_path: Optional[str] = None
     extra: Mapping[str, str] = field(default_factory=dict)   # the sandbox's own additions (OTLP endpoint)
+    python_version: Optional[str] = None    # Python runtimes: the major.minor that runs (default: this one)
 
 
 def platform_env(i: EnvInputs) -> Dict[str, str]:
@@ -99,7 +100,7 @@ def runtime_env(i: EnvInputs, log_fd: int) -> Dict[str, str]:
 def python_bootstrap_env(i: EnvInputs) -> Dict[str, str]:
     """What the Python bootstrap adds: AWS_EXECUTION_ENV, and PYTHONPATH with the task root, the layers'
     python paths and the runtime dir (the site-packages path of the interpreter that actually runs)."""
-    py = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    py = f"python{i.python_version or f'{sys.version_info.major}.{sys.version_info.minor}'}"
     paths = [p for p in i.cfg.env.get("PYTHONPATH", "").split(":") if p]
     paths += [i.task, f"{i.opt}/python/lib/{py}/site-packages", f"{i.opt}/python", i.runtime_dir]
     return {"AWS_EXECUTION_ENV": i.cfg.runtime_spec.execution_env or "", "PYTHONPATH": ":".join(paths)}

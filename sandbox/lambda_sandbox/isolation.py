@@ -60,11 +60,13 @@ def namespace_possible() -> Optional[str]:
     return None
 
 
-def copy_runtime(dest: Path) -> Path:
-    """Copy awslambdaric and its dependencies (with native libs) from this interpreter's site-packages."""
-    import awslambdaric
+def copy_runtime(dest: Path, site: Optional[Path] = None) -> Path:
+    """Copy awslambdaric and its dependencies (with native libs) from `site` (default: this interpreter's
+    site-packages)."""
+    if site is None:
+        import awslambdaric
 
-    site = Path(awslambdaric.__file__).resolve().parent.parent
+        site = Path(awslambdaric.__file__).resolve().parent.parent
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "tests", "*.pyc")
     for entry in site.iterdir():
@@ -150,14 +152,19 @@ class LangMounts:
     hide_interpreters: bool = False                 # whiteout the host's python/node executables in its bin dirs
 
 
-def python_lang(hide_interpreters: bool = False) -> LangMounts:
-    """A Python runtime: this interpreter's prefix at /var/lang. Hidden host interpreters: at its own path
-    only its lib/ (libpython by RUNPATH), so no second python executable is visible."""
-    paths = interpreter_paths()
-    if not hide_interpreters:
-        return LangMounts(paths[0] if paths else None, (), tuple(paths), False)
-    libs = tuple(p / "lib" for p in paths if (p / "lib").is_dir())
-    return LangMounts(paths[0] if paths else None, (), libs, True)
+def python_lang(hide_interpreters: bool = False, base_prefix: Optional[str] = None,
+                executable: Optional[str] = None, version: Optional[str] = None) -> LangMounts:
+    """A Python runtime: the interpreter's prefix at /var/lang (default: this interpreter). Hidden host
+    interpreters: at its own path only its lib/ (libpython by RUNPATH), so no second python executable is
+    visible. An interpreter installed in /usr: only its executable, at /var/lang/bin/python3.N (it finds its
+    stdlib by its build-time prefix)."""
+    paths = interpreter_paths(base_prefix, executable)
+    files: Tuple[Tuple[str, Path], ...] = ()
+    if not paths:
+        exe = Path(executable or getattr(sys, "_base_executable", None) or sys.executable).resolve()
+        files = ((f"bin/python{version or f'{sys.version_info[0]}.{sys.version_info[1]}'}", exe),)
+    own = tuple(paths) if not hide_interpreters else tuple(p / "lib" for p in paths if (p / "lib").is_dir())
+    return LangMounts(paths[0] if paths else None, files, own, hide_interpreters)
 
 
 def other_lang(files: Tuple[Tuple[str, Path], ...], hide_interpreters: bool) -> LangMounts:
@@ -245,11 +252,17 @@ DIRS_CAVEAT = ("isolation 'dirs': NOT like Lambda: processes run as this user (n
                "rlimits are applied")
 
 
-def interpreter_paths() -> List[Path]:
-    """Host directories the runtime's interpreter needs at their own path (shared libraries by rpath)."""
+def interpreter_paths(base_prefix: Optional[str] = None, executable: Optional[str] = None) -> List[Path]:
+    """Host directories the runtime's interpreter needs at their own path (shared libraries by rpath).
+
+    Default: this interpreter; else the interpreter at `executable` with `base_prefix`."""
+    if base_prefix is None:
+        candidates = (Path(sys.base_prefix), Path(sys.exec_prefix) if sys.exec_prefix == sys.base_exec_prefix
+                      else None, Path(getattr(sys, "_base_executable", sys.executable)).resolve().parent.parent)
+    else:
+        candidates = (Path(base_prefix), Path(executable).resolve().parent.parent if executable else None)
     out: List[Path] = []
-    for p in (Path(sys.base_prefix), Path(sys.exec_prefix) if sys.exec_prefix == sys.base_exec_prefix else None,
-              Path(getattr(sys, "_base_executable", sys.executable)).resolve().parent.parent):
+    for p in candidates:
         if p is not None and p.resolve() not in out and str(p.resolve()) not in ("/", "/usr"):
             out.append(p.resolve())
     return [p for p in out if not any(_under(p, q) and p != q for q in out)]

@@ -15,6 +15,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Dict, Optional
@@ -94,6 +95,8 @@ def _install(node: str, root: Path, target: Path) -> None:
         raise NodeRuntimeError(f"{RIC_PACKAGE} {RIC_VERSION} is not installed in {target} and npm is not "
                                "available: install npm (Debian: apt-get install -y npm), or set "
                                "LAMBDA_SANDBOX_NODE_RIC to an installed aws-lambda-ric directory")
+    print(f"lambda-sandbox: installing {RIC_PACKAGE} {RIC_VERSION} (the Node.js runtime interface client) into "
+          f"{target}: once per Node ABI, it builds a native client (a few minutes)", file=sys.stderr, flush=True)
     work = Path(tempfile.mkdtemp(prefix="install-", dir=root))
     try:
         env = dict(os.environ)

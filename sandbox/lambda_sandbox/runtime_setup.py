@@ -9,6 +9,7 @@ without a bootstrap.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-from . import node_ric, runtimes
+from . import node_ric, python_interpreters, runtimes
 from .config import SandboxConfig
 from .isolation import LangMounts, Layout, copy_runtime, other_lang, python_lang
 from .runtimes import RuntimeSpec
@@ -32,6 +33,7 @@ class RuntimePlan:
     host_bin_dir: Optional[str] = None          # dirs mode: first on PATH
     node: Optional[str] = None                  # Node.js: the machine's node binary
     ric: Optional[Path] = None                  # Node.js: the installed aws-lambda-ric package
+    python: Optional[python_interpreters.PythonInterpreter] = None    # Python: the interpreter that runs
     notes: List[str] = field(default_factory=list)
 
 
@@ -39,12 +41,7 @@ def plan_runtime(cfg: SandboxConfig, host_python: str) -> RuntimePlan:
     spec = cfg.runtime_spec
     hide = cfg.hide_host_interpreters
     if spec.family == "python":
-        plan = RuntimePlan(spec, python_lang(hide), copy_runtime, os.path.dirname(host_python))
-        own = runtimes.host_python_runtime()
-        if spec.name != own:
-            plan.notes.append(f"runtime {spec.name} runs on the sandbox's own Python ({own}): AWS_EXECUTION_ENV "
-                              f"and INIT_START say {spec.name}, the interpreter and its site-packages are {own}")
-        return plan
+        return _plan_python(spec, hide, host_python)
     if spec.family == "nodejs":
         node = node_ric.find_node()
         facts = node_ric.node_facts(node)
@@ -55,6 +52,33 @@ def plan_runtime(cfg: SandboxConfig, host_python: str) -> RuntimePlan:
             plan.notes.append(f"runtime {spec.name} runs on this machine's Node.js {facts['version']}")
         return plan
     return RuntimePlan(spec, other_lang((), hide), _empty_dir)
+
+
+def _plan_python(spec: RuntimeSpec, hide: bool, host_python: str) -> RuntimePlan:
+    """This machine's Python 3.N with its own awslambdaric, else the sandbox's interpreter (with a note)."""
+    notes: List[str] = []
+    interp = python_interpreters.find_interpreter(spec.version)
+    site: Optional[Path] = None
+    if interp is None:
+        notes.append(f"no Python {spec.version} on this machine (set LAMBDA_SANDBOX_PYTHON"
+                     f"{spec.version.replace('.', '_')}): runtime {spec.name} runs on the sandbox's own Python")
+    elif not interp.own:
+        try:
+            site = python_interpreters.ric_site(interp)
+        except python_interpreters.PythonRuntimeUnavailable as exc:
+            notes.append(f"{exc}: runtime {spec.name} runs on the sandbox's own Python")
+            interp = None
+    if interp is None:
+        own = python_interpreters.own_interpreter()
+        interp = python_interpreters.PythonInterpreter(own.version, host_python, own.base_prefix, True)
+        notes.append(f"AWS_EXECUTION_ENV and INIT_START say {spec.name}; the interpreter and its site-packages "
+                     f"are Python {interp.version}")
+    if interp.own:
+        lang = python_lang(hide)
+    else:
+        lang = python_lang(hide, interp.base_prefix, interp.executable, interp.version)
+    return RuntimePlan(spec, lang, functools.partial(copy_runtime, site=site), os.path.dirname(interp.executable),
+                       python=interp, notes=notes)
 
 
 def _empty_dir(dest: Path) -> Path:
@@ -80,12 +104,14 @@ def runtime_command(plan: RuntimePlan, layout: Layout, cfg: SandboxConfig,
     """(argv, None), or (None, the error message) when a provided runtime has no usable bootstrap."""
     family = plan.spec.family
     if family == "python":
+        interp = plan.python
+        version = interp.version if interp else f"{sys.version_info[0]}.{sys.version_info[1]}"
         # -S: no site-packages of the machine; -P (3.11+): no cwd entry, so sys.path starts with the task root
-        flags = ["-S", "-P"] if sys.version_info >= (3, 11) else ["-S"]
-        python = host_python
+        flags = ["-S", "-P"] if tuple(int(x) for x in version.split(".")) >= (3, 11) else ["-S"]
+        python = host_python if interp is None or interp.own else interp.executable
         if layout.mode == "namespace":
-            # the host interpreter's prefix is bound read-only at /var/lang
-            python = f"/var/lang/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+            # the interpreter's prefix (or its executable) is bound read-only at /var/lang
+            python = f"/var/lang/bin/python{version}"
         return [python, *flags, "-m", "awslambdaric", cfg.handler], None
     if family == "nodejs":
         return [f"{layout.runtime}/bootstrap"], None

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from lambda_sandbox import Sandbox, SandboxConfig, cli, node_ric, runtimes
+from lambda_sandbox import Sandbox, SandboxConfig, cli, node_ric, python_interpreters, runtimes
 from lambda_sandbox.isolation import namespace_possible
 
 from tests.helpers import dev_layer, sidecar_emf
@@ -30,7 +30,15 @@ def _ric_available() -> bool:
         return False
 
 
-NODE = pytest.mark.skipif(not _ric_available(), reason="no node, or no npm and no installed aws-lambda-ric")
+_NODE_MARKS = (pytest.mark.skipif(not _ric_available(), reason="no node, or no npm and no installed aws-lambda-ric"),
+               # the first Node.js test of a fresh machine installs aws-lambda-ric (a 4-6 min native build)
+               pytest.mark.timeout(node_ric.INSTALL_TIMEOUT_S + 120))
+
+
+def NODE(test):  # noqa: N802 - used like the other marks
+    for mark in _NODE_MARKS:
+        test = mark(test)
+    return test
 
 
 @pytest.fixture
@@ -244,6 +252,34 @@ def test_host_interpreters_can_be_kept_on_provided(sandboxes, bash_code):
     sb = sandboxes(code_dir=bash_code, handler="function.handler", runtime="provided.al2023",
                    host_interpreters=True)
     assert sb.invoke({"action": "env"}).response["python"] != "none"
+
+
+# ---- Python runtimes ----------------------------------------------------------------------------------------
+
+PYTHON_PROBE = ("import os, sys\n"
+                "def handler(event, context):\n"
+                "    return {'version': '%d.%d' % sys.version_info[:2], 'exe': sys.executable,\n"
+                "            'env': os.environ['AWS_EXECUTION_ENV'], 'path': os.environ['PYTHONPATH']}\n")
+
+
+@pytest.mark.timeout(python_interpreters.INSTALL_TIMEOUT_S * 2 + 120)     # a first pip install of awslambdaric
+@pytest.mark.parametrize("runtime", runtimes.PYTHON_RUNTIMES)
+def test_each_python_runtime_runs_on_that_python_when_the_machine_has_it(sandboxes, tmp_path, runtime):
+    code = tmp_path / "py-code"
+    code.mkdir()
+    (code / "probe.py").write_text(PYTHON_PROBE)
+    version = runtime[len("python"):]
+    sb = sandboxes(code_dir=code, handler="probe.handler", runtime=runtime)
+    seen = sb.invoke({}).response
+    assert seen["env"] == f"AWS_Lambda_{runtime}"
+    assert init_start_line(sb).startswith(f"INIT_START Runtime Version: python:{version}.v0\t")
+    if sb.runtime_plan.python.version == version:
+        assert seen["version"] == version
+        assert f"/python/lib/python{version}/site-packages" in seen["path"]
+        if sb.isolation == "namespace":
+            assert seen["exe"] == f"/var/lang/bin/python{version}"
+    else:          # no such interpreter here: the sandbox's own runs it, and says so
+        assert any(f"say {runtime}; the interpreter and its site-packages are Python" in n for n in sb.notes)
 
 
 # ---- Python with --no-host-interpreters ------------------------------------------------------------------------

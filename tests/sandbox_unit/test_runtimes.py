@@ -209,3 +209,33 @@ def test_a_missing_node_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("LAMBDA_SANDBOX_NODE", "/nonexistent/node")
     with pytest.raises(node_ric.NodeRuntimeError, match="LAMBDA_SANDBOX_NODE='/nonexistent/node' is not an executable"):
         node_ric.find_node()
+
+
+def test_a_python_runtime_without_its_interpreter_falls_back_with_a_note(tmp_path, monkeypatch):
+    from lambda_sandbox import python_interpreters, runtime_setup
+
+    monkeypatch.setattr(python_interpreters, "find_interpreter", lambda version: None)
+    cfg = SandboxConfig(code_dir=tmp_path, handler="app.handler", runtime="python3.9")
+    plan = runtime_setup.plan_runtime(cfg, "/usr/bin/python3")
+    assert plan.python.own and plan.python.executable == "/usr/bin/python3"
+    assert plan.notes[0].startswith("no Python 3.9 on this machine (set LAMBDA_SANDBOX_PYTHON3_9)")
+    assert "AWS_EXECUTION_ENV and INIT_START say python3.9" in plan.notes[1]
+
+
+def test_a_python_interpreter_is_probed_for_its_version(tmp_path, monkeypatch):
+    import sys
+
+    from lambda_sandbox import python_interpreters
+
+    version = f"{sys.version_info[0]}.{sys.version_info[1] + 1}"          # not this interpreter's
+    monkeypatch.setenv(f"LAMBDA_SANDBOX_PYTHON{version.replace('.', '_')}", sys.executable)
+    assert python_interpreters._candidates(version)[0] == sys.executable   # the variable comes first
+    monkeypatch.setattr(python_interpreters, "_candidates", lambda v: [sys.executable])
+    python_interpreters.find_interpreter.cache_clear()
+    try:
+        assert python_interpreters.find_interpreter(version) is None        # it answers another version
+        other = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        python_interpreters.find_interpreter.cache_clear()
+        assert python_interpreters.find_interpreter(other).own              # its own version: itself
+    finally:
+        python_interpreters.find_interpreter.cache_clear()
