@@ -144,7 +144,7 @@ class Sandbox:
         self.applied.update(setup.applied)
         self.notes.extend(setup.notes)
         self.launcher = Launcher(self.cgroups, self.layout.ns_prefix if self.layout.mode == "namespace" else None)
-        self.api = ApiServer(self.control, self._api_port()).start()
+        self.api = ApiServer(self.control, _api_port(cfg.api_port, self.layout.mode, self.notes)).start()
         self._api_address = self.api.address
         self._api_errors = self.api.errors
         receiver = cfg.otlp_receiver
@@ -156,24 +156,6 @@ class Sandbox:
         self.ctx = EnvContext(cfg, self.control, self.hub, self.layout, self.launcher, self.cgroups, self.logbook,
                               members, Freezer(setup.freeze_mode, self.cgroups, self.launcher, self.notes), memory,
                               self.instance_id, self.runtime_version_arn, self.notes)
-
-    def _api_port(self) -> int:
-        """--api-port; by default Lambda's 9001 in namespace mode when free on loopback (environment.md 5)."""
-        if self.cfg.api_port is not None:
-            return int(self.cfg.api_port)
-        if self.layout is None or self.layout.mode != "namespace":
-            return 0
-        probe = socket.socket()
-        try:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(("127.0.0.1", 9001))
-            return 9001
-        except OSError:
-            self.notes.append("127.0.0.1:9001 is in use (another sandbox?): the Runtime API is on a random "
-                              "loopback port instead; pass --api-port to choose one")
-            return 0
-        finally:
-            probe.close()
 
     def _env_inputs(self) -> envvars.EnvInputs:
         lay, plan = self.layout, self.runtime_plan
@@ -379,6 +361,25 @@ class Sandbox:
             self.cgroups.remove()
         if self.layout is not None:
             self.layout.close()
+
+
+def _api_port(requested: Optional[int], mode: str, notes: List[str]) -> int:
+    """--api-port; by default Lambda's 9001 in namespace mode when free on loopback (environment.md 5)."""
+    if requested is not None:
+        return int(requested)
+    if mode != "namespace":
+        return 0
+    probe = socket.socket()
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", 9001))
+        return 9001
+    except OSError:
+        notes.append("127.0.0.1:9001 is in use (another sandbox?): the Runtime API is on a random loopback port "
+                     "instead; pass --api-port to choose one")
+        return 0
+    finally:
+        probe.close()
 
 
 def _payload_bytes(payload: Any) -> bytes:

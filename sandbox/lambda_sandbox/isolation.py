@@ -173,6 +173,19 @@ def other_lang(files: Tuple[Tuple[str, Path], ...], hide_interpreters: bool) -> 
     return LangMounts(None, files, () if hide_interpreters else tuple(interpreter_paths()), hide_interpreters)
 
 
+def _new_run_dir(run_root: Optional[os.PathLike]) -> Path:
+    root = Path(run_root) if run_root else default_run_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        if run_root:
+            raise
+        # no writable home (e.g. a service user): per-user directory under the temp dir
+        root = Path(tempfile.gettempdir()) / f"lambda-sandbox-runs-{os.getuid()}"
+        root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"run-{uuid.uuid4().hex[:8]}-", dir=root))
+
+
 def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str = "auto",
             run_root: Optional[os.PathLike] = None, keep_paths: Iterable[os.PathLike] = (),
             keep_run_dir: bool = False, ephemeral_storage_mb: int = 512,
@@ -184,16 +197,7 @@ def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str
     code = Path(code_dir).resolve()
     if not code.is_dir():
         raise ConfigError(f"code_dir={str(code_dir)!r} is not a directory")
-    root = Path(run_root) if run_root else default_run_root()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        if run_root:
-            raise
-        # no writable home (e.g. a service user): per-user directory under the temp dir
-        root = Path(tempfile.gettempdir()) / f"lambda-sandbox-runs-{os.getuid()}"
-        root.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix=f"run-{uuid.uuid4().hex[:8]}-", dir=root))
+    run_dir = _new_run_dir(run_root)
     try:
         opt_host = run_dir / "opt"
         used = unpack_layers(layers, opt_host)
