@@ -314,3 +314,20 @@ def test_cli_runs_a_provided_bootstrap(tmp_path, bash_code, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert out.count("hello from bash") == 2 and "INIT_START Runtime Version: provided:al2023.v0" in out
+
+
+@NAMESPACE
+def test_cli_no_host_interpreters_on_a_python_function(tmp_path, capsys):
+    code = tmp_path / "py-code"
+    code.mkdir()
+    (code / "probe.py").write_text("import shutil\ndef handler(event, context):\n"
+                                   "    print('which', shutil.which('node'), shutil.which('python3'))\n    return 1\n")
+    report = tmp_path / "report.json"
+    rc = cli.main(["run", "--code", str(code), "--handler", "probe.handler", "--no-host-interpreters",
+                   "--report", str(report)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "which None /var/lang/bin/python3" in out
+    import json
+
+    assert json.loads(report.read_text())["environment"]["hostInterpreters"] == "hidden"
