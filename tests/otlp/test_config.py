@@ -83,7 +83,8 @@ def test_timeout_is_milliseconds_per_spec_with_a_hint_for_seconds():
     ("OTEL_TRACES_EXPORTER", "zipkin", "otlp"),
     ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x", "localhost:4318"),
     ("SIDECAR_OTLP_MAX_QUEUE", "-3", "2048"),
-    ("SIDECAR_OTLP_SAMPLING", "sometimes", "parent"),
+    ("SIDECAR_OTLP_SAMPLING", "sometimes", "always"),
+    ("OTEL_TRACES_SAMPLER", "traceidratio", "always_on"),
     ("OTEL_RESOURCE_ATTRIBUTES", "team", "the other attributes"),
 ])
 def test_every_bad_value_gives_one_warning_naming_variable_value_and_fallback(var, value, fallback):
@@ -371,3 +372,15 @@ def test_no_warning_ever_holds_a_header_value(entries):
     assert not any(SECRET in w for w in warnings)
     for _key, value in cfg.traces.headers:
         assert value == value.strip() and value.replace("\t", " ").isprintable() and isinstance(value.encode("latin-1"), bytes)
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, "always"),                                           # Sampled=0 from Lambda must not hide every span
+    ({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}, "parent"),
+    ({"OTEL_TRACES_SAMPLER": "ALWAYS_ON"}, "always"),
+    ({"OTEL_TRACES_SAMPLER": "parentbased_always_on", "SIDECAR_OTLP_SAMPLING": "always"}, "always"),
+    ({"SIDECAR_OTLP_SAMPLING": "parent"}, "parent"),
+])
+def test_span_sampling_default_and_the_standard_sampler(env, expected):
+    cfg, warnings = load(env)
+    assert cfg.sampling == expected and warnings == []

@@ -244,10 +244,11 @@ def test_stalled_backend_keeps_the_buffers_bounded_and_counts_drops(otlp_sandbox
     assert sum(emf_values(sidecar_emf(sb), "SidecarDropped")) >= 100
 
 
-@pytest.mark.parametrize("sampling, spans_expected", [("parent", False), ("always", True)])
+@pytest.mark.parametrize("sampling, spans_expected", [("parent", False), ("always", True), (None, True)])
 def test_passthrough_without_a_sampled_caller(otlp_sandbox, receiver, sampling, spans_expected):
-    # PassThrough with no upstream header: Lambda's header says Sampled=0
-    sb = otlp_sandbox(tracing="PassThrough", env={"SIDECAR_OTLP_SAMPLING": sampling, "SIDECAR_SPAN_PARENT": "xray"})
+    # PassThrough with no upstream header: Lambda's header says Sampled=0; by default (None) spans still go out
+    env = {"SIDECAR_SPAN_PARENT": "xray", **({"SIDECAR_OTLP_SAMPLING": sampling} if sampling else {})}
+    sb = otlp_sandbox(tracing="PassThrough", env=env)
     r = sb.invoke({})
     sb.shutdown()
     assert receiver.wait_for(lambda rx: metric_sum(rx, "faas.invocations") == 1, timeout=5)   # metrics regardless

@@ -120,8 +120,8 @@ def test_by_default_the_invocation_is_a_root_span_of_the_xray_trace(make_sink, r
         "5759e988bd862e3fe1be46a994272793", "aaaaaaaaaaaaaaaa", None)   # SIDECAR_SPAN_PARENT=none
 
 
-def test_invoke_event_header_is_the_fallback_and_sampled_0_exports_no_span(make_sink, receiver):
-    sink = make_sink(SIDECAR_SPAN_PARENT="xray")
+def test_invoke_event_header_is_the_fallback_and_sampled_0_exports_no_span_under_parent_sampling(make_sink, receiver):
+    sink = make_sink(SIDECAR_SPAN_PARENT="xray", SIDECAR_OTLP_SAMPLING="parent")
     sink.accept([invocation("req-1", invoke_tracing_value=f"Root={ROOT};Parent=1234567890abcdef;Sampled=1"),
                  log_line("x", request_id="req-2", invoke_tracing_value=f"Root={ROOT};Parent=1234567890abcdef;Sampled=0"),
                  invocation("req-2", invoke_tracing_value=f"Root={ROOT};Parent=1234567890abcdef;Sampled=0")])

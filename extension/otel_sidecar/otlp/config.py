@@ -185,13 +185,34 @@ def load_otlp_config(env: Mapping[str, str], read_file: Optional[Callable[[str],
         batch_size=_int(env, "SIDECAR_OTLP_BATCH_SIZE", yaml_cfg.get("_batch", DEFAULT_BATCH), 1, 100_000, w),
         config_file=config_file,
         spool_dir=_spool_dir(env),
-        # Lambda gives every invoke a header; without Active tracing or a sampled caller it says Sampled=0,
-        # and "parent" then exports no invocation spans (metrics and logs still go out). "always" exports
-        # them anyway, still joined to the header's trace.
-        sampling=_choice(env, "SIDECAR_OTLP_SAMPLING", "parent", SAMPLINGS, w) or "parent",
+        sampling=_sampling(env, w),
         spool_max_bytes=_int(env, "SIDECAR_OTLP_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, 0, 512 * 1024 * 1024, w),
     )
     return cfg, [text for text in w.items if text]
+
+
+# OTEL_TRACES_SAMPLER values we can follow for spans the sidecar derives (they cost the function nothing)
+TRACES_SAMPLERS = {"always_on": "always", "parentbased_always_on": "parent"}
+
+
+def _sampling(env: Mapping[str, str], w: _Warn) -> str:
+    """SIDECAR_OTLP_SAMPLING, else OTEL_TRACES_SAMPLER (always_on | parentbased_always_on), else `always`.
+
+    Why `always` by default: Lambda gives every invoke an X-Ray header, and without Active tracing (most
+    functions) or a sampled caller it says Sampled=0; following it ("parent") would export no invocation spans
+    at all for those functions. Our spans are built from platform records after the response, so exporting
+    them costs the function nothing; they still join the header's trace. `parent` keeps X-Ray's sampling
+    decision (metrics and logs still count every invocation)."""
+    if _raw(env, "SIDECAR_OTLP_SAMPLING") is not None:
+        return _choice(env, "SIDECAR_OTLP_SAMPLING", "always", SAMPLINGS, w) or "always"
+    v = _raw(env, "OTEL_TRACES_SAMPLER")
+    if v is None:
+        return "always"
+    if v.lower() in TRACES_SAMPLERS:
+        return TRACES_SAMPLERS[v.lower()]
+    w.bad("OTEL_TRACES_SAMPLER", v, "always_on",
+          f"the sidecar's spans follow one of {', '.join(TRACES_SAMPLERS)} (ratio samplers are not applied)")
+    return "always"
 
 
 def _spool_dir(env: Mapping[str, str]) -> Optional[str]:
