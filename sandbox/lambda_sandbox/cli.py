@@ -50,6 +50,7 @@ FLAGS: Dict[str, str] = {
     "timeout_s": "--timeout", "env": "--env", "function_name": "--function-name", "tracing": "--tracing",
     "init_type": "--init-type", "log_format": "--log-format", "isolation": "--isolation", "freeze": "--freeze",
     "cpu_quota": "--cpu-quota", "enforce_memory": "--enforce-memory",
+    "runtime": "--runtime", "host_interpreters": "--host-interpreters",
 }
 _FIELD = re.compile(r"\b(" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")(=|\[)")
 
@@ -94,7 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and optionally write a JSON report (docs/sandbox-report.md).",
                          epilog=EXIT_CODES_HELP)
     run.add_argument("--code", required=True, help="function code directory")
-    run.add_argument("--handler", required=True, help="module.function")
+    run.add_argument("--handler", required=True, help="module.function (provided runtimes: any name)")
+    run.add_argument("--runtime", default=None,
+                     help="python3.9 ... python3.13, nodejs18.x, nodejs20.x, nodejs22.x, provided.al2023, "
+                          "provided.al2 (default: the Python of the sandbox's interpreter)")
+    run.add_argument("--host-interpreters", action=argparse.BooleanOptionalAction, default=None,
+                     help="--no-host-interpreters: the environment sees no Python/Node executable of the host "
+                          "but the runtime's own under /var/lang/bin (namespace isolation; the default on "
+                          "non-Python runtimes)")
     run.add_argument("--layer", action="append", default=[], help="layer zip or directory (repeatable, in order)")
     run.add_argument("--memory", type=int, default=128, help="memory size in MB (default 128)")
     run.add_argument("--timeout", type=float, default=3.0, help="function timeout in seconds (default 3)")
@@ -181,7 +189,7 @@ def run(args: argparse.Namespace, out: Optional[Any] = None) -> int:
                         init_type=args.init_type, log_format=args.log_format, isolation=args.isolation,
                         freeze=args.freeze, cpu_quota=args.cpu_quota, enforce_memory=args.enforce_memory,
                         otlp_receiver=receiver, ephemeral_storage_mb=args.ephemeral_storage,
-                        api_port=args.api_port)
+                        api_port=args.api_port, runtime=args.runtime, host_interpreters=args.host_interpreters)
     lock = threading.Lock()
 
     def show(line: LogLine) -> None:

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
+from . import runtimes
+
 PathLike = Union[str, "os.PathLike[str]"]  # noqa: F821 - only a type alias
 
 INIT_TYPES = ("on-demand", "provisioned-concurrency")
@@ -50,12 +52,23 @@ class SandboxConfig:
     internal_shutdown_budget_ms: int = 500  # with internal extensions only (4.3)
     runtime_shutdown_ms: int = 300          # the runtime's share of the window (DOC value; RAPID would give 600)
     bill_init: bool = True                  # since Aug 2025 the init of on-demand functions is billed (4.7)
-    runtime_version: str = "python:3.11.v0"
+    runtime_version: Optional[str] = None   # INIT_START's Runtime Version; None: the runtime's family:version.v0
     keep_paths: Sequence[Any] = ()          # host paths bound read-only at their own path (namespace mode)
     run_root: Optional[Any] = None          # parent of per-run directories (default ~/.cache/lambda-sandbox/runs)
     keep_run_dir: bool = False
+    # the Lambda runtime (runtimes.py); None: the Python runtime of the sandbox's own interpreter
+    runtime: Optional[str] = None
+    # whether the host's Python/Node executables are visible (namespace mode); None: only for Python runtimes
+    host_interpreters: Optional[bool] = None
 
     def __post_init__(self) -> None:
+        self.runtime = self.runtime or runtimes.default_runtime()
+        if runtimes.lookup(self.runtime) is None:
+            raise ConfigError(f"runtime={self.runtime!r} is not supported: use one of "
+                              f"{', '.join(runtimes.SUPPORTED_RUNTIMES)}")
+        self.runtime_version = self.runtime_version or self.runtime_spec.default_runtime_version
+        if self.host_interpreters is not None and not isinstance(self.host_interpreters, bool):
+            raise ConfigError(f"host_interpreters={self.host_interpreters!r} must be True, False or None (auto)")
         self.layers = list(self.layers or ())
         self.env = dict(self.env or {})
         if self.memory_mb is None or int(self.memory_mb) < 128 or int(self.memory_mb) > 10240:
@@ -77,13 +90,26 @@ class SandboxConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r} is not one of {list(allowed)}")
-        if not self.handler or "." not in self.handler:
+        if not self.handler or ("." not in self.handler and self.runtime_spec.family != "provided"):
             raise ConfigError(f"handler={self.handler!r} must look like 'module.function'")
         if not _FUNCTION_NAME.match(self.function_name or ""):
             raise ConfigError(f"function_name={self.function_name!r} must match [A-Za-z0-9_-]{{1,64}}")
         for key, value in self.env.items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise ConfigError(f"env[{key!r}]={value!r}: keys and values must be strings")
+
+    @property
+    def runtime_spec(self) -> runtimes.RuntimeSpec:
+        spec = runtimes.lookup(self.runtime or runtimes.default_runtime())
+        assert spec is not None   # checked in __post_init__
+        return spec
+
+    @property
+    def hide_host_interpreters(self) -> bool:
+        """The host's Python/Node executables are hidden (namespace mode): by default on non-Python runtimes."""
+        if self.host_interpreters is None:
+            return self.runtime_spec.hides_host_interpreters_by_default
+        return not self.host_interpreters
 
     @property
     def function_arn(self) -> str:

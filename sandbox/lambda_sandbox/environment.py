@@ -9,6 +9,9 @@ shut down). The work is done by collaborators, one job each:
 | resources.py    | cgroups (memory limit, cpu quota), memory accounting and watchdog    |
 | freezer.py      | freezing and thawing the processes between invokes                   |
 | envvars.py      | the runtime's and the extensions' environment variables (pure)       |
+| runtimes.py     | the supported runtimes and what Lambda gives each (pure)             |
+| runtime_setup.py| the runtime process per family: interpreter, /var/runtime, argv      |
+| node_ric.py     | aws-lambda-ric from npm, installed once into the sandbox's cache     |
 | members.py      | launching the runtime and extensions, their output, their exits      |
 | init_phase.py   | the Init phase (4.1)                                                 |
 | invoke_cycle.py | one Invoke phase (4.2) and the caller's response                     |
@@ -47,6 +50,7 @@ from .logbook import LogBook
 from .members import Members
 from .processes import Cgroups, EnvProcess, Launcher
 from .resources import MemoryMeter, setup_cgroups
+from .runtime_setup import RuntimePlan, plan_runtime, write_runtime_dir
 from .shutdown import stop_environment
 from .telemetry import TelemetryHub
 
@@ -66,7 +70,8 @@ def _close_live_sandboxes() -> None:
 
 
 class Sandbox:
-    """One Lambda execution environment running the real awslambdaric runtime. Use as a context manager."""
+    """One Lambda execution environment running the runtime's real interface client (awslambdaric,
+    aws-lambda-ric) or a provided runtime's bootstrap. Use as a context manager."""
 
     def __init__(self, config: SandboxConfig, on_log: Optional[Callable[[LogLine], None]] = None) -> None:
         if not isinstance(config, SandboxConfig):
@@ -82,6 +87,7 @@ class Sandbox:
         self.cgroups: Optional[Cgroups] = None
         self.launcher: Optional[Launcher] = None
         self.ctx: Optional[EnvContext] = None
+        self.runtime_plan: Optional[RuntimePlan] = None
         self.invocations: List[InvokeResult] = []
         self.inits: List[InitOutcome] = []
         self.resets: List[ShutdownResult] = []
@@ -127,16 +133,18 @@ class Sandbox:
 
     def _prepare(self) -> None:
         cfg = self.cfg
+        plan = self.runtime_plan = plan_runtime(cfg, self.base_python)
         self.layout = prepare(cfg.code_dir, cfg.layers, cfg.isolation, cfg.run_root,
                               list(cfg.keep_paths) + host_paths_of_layers(cfg.layers), cfg.keep_run_dir,
-                              cfg.ephemeral_storage_mb)
-        self.notes.extend(self.layout.notes)
+                              cfg.ephemeral_storage_mb, runtime_files=plan.runtime_files, lang=plan.lang)
+        write_runtime_dir(plan, self.layout, cfg)
+        self.notes.extend(self.layout.notes + plan.notes)
         setup = setup_cgroups(cfg)
         self.cgroups = setup.cgroups
         self.applied.update(setup.applied)
         self.notes.extend(setup.notes)
         self.launcher = Launcher(self.cgroups, self.layout.ns_prefix if self.layout.mode == "namespace" else None)
-        self.api = ApiServer(self.control, self._api_port()).start()
+        self.api = ApiServer(self.control, _api_port(cfg.api_port, self.layout.mode, self.notes)).start()
         self._api_address = self.api.address
         self._api_errors = self.api.errors
         receiver = cfg.otlp_receiver
@@ -144,35 +152,18 @@ class Sandbox:
             self._env_extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = str(receiver.endpoint)
         memory = MemoryMeter(self.cgroups, self.launcher, cfg.memory_mb)
         members = Members(cfg, self.control, self.hub, self.layout, self.launcher, self.logbook, memory,
-                          self._env_inputs, self.base_python, self.applied.get("memory_limit") == "watchdog")
+                          self._env_inputs, self.base_python, self.applied.get("memory_limit") == "watchdog", plan)
         self.ctx = EnvContext(cfg, self.control, self.hub, self.layout, self.launcher, self.cgroups, self.logbook,
                               members, Freezer(setup.freeze_mode, self.cgroups, self.launcher, self.notes), memory,
                               self.instance_id, self.runtime_version_arn, self.notes)
 
-    def _api_port(self) -> int:
-        """--api-port; by default Lambda's 9001 in namespace mode when free on loopback (environment.md 5)."""
-        if self.cfg.api_port is not None:
-            return int(self.cfg.api_port)
-        if self.layout is None or self.layout.mode != "namespace":
-            return 0
-        probe = socket.socket()
-        try:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(("127.0.0.1", 9001))
-            return 9001
-        except OSError:
-            self.notes.append("127.0.0.1:9001 is in use (another sandbox?): the Runtime API is on a random "
-                              "loopback port instead; pass --api-port to choose one")
-            return 0
-        finally:
-            probe.close()
-
     def _env_inputs(self) -> envvars.EnvInputs:
-        lay = self.layout
+        lay, plan = self.layout, self.runtime_plan
         return envvars.EnvInputs(cfg=self.cfg, mode=lay.mode, opt=lay.opt, task=lay.task, runtime_dir=lay.runtime,
                                  tmp=lay.tmp, api_address=self._api_address or "", instance_id=self.instance_id,
-                                 host_python_dir=os.path.dirname(self.base_python),
-                                 host_ld_library_path=os.environ.get("LD_LIBRARY_PATH"), extra=dict(self._env_extra))
+                                 host_bin_dir=plan.host_bin_dir if plan else None,
+                                 host_ld_library_path=os.environ.get("LD_LIBRARY_PATH"), extra=dict(self._env_extra),
+                                 python_version=plan.python.version if plan and plan.python else None)
 
     # ---- public properties -------------------------------------------------------------------------
     @property
@@ -370,6 +361,25 @@ class Sandbox:
             self.cgroups.remove()
         if self.layout is not None:
             self.layout.close()
+
+
+def _api_port(requested: Optional[int], mode: str, notes: List[str]) -> int:
+    """--api-port; by default Lambda's 9001 in namespace mode when free on loopback (environment.md 5)."""
+    if requested is not None:
+        return int(requested)
+    if mode != "namespace":
+        return 0
+    probe = socket.socket()
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", 9001))
+        return 9001
+    except OSError:
+        notes.append("127.0.0.1:9001 is in use (another sandbox?): the Runtime API is on a random loopback port "
+                     "instead; pass --api-port to choose one")
+        return 0
+    finally:
+        probe.close()
 
 
 def _payload_bytes(payload: Any) -> bytes:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -22,7 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional, Tuple
 
 from .config import ConfigError
 from .layers import unpack_layers
@@ -58,11 +60,13 @@ def namespace_possible() -> Optional[str]:
     return None
 
 
-def copy_runtime(dest: Path) -> Path:
-    """Copy awslambdaric and its dependencies (with native libs) from this interpreter's site-packages."""
-    import awslambdaric
+def copy_runtime(dest: Path, site: Optional[Path] = None) -> Path:
+    """Copy awslambdaric and its dependencies (with native libs) from `site` (default: this interpreter's
+    site-packages)."""
+    if site is None:
+        import awslambdaric
 
-    site = Path(awslambdaric.__file__).resolve().parent.parent
+        site = Path(awslambdaric.__file__).resolve().parent.parent
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "tests", "*.pyc")
     for entry in site.iterdir():
@@ -138,13 +142,38 @@ class Layout:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str = "auto",
-            run_root: Optional[os.PathLike] = None, keep_paths: Iterable[os.PathLike] = (),
-            keep_run_dir: bool = False, ephemeral_storage_mb: int = 512) -> Layout:
-    """Create the per-run directory, unpack layers, copy the runtime and set up the chosen isolation."""
-    code = Path(code_dir).resolve()
-    if not code.is_dir():
-        raise ConfigError(f"code_dir={str(code_dir)!r} is not a directory")
+@dataclass(frozen=True)
+class LangMounts:
+    """What the environment's /var/lang holds and which host interpreters stay visible (namespace mode)."""
+
+    prefix: Optional[Path] = None                   # a host directory bound at /var/lang (Python: its prefix)
+    files: Tuple[Tuple[str, Path], ...] = ()        # (path under /var/lang, host file) bound read-only (bin/node)
+    own_paths: Tuple[Path, ...] = ()                # host directories bound read-only at their own path
+    hide_interpreters: bool = False                 # whiteout the host's python/node executables in its bin dirs
+
+
+def python_lang(hide_interpreters: bool = False, base_prefix: Optional[str] = None,
+                executable: Optional[str] = None, version: Optional[str] = None) -> LangMounts:
+    """A Python runtime: the interpreter's prefix at /var/lang (default: this interpreter). Hidden host
+    interpreters: at its own path only its lib/ (libpython by RUNPATH), so no second python executable is
+    visible. An interpreter installed in /usr: only its executable, at /var/lang/bin/python3.N (it finds its
+    stdlib by its build-time prefix)."""
+    paths = interpreter_paths(base_prefix, executable)
+    files: Tuple[Tuple[str, Path], ...] = ()
+    if not paths:
+        exe = Path(executable or getattr(sys, "_base_executable", None) or sys.executable).resolve()
+        files = ((f"bin/python{version or f'{sys.version_info[0]}.{sys.version_info[1]}'}", exe),)
+    own = tuple(paths) if not hide_interpreters else tuple(p / "lib" for p in paths if (p / "lib").is_dir())
+    return LangMounts(paths[0] if paths else None, files, own, hide_interpreters)
+
+
+def other_lang(files: Tuple[Tuple[str, Path], ...], hide_interpreters: bool) -> LangMounts:
+    """A non-Python runtime: only its own files under /var/lang; the host's Python visible at its own path
+    unless hidden (the development layer's sidecar runs on it)."""
+    return LangMounts(None, files, () if hide_interpreters else tuple(interpreter_paths()), hide_interpreters)
+
+
+def _new_run_dir(run_root: Optional[os.PathLike]) -> Path:
     root = Path(run_root) if run_root else default_run_root()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -154,11 +183,25 @@ def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str
         # no writable home (e.g. a service user): per-user directory under the temp dir
         root = Path(tempfile.gettempdir()) / f"lambda-sandbox-runs-{os.getuid()}"
         root.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix=f"run-{uuid.uuid4().hex[:8]}-", dir=root))
+    return Path(tempfile.mkdtemp(prefix=f"run-{uuid.uuid4().hex[:8]}-", dir=root))
+
+
+def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str = "auto",
+            run_root: Optional[os.PathLike] = None, keep_paths: Iterable[os.PathLike] = (),
+            keep_run_dir: bool = False, ephemeral_storage_mb: int = 512,
+            runtime_files: Optional[Callable[[Path], Path]] = None, lang: Optional[LangMounts] = None) -> Layout:
+    """Create the per-run directory, unpack layers, copy the runtime and set up the chosen isolation.
+
+    `runtime_files(dest)` fills /var/runtime (default: awslambdaric from this interpreter); `lang` says what
+    /var/lang holds (default: this interpreter, host interpreters visible)."""
+    code = Path(code_dir).resolve()
+    if not code.is_dir():
+        raise ConfigError(f"code_dir={str(code_dir)!r} is not a directory")
+    run_dir = _new_run_dir(run_root)
     try:
         opt_host = run_dir / "opt"
         used = unpack_layers(layers, opt_host)
-        runtime_host = copy_runtime(run_dir / "runtime")
+        runtime_host = (runtime_files or copy_runtime)(run_dir / "runtime")
         tmp_host = run_dir / "tmp"
         tmp_host.mkdir()
         os.chmod(tmp_host, 0o1777)
@@ -175,12 +218,15 @@ def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str
                 mode = "namespace"
         if mode == "dirs":
             notes.append(DIRS_CAVEAT)
+            if lang is not None and lang.hide_interpreters:
+                notes.append("isolation 'dirs': the host's Python and Node executables stay visible "
+                             "(hiding them needs namespace isolation)")
             return Layout("dirs", run_dir, str(opt_host), str(code), str(runtime_host), str(tmp_host),
                           opt_host, code, runtime_host, tmp_host, False, used, None, notes, keep_run_dir)
         layout = Layout("namespace", run_dir, NS_OPT, NS_TASK, NS_RUNTIME, "/tmp", opt_host, code,
                         runtime_host, tmp_host, True, used, None, notes, keep_run_dir, ephemeral_storage_mb)
         try:
-            _start_holder(layout, keep_paths)
+            _start_holder(layout, keep_paths, lang or python_lang())
         except (IsolationError, OSError) as exc:
             if isolation == "namespace":
                 raise
@@ -210,11 +256,17 @@ DIRS_CAVEAT = ("isolation 'dirs': NOT like Lambda: processes run as this user (n
                "rlimits are applied")
 
 
-def interpreter_paths() -> List[Path]:
-    """Host directories the runtime's interpreter needs at their own path (shared libraries by rpath)."""
+def interpreter_paths(base_prefix: Optional[str] = None, executable: Optional[str] = None) -> List[Path]:
+    """Host directories the runtime's interpreter needs at their own path (shared libraries by rpath).
+
+    Default: this interpreter; else the interpreter at `executable` with `base_prefix`."""
+    if base_prefix is None:
+        candidates = (Path(sys.base_prefix), Path(sys.exec_prefix) if sys.exec_prefix == sys.base_exec_prefix
+                      else None, Path(getattr(sys, "_base_executable", sys.executable)).resolve().parent.parent)
+    else:
+        candidates = (Path(base_prefix), Path(executable).resolve().parent.parent if executable else None)
     out: List[Path] = []
-    for p in (Path(sys.base_prefix), Path(sys.exec_prefix) if sys.exec_prefix == sys.base_exec_prefix else None,
-              Path(getattr(sys, "_base_executable", sys.executable)).resolve().parent.parent):
+    for p in candidates:
         if p is not None and p.resolve() not in out and str(p.resolve()) not in ("/", "/usr"):
             out.append(p.resolve())
     return [p for p in out if not any(_under(p, q) and p != q for q in out)]
@@ -255,8 +307,10 @@ def host_paths_of_layers(layers: Iterable[os.PathLike]) -> List[str]:
     return out
 
 
-def _root_script(layout: Layout, root: Path, etc: Path, tmp_mb: int, extra: Iterable[Path] = ()) -> List[str]:
+def _root_script(layout: Layout, root: Path, etc: Path, tmp_mb: int, extra: Iterable[Path] = (),
+                 lang: Optional[LangMounts] = None, hidden: Iterable[Tuple[str, Path]] = ()) -> List[str]:
     r = _q(root)
+    lang = lang or python_lang()
 
     def ro(src: os.PathLike, dst: str) -> List[str]:
         return [f"mount --bind {_q(src)} {r}{_q(dst)}", f"mount -o remount,bind,ro {r}{_q(dst)}"]
@@ -274,10 +328,10 @@ def _root_script(layout: Layout, root: Path, etc: Path, tmp_mb: int, extra: Iter
     # /tmp first: an interpreter or a declared host path that lives under the host's /tmp (a checkout or venv
     # cloned there, as CI may do) is then bound inside the private tmpfs instead of being hidden by it
     lines.append(f"mount -t tmpfs -o size={tmp_mb}m,mode=1777,nodev,nosuid sbxtmp {r}/tmp")
-    for i, p in enumerate(interpreter_paths()):
-        if i == 0:
-            lines += ro(p, "/var/lang")
-        lines += [f"mkdir -p {r}{_q(p)}"] + ro(p, str(p))
+    lines += _lang_lines(lang, r, ro)
+    for i, (inner, whiteouts) in enumerate(hidden):
+        # a read-only overlay of the host directory under a layer of whiteouts: those names do not exist
+        lines.append(f"mount -t overlay sbxhide{i} -o {_q(f'lowerdir={whiteouts}:/{inner}')} {r}/{inner}")
     for p in extra:
         lines += [f"mkdir -p {r}{_q(p)}" if p.is_dir() else f"mkdir -p {r}{_q(p.parent)} && touch {r}{_q(p)}"]
         lines += ro(p, str(p))
@@ -293,8 +347,53 @@ def _root_script(layout: Layout, root: Path, etc: Path, tmp_mb: int, extra: Iter
     return lines
 
 
-def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike]) -> None:
+def _lang_lines(lang: LangMounts, r: str, ro: Callable[[os.PathLike, str], List[str]]) -> List[str]:
+    """/var/lang (the runtime's own interpreter) and host paths kept at their own path."""
+    lines: List[str] = []
+    if lang.prefix is not None:
+        lines += ro(lang.prefix, "/var/lang")
+    else:
+        lines.append(f"mkdir -p {r}/var/lang/bin {r}/var/lang/lib")
+        for inner, host in lang.files:
+            dst = f"/var/lang/{inner}"
+            lines += [f"mkdir -p {r}{_q(os.path.dirname(dst))} && touch {r}{_q(dst)}"] + ro(host, dst)
+    for p in lang.own_paths:
+        lines += [f"mkdir -p {r}{_q(p)}"] + ro(p, str(p))
+    return lines
+
+
+# executables of host interpreters (and their launchers) that --no-host-interpreters hides
+INTERPRETER_NAME = re.compile(r"^(python[0-9.]*(-config|m|d|dm|u)?|pypy[0-9.]*|pip[0-9.]*|pydoc[0-9.]*|"
+                              r"node|nodejs|npm|npx|corepack)$")
+HOST_BIN_DIRS = ("usr/bin", "usr/local/bin", "usr/sbin", "usr/local/sbin", "bin", "sbin")
+
+
+def interpreter_whiteouts(run_dir: Path) -> Tuple[List[Tuple[str, Path]], List[str]]:
+    """Per host bin directory holding interpreters: a directory of overlay whiteouts (character devices 0:0)
+    named like them. Returns [(bin dir without the leading /, whiteout dir)] and the hidden paths."""
+    out: List[Tuple[str, Path]] = []
+    hidden: List[str] = []
+    for i, inner in enumerate(HOST_BIN_DIRS):
+        host = Path("/") / inner
+        if host.is_symlink() or not host.is_dir() or any(host.resolve() == Path("/") / d for d, _ in out):
+            continue
+        names = sorted(n for n in os.listdir(host) if INTERPRETER_NAME.match(n))
+        if not names:
+            continue
+        wh = run_dir / "whiteouts" / str(i)
+        wh.mkdir(parents=True)
+        for name in names:
+            os.mknod(wh / name, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+        if any(c in str(wh) for c in ",:"):
+            raise IsolationError(f"the run directory {run_dir} holds ',' or ':' (an overlay option separator)")
+        out.append((inner, wh))
+        hidden += [f"/{inner}/{n}" for n in names]
+    return out, hidden
+
+
+def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike], lang: Optional[LangMounts] = None) -> None:
     """A private mount namespace whose root is assembled from read-only pieces (see docs/sandbox-fidelity.md)."""
+    lang = lang or python_lang()
     root = layout.run_dir / "root"
     root.mkdir()
     etc = layout.run_dir / "etc"
@@ -312,7 +411,8 @@ def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike]) -> None:
             extra.append(p)
     extra.sort(key=lambda p: len(p.parts))
     extra = [p for i, p in enumerate(extra) if not any(_under(p, q) for q in extra[:i])]
-    lines = _root_script(layout, root, etc, layout.tmp_mb, extra)
+    hidden, hidden_paths = interpreter_whiteouts(layout.run_dir) if lang.hide_interpreters else ([], [])
+    lines = _root_script(layout, root, etc, layout.tmp_mb, extra, lang, hidden)
     lines += ["echo ready", "exec sleep 2147483647"]
     holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", "\n".join(lines)],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -329,6 +429,9 @@ def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike]) -> None:
         layout.holder = None
         raise IsolationError(f"mount namespace setup failed: {err.decode(errors='replace').strip() or ready!r}")
     layout.tmp_host = Path(f"/proc/{holder.pid}/root/tmp")
+    if lang.hide_interpreters:
+        layout.notes.append(f"host interpreters hidden (no-host-interpreters): {len(hidden_paths)} executables "
+                            f"such as {', '.join(hidden_paths[:4])}; the runtime's own is under /var/lang/bin")
     if extra:
         layout.notes.append("host paths visible read-only at their own path (keep_paths or a development "
                             "layer's " + HOST_PATHS_FILE + "): " + ", ".join(str(p) for p in extra))

@@ -4,8 +4,8 @@ and turning an unexpected exit into the fatal error Lambda reports (lambda-apis.
 
 from __future__ import annotations
 
+import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -18,6 +18,7 @@ from .logbook import LogBook
 from .logs import LogFrame
 from .processes import EnvProcess, Launcher
 from .resources import MemoryMeter
+from .runtime_setup import INVALID_ENTRYPOINT, RuntimePlan, runtime_command
 from .telemetry import TelemetryHub
 
 MAX_EXTENSIONS = 10
@@ -28,7 +29,8 @@ class Members:
 
     def __init__(self, cfg: SandboxConfig, control: Control, hub: TelemetryHub, layout: Layout,
                  launcher: Launcher, log: LogBook, memory: MemoryMeter,
-                 env_inputs: Callable[[], envvars.EnvInputs], host_python: str, memory_watchdog: bool) -> None:
+                 env_inputs: Callable[[], envvars.EnvInputs], host_python: str, memory_watchdog: bool,
+                 plan: RuntimePlan) -> None:
         self.cfg = cfg
         self.control = control
         self.hub = hub
@@ -39,6 +41,8 @@ class Members:
         self.env_inputs = env_inputs
         self.host_python = host_python
         self.memory_watchdog = memory_watchdog      # no memory cgroup, yet the limit is to be enforced
+        self.plan = plan
+        self.entrypoint_error: Optional[str] = None  # why a provided runtime's bootstrap could not start
         self.runtime: Optional[EnvProcess] = None
         self.extensions: Dict[str, EnvProcess] = {}
         self.stopping = False         # exits are expected (shutdown, reset): not failures
@@ -98,29 +102,26 @@ class Members:
             if dead:
                 return f"Extension {dead[0].name} {console.exit_text(dead[0].returncode)}"
             return "an extension failed"
+        if error_type == INVALID_ENTRYPOINT and self.entrypoint_error:
+            return self.entrypoint_error
         rt = self.runtime
         if rt is None or rt.returncode is None:
             return "Runtime exited without providing a reason"
         return f"Runtime {console.exit_text(rt.returncode)}"
 
     # ---- launching --------------------------------------------------------------------------------------
-    def runtime_argv(self) -> List[str]:
-        """The runtime's command line: the real awslambdaric on the host's interpreter."""
-        # -S: no site-packages of the machine; -P (3.11+): no cwd entry, so sys.path starts with the task root
-        flags = ["-S", "-P"] if sys.version_info >= (3, 11) else ["-S"]
-        python = self.host_python
-        if self.layout.mode == "namespace":
-            # the host interpreter's prefix is bound read-only at /var/lang (and at its own path)
-            python = f"/var/lang/bin/python{sys.version_info.major}.{sys.version_info.minor}"
-        return [python, *flags, "-m", "awslambdaric", self.cfg.handler]
-
-    def launch_runtime(self) -> EnvProcess:
+    def launch_runtime(self) -> Optional[EnvProcess]:
+        """Start the runtime process (runtime_setup.runtime_command); None when it has no entry point."""
         with self.control.cv:
             self.control.runtime.state = "Started"
+        argv, problem = runtime_command(self.plan, self.layout, self.cfg, self.host_python)
+        if argv is None:
+            self._invalid_entrypoint(problem or "no entry point")
+            return None
         rfd, wfd = os.pipe()
         try:
             env = envvars.runtime_env(self.env_inputs(), wfd)
-            proc = self.launcher.launch("runtime", "runtime", self.runtime_argv(), env, self.layout.task,
+            proc = self.launcher.launch("runtime", "runtime", argv, env, self.layout.task,
                                         self._on_runtime_line, self._on_exit, pass_fds=(wfd,),
                                         on_frame_fd=rfd, on_frame=self._on_runtime_frame)
         except BaseException:
@@ -133,6 +134,14 @@ class Members:
         if self.memory_watchdog:
             self.memory.start_watchdog(proc, lambda: self.closed)
         return proc
+
+    def _invalid_entrypoint(self, message: str) -> None:
+        """A provided runtime without a usable bootstrap: Lambda's Runtime.InvalidEntrypoint init error."""
+        self.entrypoint_error = message
+        with self.control.cv:
+            self.control.runtime.init_error_body = json.dumps({"errorType": INVALID_ENTRYPOINT,
+                                                               "errorMessage": message}).encode()
+            self.control.set_fatal(INVALID_ENTRYPOINT)
 
     def launch_extensions(self, files: List[Path]) -> None:
         """Start every extension file (all in parallel, in name order); a non-executable one is a LaunchError."""
@@ -154,5 +163,6 @@ class Members:
     def forget(self) -> None:
         """After a reset: the next init starts new processes."""
         self.runtime = None
+        self.entrypoint_error = None
         self.extensions = {}
         self.launcher.processes = []

@@ -21,6 +21,7 @@ def build_report(sb: Any) -> Dict[str, Any]:
             "memorySizeMB": cfg.memory_mb, "timeoutS": cfg.timeout_s, "region": cfg.region,
             "initType": cfg.init_type, "logFormat": cfg.log_format, "tracing": cfg.tracing,
             "layers": [str(x) for x in cfg.layers], "instanceId": sb.instance_id,
+            "runtime": cfg.runtime, "runtimeVersion": cfg.runtime_version,
         },
         "environment": {
             "isolation": sb.isolation, "freeze": sb.applied.get("freeze"),
@@ -28,6 +29,7 @@ def build_report(sb: Any) -> Dict[str, Any]:
             "memoryLimitEnforced": sb.applied.get("memory_limit", False),
             "cpuQuotaApplied": sb.applied.get("cpu_quota", False),
             "cpuQuotaVcpus": sb.applied.get("cpu_quota_vcpus"),
+            "hostInterpreters": "hidden" if cfg.hide_host_interpreters and sb.isolation == "namespace" else "visible",
             "apiAddress": sb.api_address, "notes": list(sb.notes),
             "apiErrors": list(sb.api_errors),
         },
