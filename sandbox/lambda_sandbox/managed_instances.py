@@ -172,7 +172,7 @@ def invoke(sb: Any, body: bytes, *, trace_header: Optional[str] = None, client_c
             control.lmi.active.pop(request_id, None)
             if err == "timeout":
                 control.lmi.timed_out.append(request_id)
-        ended = sb.lmi_end_reason.get(gen) if control.generation != gen else None
+        ended = sb.lmi_end_reason.get(gen)      # set before the reset begins
     delivered = inv.delivered
     spans: List[dict] = []
     raw = b""
@@ -216,8 +216,9 @@ def invoke(sb: Any, body: bytes, *, trace_header: Optional[str] = None, client_c
     result = _result(request_id, t_call_m, t_call_e, outcome, status, caller_error, raw, duration_ms,
                      trace.runtime_header, latency_end)
     sb.invocations.append(result)
-    if not have and err not in (None, "timeout"):
-        end_environment(sb, gen, err)
+    if not have and err != "timeout":
+        # the environment ends (or already ended, or shuts down): return once that is complete
+        end_environment(sb, gen, reason)
     return result
 
 
