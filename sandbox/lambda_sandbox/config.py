@@ -146,8 +146,8 @@ def _check_modes(cfg: SandboxConfig) -> None:
         raise ConfigError("init_type='provisioned-concurrency' cannot be combined with mode='managed-instances', "
                           "snapstart or tenant_id")
     if cfg.snapstart and cfg.tenant_id is not None:
-        raise ConfigError("tenant_id cannot be combined with snapstart=True (tenant isolation does not "
-                          "support SnapStart)")
+        raise ConfigError(f"tenant_id={cfg.tenant_id!r} cannot be combined with snapstart=True (tenant "
+                          "isolation does not support SnapStart)")
     if lmi:
         cfg.init_type = LMI_INIT_TYPE
         cfg.log_format = "JSON"          # forced on LMI (platform-2025.md 1.10)

@@ -22,7 +22,7 @@ def test_config_implies_snap_start_and_a_published_version():
     cfg = SandboxConfig(code_dir=FUNCTIONS, handler="snap_hooks.handler", snapstart=True)
     assert (cfg.init_type, cfg.function_version, cfg.init_timeout_s, cfg.restore_timeout_s) == (
         "snap-start", "1", 130.0, 10.0)
-    with pytest.raises(ConfigError, match="tenant_id cannot be combined with snapstart"):
+    with pytest.raises(ConfigError, match="tenant_id='blue' cannot be combined with snapstart"):
         SandboxConfig(code_dir=FUNCTIONS, handler="a.b", snapstart=True, tenant_id="blue")
 
 
