@@ -103,6 +103,7 @@ class SandboxConfig:
 MODES = ("default", "managed-instances")
 MAX_CONCURRENCY = 64
 LMI_INIT_TYPE, SNAPSTART_INIT_TYPE = "lambda-managed-instances", "snap-start"
+DEFAULT_INIT_TIMEOUT_S = 10.0   # the on-demand limit (SandboxConfig.init_timeout_s's default)
 
 
 def _long_init_limit(timeout_s: float) -> float:
@@ -156,12 +157,14 @@ def _check_modes(cfg: SandboxConfig) -> None:
             cfg.function_version = "$LATEST.PUBLISHED"
         if cfg.runtime_shutdown_ms == 300:
             cfg.runtime_shutdown_ms = 600    # RIE-LMI: SIGKILL the runtime 600 ms after SIGTERM (1.11)
-        cfg.init_timeout_s = max(cfg.init_timeout_s, _long_init_limit(cfg.timeout_s))
+        if cfg.init_timeout_s == DEFAULT_INIT_TIMEOUT_S:   # an explicit value is kept (tests)
+            cfg.init_timeout_s = _long_init_limit(cfg.timeout_s)
     if cfg.snapstart:
         cfg.init_type = SNAPSTART_INIT_TYPE
         if cfg.function_version == "$LATEST":
             cfg.function_version = "1"       # SnapStart runs published versions only
-        cfg.init_timeout_s = max(cfg.init_timeout_s, _long_init_limit(cfg.timeout_s))
+        if cfg.init_timeout_s == DEFAULT_INIT_TIMEOUT_S:
+            cfg.init_timeout_s = _long_init_limit(cfg.timeout_s)
         cfg.restore_timeout_s = float(cfg.restore_timeout_s)
 
 

@@ -111,6 +111,7 @@ def _ensure_init(sb: Any, request_id: str, t_call_m: float, t_call_e: float) -> 
         if sb._ready and fatal:
             end_environment(sb, sb.control.generation, fatal)
         if sb._ready:
+            _start_watch(sb)        # after a proactive init (Sandbox.init()) the watch starts here
             return None
         sb._next_phase = "init"
         outcome = sb._init("init", time.monotonic() + sb.cfg.init_timeout_s)
@@ -240,6 +241,9 @@ def _start_watch(sb: Any) -> None:
     control = sb.control
     with control.cv:
         gen = control.generation
+        if getattr(sb, "lmi_watched_generation", None) == gen:
+            return
+        sb.lmi_watched_generation = gen
 
     def watch() -> None:
         with control.cv:

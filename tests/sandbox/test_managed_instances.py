@@ -234,3 +234,15 @@ def test_an_extension_exit_ends_the_environment(make_sandbox, tmp_path):
     sb.invoke({"n": 2, "sleep_s": 0})          # a new environment: a new init, never a suppressed one
     sb.shutdown()
     assert [r["phase"] for r in records_of(sb, "platform.initStart")] == ["init", "init"]
+
+
+@pytest.mark.sandbox
+def test_an_init_timeout_sends_no_init_runtime_done(make_sandbox, tmp_path):
+    sb = lmi_sandbox(make_sandbox, tmp_path, handler="slow_init.handler", extensions=(),
+                     env={"SLOW_INIT_S": "2.0"}, init_timeout_s=0.5)
+    result = sb.invoke({})
+    sb.shutdown()
+    assert (result.outcome, result.error_type) == ("timeout", "Sandbox.Timedout")
+    assert "platform.initRuntimeDone" not in types(sb)
+    report = records_of(sb, "platform.initReport")[0]
+    assert (report["status"], report["errorType"], report["phase"]) == ("timeout", "Sandbox.Timedout", "init")

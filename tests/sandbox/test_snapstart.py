@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from lambda_sandbox import SandboxConfig
 from lambda_sandbox.config import ConfigError
@@ -98,3 +100,28 @@ def test_an_after_restore_hook_failure_fails_the_restore(make_sandbox, tmp_path)
     assert records_of(sb, "platform.restoreReport")[0]["status"] == "error"
     assert "platform.start" not in types(sb)
     assert [x.reason for x in sb.resets] == ["failure"]
+
+
+def test_credentials_endpoint_checks_the_token_and_exists_only_with_snapstart():
+    from lambda_sandbox.api import ApiServer, Control
+
+    from tests.sandbox.test_api import call
+
+    control = Control("fn", "1", "app.handler", "123456789012")
+    server = ApiServer(control).start()
+    try:
+        assert call(server, "GET", "/2021-04-23/credentials")[0] == 404          # not a SnapStart function
+        control.snapstart = True
+        control.credentials_token = "tok"
+        control.credentials = {"AccessKeyId": "AK", "SecretAccessKey": "SK", "Token": "T",
+                               "Expiration": "2030-01-01T00:00:00Z"}
+        status, _, data = call(server, "GET", "/2021-04-23/credentials", headers={"Authorization": "tok"})
+        assert status == 200 and json.loads(data)["AccessKeyId"] == "AK"
+        status, _, data = call(server, "GET", "/2021-04-23/credentials", headers={"Authorization": "wrong"})
+        assert (status, data) == (404, b"cannot get credentials for the provided token")
+        # restore/next is only valid for a runtime that has not called /next yet
+        with control.cv:
+            control.runtime.state = "Ready"
+        assert call(server, "GET", "/2018-06-01/runtime/restore/next")[0] == 403
+    finally:
+        server.stop()
