@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lambda_sandbox import logs_api, records
 from lambda_sandbox.telemetry import TelemetryHub
 
@@ -223,3 +225,35 @@ def test_stub_mode_answers_as_the_rie_does(make_sandbox, tmp_path):
     sub = next(i for i in items(sb) if i["recorder"] == "subscribe")
     assert (sub["status"], sub["body"]) == (202, {"errorMessage": "Logs API is not supported",
                                                   "errorType": "Logs.NotSupported"})
+
+
+# ---- outside input -------------------------------------------------------------------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=4),
+                     max_leaves=12)
+_fields = st.fixed_dictionaries({}, optional={
+    "schemaVersion": st.sampled_from(["2020-08-15", "2021-03-18", "2022-12-13", ""]) | _json,
+    "types": st.lists(st.sampled_from(["platform", "function", "extension", "x"]), max_size=4) | _json,
+    "buffering": st.fixed_dictionaries({}, optional={"maxItems": st.integers(), "maxBytes": st.integers(),
+                                                     "timeoutMs": st.integers()}) | _json,
+    "destination": st.fixed_dictionaries({"protocol": st.sampled_from(["HTTP", "TCP", "UDP"])}, optional={
+        "URI": st.sampled_from(["http://sandbox.localdomain:9/x", "http://evil:9/", "ftp://sandbox:1/"]) | _json,
+        "method": st.sampled_from(["POST", "PUT", "GET"]) | _json, "port": st.integers() | _json,
+        "encoding": st.sampled_from(["JSON", "XML"]) | _json}) | _json,
+})
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=_fields | _json, raw=st.binary(max_size=64))
+def test_any_body_gets_200_or_a_400_that_names_the_problem(doc, raw):
+    hub = TelemetryHub(resolve_host=lambda host: "127.0.0.1")
+    try:
+        for body in (json.dumps(doc).encode(), raw):
+            status, out = hub.subscribe_logs("ext", body)
+            if status == 200:
+                assert out == "OK" and hub.subscribers["ext"].api == "logs"
+            else:
+                assert status == 400 and out["errorType"] == "Logs.ValidationError" and out["errorMessage"]
+    finally:
+        hub.stop()
