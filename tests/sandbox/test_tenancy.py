@@ -29,6 +29,8 @@ def test_the_tenant_id_is_carried_where_lambda_carries_it(make_sandbox, tmp_path
     logs = [e.event["record"] for e in sb.events if e.event["type"] == "function"]
     mine = [rec for rec in logs if isinstance(rec, dict) and rec.get("message") == "tenant handler"]
     assert mine and all(rec.get("tenantId") == "BlueTenant" for rec in mine)
+    plain = [rec for rec in logs if isinstance(rec, dict) and rec.get("message") == "a plain line"]
+    assert plain and all((rec.get("requestId"), rec.get("tenantId")) == (r.request_id, "BlueTenant") for rec in plain)
     invoke = [i["event"] for i in parse_lines(sb.extension_lines("recorder"))
               if i["recorder"] == "event" and i["event"].get("eventType") == "INVOKE"]
     assert len(invoke) == 1 and "tenantId" not in invoke[0]
