@@ -1,7 +1,9 @@
-"""TelemetryHub: Telemetry API subscriptions, event generation, per-subscriber batching and delivery.
+"""TelemetryHub: Telemetry API (and legacy Logs API) subscriptions, event generation, per-subscriber
+batching and delivery.
 
 Implements lambda-apis.md 5.1 (subscribe), 5.2 (delivery, batching, init replay, overload,
-freeze-aware delivery) and 5.6 (per-subscriber schema adaptation). Thread-safe: the API server,
+freeze-aware delivery) and 5.6 (per-subscriber schema adaptation); the Logs API subscribers
+(`subscribe_logs`, platform-2025.md 7) share the machinery and see `logs_api.view` of each event. Thread-safe: the API server,
 the environment and the log pumps call in from their own threads; each subscriber has one daemon
 delivery thread.
 """

@@ -127,7 +127,7 @@ def test_concurrency_8_every_invocation_gets_exactly_one_start_and_report(make_s
     for type_ in ("platform.start", "platform.report"):
         assert Counter(e["record"]["requestId"] for e in generated if e["type"] == type_) == {i: 1 for i in ids}
     assert "platform.runtimeDone" not in types(sb)
-    assert max_in_flight(generated) >= 2                       # invokes really overlapped ...
+    assert 2 <= max_in_flight(generated) <= 8                  # invokes really overlapped, never above N ...
     assert len({r.response["pid"] for r in results}) >= 2      # ... in several runtime worker processes
     assert {r.response["maxConcurrency"] for r in results} == {"8"}
     assert {r.response["initType"] for r in results} == {"lambda-managed-instances"}
@@ -248,3 +248,13 @@ def test_an_init_timeout_sends_no_init_runtime_done(make_sandbox, tmp_path):
     assert "platform.initRuntimeDone" not in types(sb)
     report = records_of(sb, "platform.initReport")[0]
     assert (report["status"], report["errorType"], report["phase"]) == ("timeout", "Sandbox.Timedout", "init")
+
+
+@pytest.mark.sandbox
+def test_more_invokes_than_workers_wait_for_a_free_worker(make_sandbox, tmp_path):
+    sb = lmi_sandbox(make_sandbox, tmp_path, extensions=(), concurrency=1)
+    results = dispatch(sb, [{"n": i, "sleep_s": 0.2} for i in range(3)], 3)
+    sb.shutdown()
+    assert [r.outcome for r in results] == ["success"] * 3
+    assert max_in_flight([e.event for e in sb.events]) == 1       # one worker: one invoke at a time
+    assert len({r.response["pid"] for r in results}) == 1
