@@ -374,25 +374,30 @@ class Sandbox:
             self._cleanup()
 
     def _cleanup(self) -> None:
-        if self.ctx is not None:
-            self.ctx.members.stopping = True
-            self.ctx.members.closed = True
-        if self.launcher is not None:
-            try:
-                self.launcher.kill_all()
-            except Exception:  # noqa: BLE001 - cleanup must go on
-                pass
+        _release(self)
+
+
+def _release(sb: Sandbox) -> None:
+    """Kill every process; release the API server, cgroups and files (idempotent; each part best effort)."""
+    if sb.ctx is not None:
+        sb.ctx.members.stopping = True
+        sb.ctx.members.closed = True
+    if sb.launcher is not None:
         try:
-            self.hub.stop()
-        except Exception:  # noqa: BLE001
+            sb.launcher.kill_all()
+        except Exception:  # noqa: BLE001 - cleanup must go on
             pass
-        if self.api is not None:
-            self.api.stop()
-            self.api = None
-        if self.cgroups is not None:
-            self.cgroups.remove()
-        if self.layout is not None:
-            self.layout.close()
+    try:
+        sb.hub.stop()
+    except Exception:  # noqa: BLE001
+        pass
+    if sb.api is not None:
+        sb.api.stop()
+        sb.api = None
+    if sb.cgroups is not None:
+        sb.cgroups.remove()
+    if sb.layout is not None:
+        sb.layout.close()
 
 
 def _api_port(requested: Optional[int], mode: str, notes: List[str]) -> int:
