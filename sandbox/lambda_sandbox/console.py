@@ -59,11 +59,13 @@ def end_line(request_id: str) -> str:
 
 
 def report_line(request_id: str, duration_ms: float, billed_ms: int, memory_mb: int, max_memory_mb: int,
-                init_ms: Optional[float], status: str, error_type: Optional[str]) -> str:
+                init_ms: Optional[float], status: str, error_type: Optional[str], extra: str = "") -> str:
+    """`extra`: fields after Init Duration (SnapStart's `Restore Duration`, `Billed Restore Duration`)."""
     line = (f"REPORT RequestId: {request_id}\tDuration: {fmt_ms(duration_ms)} ms\tBilled Duration: {billed_ms} ms\t"
             f"Memory Size: {memory_mb} MB\tMax Memory Used: {max_memory_mb} MB")
     if init_ms is not None:
         line += f"\tInit Duration: {fmt_ms(init_ms)} ms"
+    line += extra
     if status != "success":
         line += f"\tStatus: {status}"
     if error_type:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
 from .api import Control
@@ -12,6 +12,7 @@ from .freezer import Freezer
 from .isolation import Layout
 from .logbook import LogBook
 from .members import Members
+from .modes import ModeState
 from .processes import Cgroups, Launcher
 from .resources import MemoryMeter
 from .telemetry import TelemetryHub
@@ -38,6 +39,7 @@ class EnvContext:
     instance_id: str
     runtime_version_arn: str
     notes: List[str]
+    modes: ModeState = field(default_factory=ModeState)     # the platform modes' state (modes.py)
 
     def wait(self, pred: Callable[[], bool], deadline: float) -> Optional[str]:
         """Wait until pred() (None), a fatal error (its type) or the monotonic deadline ("timeout")."""

@@ -18,6 +18,7 @@ shut down). The work is done by collaborators, one job each:
 | shutdown.py     | the Shutdown phase (4.3), also the first half of a reset (4.4)       |
 | console.py      | the platform's CloudWatch lines (pure)                               |
 | logbook.py      | every captured line, thread-safe                                     |
+| modes.py        | the platform modes' hooks (managed instances, SnapStart, tenancy)    |
 
 The API server (api.py) changes the shared `Control` state; the phases wait on it with bounded deadlines and
 emit the platform events through the TelemetryHub in the order of "Sandbox internals" (ARCHITECTURE.md).
@@ -38,7 +39,7 @@ import uuid
 import weakref
 from typing import Any, Callable, Dict, List, Optional
 
-from . import envvars
+from . import envvars, modes
 from .api import ApiServer, Control
 from .config import ConfigError, InvokeResult, LogLine, SandboxConfig, ShutdownResult
 from .context import EnvContext, now
@@ -108,6 +109,8 @@ class Sandbox:
         self.runtime_version_arn = (f"arn:aws:lambda:{config.region}::runtime:"
                                     f"{hashlib.sha256(config.runtime_version.encode()).hexdigest()}")
         self.base_python = getattr(sys, "_base_executable", None) or sys.executable
+        # platform modes (LMI, SnapStart, tenant, Logs API): modes.py
+        self.mode_state = modes.configure(config, self.control, self.hub)
 
     # ---- context management ----------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -155,7 +158,7 @@ class Sandbox:
                           self._env_inputs, self.base_python, self.applied.get("memory_limit") == "watchdog", plan)
         self.ctx = EnvContext(cfg, self.control, self.hub, self.layout, self.launcher, self.cgroups, self.logbook,
                               members, Freezer(setup.freeze_mode, self.cgroups, self.launcher, self.notes), memory,
-                              self.instance_id, self.runtime_version_arn, self.notes)
+                              self.instance_id, self.runtime_version_arn, self.notes, self.mode_state)
 
     def _env_inputs(self) -> envvars.EnvInputs:
         lay, plan = self.layout, self.runtime_plan
@@ -163,7 +166,8 @@ class Sandbox:
                                  tmp=lay.tmp, api_address=self._api_address or "", instance_id=self.instance_id,
                                  host_bin_dir=plan.host_bin_dir if plan else None,
                                  host_ld_library_path=os.environ.get("LD_LIBRARY_PATH"), extra=dict(self._env_extra),
-                                 python_version=plan.python.version if plan and plan.python else None)
+                                 python_version=plan.python.version if plan and plan.python else None,
+                                 credentials_token=self.control.credentials_token)
 
     # ---- public properties -------------------------------------------------------------------------
     @property
@@ -185,6 +189,20 @@ class Sandbox:
     @property
     def api_address(self) -> Optional[str]:
         return self._api_address
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def ready(self) -> bool:
+        """An initialised environment exists (frozen between invokes, or serving on LMI)."""
+        return self._ready
+
+    @property
+    def operation_lock(self) -> threading.RLock:
+        """Held by every lifecycle operation (init, invoke, reset, shutdown); the modes take it too."""
+        return self._op_lock
 
     @property
     def api_errors(self) -> List[str]:
@@ -228,7 +246,7 @@ class Sandbox:
                 self.hub.freeze()
                 self.ctx.freeze()
             else:
-                self._reset("timeout" if outcome.status == "timeout" else "failure")
+                self.reset("timeout" if outcome.status == "timeout" else "failure")
             return outcome
 
     def _init(self, phase: str, deadline: float) -> InitOutcome:
@@ -243,47 +261,59 @@ class Sandbox:
     # ---- invoke (4.2) ---------------------------------------------------------------------------------------
     def invoke(self, payload: Any = None, *, trace_header: Optional[str] = None,
                client_context: Optional[str] = None, cognito_identity: Optional[str] = None,
-               content_type: str = "application/json", invoked_arn: Optional[str] = None) -> InvokeResult:
+               content_type: str = "application/json", invoked_arn: Optional[str] = None,
+               tenant_id: Optional[str] = None) -> InvokeResult:
         """Invoke the function once; returns when the invoke phase is over (environment frozen again).
 
         `latency_ms` is what the caller observed: from this call until the runtime's response arrived.
+        `tenant_id`: the invoke's tenant (tenant isolation; tenancy.TenantPool routes several tenants).
         """
+        body = _payload_bytes(payload)
+        lmi = modes.lmi_invoke(self, body, trace_header=trace_header, client_context=client_context,
+                               cognito_identity=cognito_identity, content_type=content_type,
+                               invoked_arn=invoked_arn, tenant_id=tenant_id)
+        if lmi is not None:
+            return lmi
         with self._op_lock:
             self.start()
             if self._closed:
                 raise RuntimeError("the sandbox is shut down")
+            tenant = modes.invoke_tenant(self, tenant_id)
             call = now()
             request_id = str(uuid.uuid4())
-            start, failed = self._init_on_invoke_path(request_id, call)
+            failed = modes.before_invoke(self, request_id, call)    # SnapStart publish + restore
             if failed is not None:
                 return failed
-            req = InvokeRequest(request_id=request_id, body=_payload_bytes(payload), start=start, call=call,
+            # after a restore, the invoke phase starts once the environment is restored
+            start, failed = self._init_on_invoke_path(request_id, call, now() if self.cfg.snapstart else call)
+            if failed is not None:
+                return failed
+            req = InvokeRequest(request_id=request_id, body=body, start=start, call=call,
                                 invoked_arn=invoked_arn or self.cfg.function_arn, trace_header=trace_header,
                                 client_context=client_context, cognito_identity=cognito_identity,
-                                content_type=content_type)
+                                content_type=content_type, tenant_id=tenant)
             result = self._invoke_once(req)
             self.invocations.append(result)
             return result
 
-    def _init_on_invoke_path(self, request_id: str, call) -> tuple:
+    def _init_on_invoke_path(self, request_id: str, call, start) -> tuple:
         """Init before this invoke when none is ready; returns (invoke phase start, failed result or None).
 
         A first init that times out is retried inside the invoke (phase "invoke", bounded by the timeout).
         """
-        start = call
         if not self._ready and self._next_phase == "init":
             outcome = self._init("init", time.monotonic() + self.cfg.init_timeout_s)
             if outcome.status == "error":
-                self._reset("failure")
-                return start, self._init_failed(request_id, call, outcome)
+                self.reset("failure")
+                return start, self.init_failed(request_id, call, outcome)
             if outcome.status == "timeout":
-                self._reset("timeout")
+                self.reset("timeout")
             start = now()
         if not self._ready:
             outcome = self._init("invoke", start[0] + self.cfg.timeout_s)
             if outcome.status != "success":
-                self._reset("timeout" if outcome.status == "timeout" else "failure")
-                return start, self._init_failed(request_id, call, outcome)
+                self.reset("timeout" if outcome.status == "timeout" else "failure")
+                return start, self.init_failed(request_id, call, outcome)
         else:
             self.ctx.thaw()
         return start, None
@@ -295,17 +325,19 @@ class Sandbox:
         if result.status == "success":
             self.ctx.freeze()
         else:
-            self._reset("timeout" if result.status == "timeout" else "failure")
+            self.reset("timeout" if result.status == "timeout" else "failure")
         self.logbook.request_id = None
         return result
 
-    def _init_failed(self, request_id: str, call, outcome: InitOutcome) -> InvokeResult:
+    def init_failed(self, request_id: str, call, outcome: InitOutcome) -> InvokeResult:
         result = init_failed_result(request_id, call, outcome)
         self.invocations.append(result)
         return result
 
     # ---- shutdown and reset (4.3, 4.4) -------------------------------------------------------------------
-    def _reset(self, reason: str) -> ShutdownResult:
+    def reset(self, reason: str) -> ShutdownResult:
+        """End this environment (4.4): the next init is phase "invoke", or "init" for the modes that replace a
+        failed environment by a new one (modes.phase_after_reset)."""
         result = stop_environment(self.ctx, reason)
         self.resets.append(result)
         with self.control.cv:
@@ -313,7 +345,7 @@ class Sandbox:
         self.hub.reset()
         self.ctx.members.forget()
         self._ready = False
-        self._next_phase = "invoke"
+        self._next_phase = modes.phase_after_reset(self.cfg)
         self._pending_init_ms = None
         self.ctx.memory.reset()
         return result
@@ -342,25 +374,30 @@ class Sandbox:
             self._cleanup()
 
     def _cleanup(self) -> None:
-        if self.ctx is not None:
-            self.ctx.members.stopping = True
-            self.ctx.members.closed = True
-        if self.launcher is not None:
-            try:
-                self.launcher.kill_all()
-            except Exception:  # noqa: BLE001 - cleanup must go on
-                pass
+        _release(self)
+
+
+def _release(sb: Sandbox) -> None:
+    """Kill every process; release the API server, cgroups and files (idempotent; each part best effort)."""
+    if sb.ctx is not None:
+        sb.ctx.members.stopping = True
+        sb.ctx.members.closed = True
+    if sb.launcher is not None:
         try:
-            self.hub.stop()
-        except Exception:  # noqa: BLE001
+            sb.launcher.kill_all()
+        except Exception:  # noqa: BLE001 - cleanup must go on
             pass
-        if self.api is not None:
-            self.api.stop()
-            self.api = None
-        if self.cgroups is not None:
-            self.cgroups.remove()
-        if self.layout is not None:
-            self.layout.close()
+    try:
+        sb.hub.stop()
+    except Exception:  # noqa: BLE001
+        pass
+    if sb.api is not None:
+        sb.api.stop()
+        sb.api = None
+    if sb.cgroups is not None:
+        sb.cgroups.remove()
+    if sb.layout is not None:
+        sb.layout.close()
 
 
 def _api_port(requested: Optional[int], mode: str, notes: List[str]) -> int:

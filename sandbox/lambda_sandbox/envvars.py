@@ -35,6 +35,7 @@ class EnvInputs:
     host_ld_library_path: Optional[str] = None
     extra: Mapping[str, str] = field(default_factory=dict)   # the sandbox's own additions (OTLP endpoint)
     python_version: Optional[str] = None    # Python runtimes: the major.minor that runs (default: this one)
+    credentials_token: Optional[str] = None  # SnapStart: the credentials endpoint's token (modes.py)
 
 
 def platform_env(i: EnvInputs) -> Dict[str, str]:

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from . import console, records
+from . import console, modes, records
 from .context import EnvContext
 from .layers import list_extensions
 from .members import MAX_EXTENSIONS
@@ -32,7 +32,7 @@ def run_init(ctx: EnvContext, phase: str, deadline: float) -> Tuple[InitOutcome,
     ctx.members.stopping = False
     ctx.hub.thaw()
     emit_init_start(ctx, phase)
-    err = start_processes(ctx, deadline)
+    err = start_processes(ctx, phase, deadline)
     # static-init output belongs before initRuntimeDone in the stream (5.7 A)
     ctx.members.drain_output([ctx.members.runtime, *ctx.members.extensions.values()],
                              min(deadline, time.monotonic() + 0.5))
@@ -54,7 +54,7 @@ def emit_init_start(ctx: EnvContext, phase: str) -> None:
     ctx.log.platform(console.init_start_line(cfg.runtime_version, ctx.runtime_version_arn))
 
 
-def start_processes(ctx: EnvContext, deadline: float) -> Optional[str]:
+def start_processes(ctx: EnvContext, phase: str, deadline: float) -> Optional[str]:
     """Extension init, runtime init, then every registered extension at /next: None or the error type."""
     control = ctx.control
     files = list_extensions(ctx.layout.opt_host)
@@ -67,6 +67,7 @@ def start_processes(ctx: EnvContext, deadline: float) -> Optional[str]:
     if err is None:
         ctx.members.launch_runtime()
         err = ctx.wait(lambda: control.runtime.first_next is not None, deadline)
+        modes.runtime_ready(ctx, phase, err)
     if err is None:
         err = ctx.wait(lambda: all(e.next_calls > 0 for e in control.registered()), deadline)
     return err
@@ -86,8 +87,7 @@ def emit_init_end(ctx: EnvContext, phase: str, status: str, error_type: Optional
                   ext_records: List[ExtRecord], t0: float) -> float:
     """initRuntimeDone, one platform.extension per extension, initReport (and INIT_REPORT when Lambda prints it)."""
     cfg = ctx.cfg
-    ctx.hub.emit("platform.initRuntimeDone", records.init_runtime_done(
-        initialization_type=cfg.init_type, phase=phase, status=status, error_type=error_type))
+    modes.init_runtime_done(ctx, phase, status, error_type)     # LMI: maybe sent already, or not at all
     for name, state, events, etype in ext_records:
         ctx.hub.emit("platform.extension", records.extension(name=name, state=state, events=events,
                                                              error_type=etype))
@@ -95,7 +95,7 @@ def emit_init_end(ctx: EnvContext, phase: str, status: str, error_type: Optional
     duration_ms = (time.monotonic() - t0) * 1000
     ctx.hub.emit("platform.initReport", records.init_report(
         initialization_type=cfg.init_type, phase=phase, status=status, duration_ms=duration_ms,
-        error_type=error_type))
-    if status != "success" or cfg.init_type == "provisioned-concurrency":
+        error_type=modes.init_report_error_type(cfg, status, error_type)))
+    if modes.prints_init_report(cfg, status):
         ctx.log.platform(console.init_report_line(duration_ms, phase, status, error_type))
     return duration_ms

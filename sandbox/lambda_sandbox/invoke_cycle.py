@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import console, records, xray
+from . import console, modes, records, xray
 from .api import Extension, Invocation
 from .config import InvokeResult
 from .context import EnvContext, Stamp, now
@@ -34,6 +34,7 @@ class InvokeRequest:
     client_context: Optional[str] = None
     cognito_identity: Optional[str] = None
     content_type: str = "application/json"
+    tenant_id: Optional[str] = None         # tenant isolation (platform-2025.md 2)
 
 
 @dataclass
@@ -90,9 +91,9 @@ def deliver_invoke(ctx: EnvContext, req: InvokeRequest) -> Delivered:
     inv = Invocation(request_id=req.request_id, payload=req.body, deadline_ms=deadline_ms,
                      invoked_arn=req.invoked_arn, trace_header=trace.runtime_header,
                      client_context=req.client_context, cognito_identity=req.cognito_identity,
-                     content_type=req.content_type)
+                     content_type=req.content_type, tenant_id=req.tenant_id)
     ctx.hub.emit("platform.start", records.start(request_id=req.request_id, version=cfg.function_version,
-                                                 tracing=trace.tracing))
+                                                 tracing=trace.tracing, tenant_id=req.tenant_id))
     ctx.log.platform(console.start_line(req.request_id, cfg.function_version))
     event: Dict[str, Any] = {"eventType": "INVOKE", "deadlineMs": deadline_ms, "requestId": req.request_id,
                              "invokedFunctionArn": req.invoked_arn}
@@ -149,7 +150,8 @@ def emit_runtime_done(ctx: EnvContext, inv: Invocation, status: str, error_type:
     produced = len(inv.body) if inv.result == "response" else 0
     ctx.hub.emit("platform.runtimeDone", records.runtime_done(
         request_id=inv.request_id, status=status, error_type=error_type, duration_ms=duration_ms,
-        produced_bytes=produced, start_time=delivered[1] if kwargs else None, tracing=tracing, **kwargs))
+        produced_bytes=produced, start_time=delivered[1] if kwargs else None, tracing=tracing,
+        tenant_id=inv.tenant_id, **kwargs))
 
 
 def emit_invoke_report(ctx: EnvContext, req: InvokeRequest, d: Delivered, end: InvokeEnd, duration_ms: float,
@@ -160,17 +162,18 @@ def emit_invoke_report(ctx: EnvContext, req: InvokeRequest, d: Delivered, end: I
     if end.status == "success" and d.extensions:
         spans.append(records.span("extensionOverhead", d.inv.runtime_next[1],
                                   (end.end[0] - d.inv.runtime_next[0]) * 1000))
+    extras = modes.report_extras(ctx)   # SnapStart: restoreDurationMs, billedRestoreDurationMs
     ctx.hub.emit("platform.report", records.report(
         request_id=rid, status=end.status, error_type=end.error_type, duration_ms=duration_ms,
         billed_duration_ms=billed, memory_size_mb=cfg.memory_mb, max_memory_used_mb=mem_mb,
-        init_duration_ms=init_ms, spans=spans, tracing=tracing))
+        init_duration_ms=init_ms, spans=spans, tracing=tracing, tenant_id=req.tenant_id, **extras))
     if end.status == "timeout":
         ctx.log.platform(console.timeout_message(end.end[1], rid, cfg.timeout_s))
     elif end.status == "error":
         ctx.log.platform(console.error_line(rid, ctx.members.error_description(end.error_type), end.error_type))
     ctx.log.platform(console.end_line(rid))
     ctx.log.platform(console.report_line(rid, duration_ms, billed, cfg.memory_mb, mem_mb, init_ms, end.status,
-                                         end.error_type))
+                                         end.error_type, modes.report_line_suffix(extras)))
     if tracing is not None:
         ctx.log.platform(console.xray_line(xray.parse_header(tracing["value"]).get("Root"),
                                            tracing.get("spanId", "")))

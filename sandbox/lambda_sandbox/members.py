@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from . import console, envvars
+from . import console, envvars, modes
 from .api import Control
 from .config import SandboxConfig
 from .isolation import Layout
@@ -109,6 +109,17 @@ class Members:
             return "Runtime exited without providing a reason"
         return f"Runtime {console.exit_text(rt.returncode)}"
 
+    # ---- environment variables -----------------------------------------------------------------------------
+    def runtime_env(self, log_fd: int) -> Dict[str, str]:
+        """The runtime's variables (envvars.py), with what the platform mode changes (modes.py)."""
+        inputs = self.env_inputs()
+        return modes.runtime_env(inputs, envvars.runtime_env(inputs, log_fd))
+
+    def extension_env(self) -> Dict[str, str]:
+        """Every external extension's variables (envvars.py), with what the platform mode changes."""
+        inputs = self.env_inputs()
+        return modes.extension_env(inputs, envvars.extension_env(inputs))
+
     # ---- launching --------------------------------------------------------------------------------------
     def launch_runtime(self) -> Optional[EnvProcess]:
         """Start the runtime process (runtime_setup.runtime_command); None when it has no entry point."""
@@ -120,7 +131,7 @@ class Members:
             return None
         rfd, wfd = os.pipe()
         try:
-            env = envvars.runtime_env(self.env_inputs(), wfd)
+            env = self.runtime_env(wfd)
             proc = self.launcher.launch("runtime", "runtime", argv, env, self.layout.task,
                                         self._on_runtime_line, self._on_exit, pass_fds=(wfd,),
                                         on_frame_fd=rfd, on_frame=self._on_runtime_frame)
@@ -145,7 +156,7 @@ class Members:
 
     def launch_extensions(self, files: List[Path]) -> None:
         """Start every extension file (all in parallel, in name order); a non-executable one is a LaunchError."""
-        env = envvars.extension_env(self.env_inputs())
+        env = self.extension_env()
         cwd = self.layout.opt if self.layout.mode == "namespace" else str(self.layout.opt_host)
         for f in files:
             with self.control.cv:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import shlex
 import sys
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 PYTHON_RUNTIMES = ("python3.9", "python3.10", "python3.11", "python3.12", "python3.13")
 NODE_RUNTIMES = ("nodejs18.x", "nodejs20.x", "nodejs22.x")
@@ -77,12 +77,37 @@ def lookup(name: str) -> Optional[RuntimeSpec]:
     return None
 
 
-def default_runtime() -> str:
-    """The Python runtime of the sandbox's own interpreter (the nearest supported one)."""
+def default_runtime(allowed: Optional[Sequence[str]] = None) -> str:
+    """The Python runtime of the sandbox's own interpreter (the nearest supported one); with `allowed` (the
+    runtimes of a platform mode, `mode_runtimes`) the nearest Python runtime among those."""
+    pythons = [r for r in PYTHON_RUNTIMES if allowed is None or r in allowed]
     own = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    if own in PYTHON_RUNTIMES:
+    if own in pythons:
         return own
-    return PYTHON_RUNTIMES[-1] if sys.version_info >= (3, 13) else PYTHON_RUNTIMES[0]
+    newer = [r for r in pythons if int(r.split(".")[1]) > sys.version_info.minor]
+    return newer[0] if newer else pythons[-1]
+
+
+# platform-2025.md: the runtimes Lambda offers a mode, among those the sandbox runs (None: every runtime)
+SNAPSTART_RUNTIMES = ("python3.12", "python3.13")                         # 4: Java 11+, Python 3.12+, .NET 8+
+LMI_RUNTIMES = ("python3.13", "nodejs22.x", "provided.al2023")            # 1.4: Python 3.13+, Node.js 22+, ...
+# what the sandbox cannot run although Lambda does, and why
+UNSUPPORTED_HERE = {("managed-instances", "nodejs22.x"):
+                    "the sandbox's aws-lambda-ric 3.3.0 has no Managed Instances mode (4.x needs Node.js 22)"}
+
+
+def mode_runtimes(mode: str) -> Optional[Tuple[str, ...]]:
+    """The runtimes of a platform mode ("managed-instances", "snapstart"); None when any runtime will do."""
+    return {"managed-instances": LMI_RUNTIMES, "snapstart": SNAPSTART_RUNTIMES}.get(mode)
+
+
+def mode_problem(mode: str, runtime: str) -> Optional[str]:
+    """Why `runtime` cannot run in `mode` (a sentence), or None when it can."""
+    allowed = mode_runtimes(mode)
+    if allowed is not None and runtime not in allowed:
+        return (f"Lambda does not offer {mode} for {runtime} (platform-2025.md); use one of "
+                f"{', '.join(allowed)}")
+    return UNSUPPORTED_HERE.get((mode, runtime))
 
 
 def host_python_runtime() -> str:
