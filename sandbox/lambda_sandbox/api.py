@@ -1,8 +1,16 @@
-"""One HTTP/1.1 server for the Runtime (2018-06-01), Extensions (2020-01-01) and Telemetry (2022-07-01) APIs.
+"""One HTTP/1.1 server for the Runtime (2018-06-01), Extensions (2020-01-01), Telemetry (2022-07-01)
+and Logs (2020-08-15) APIs, plus SnapStart's restore and credentials endpoints.
 
 The shared state (`Control`) is a plain object guarded by one Condition; the HTTP handlers change it
 and the environment (environment.py) waits on it for the lifecycle gates. Status codes, error types and
-messages follow lambda-apis.md sections 1-3.
+messages follow lambda-apis.md sections 1-3 and platform-2025.md for the modes:
+- `mode="managed-instances"` (Lambda Managed Instances, platform-2025.md 1): many runtime workers park
+  in /next at once (`LmiRuntime`), results may interleave across request ids, a late result of a timed
+  out invoke gets 410 InvokeTimeout; external extensions may register only for SHUTDOWN; no Logs API,
+  no restore or credentials routes (404, as RIE-LMI mounts none).
+- `snapstart=True` (platform-2025.md 4): GET /runtime/restore/next parks the runtime after init until
+  the environment restores; POST /runtime/restore/error; GET /2021-04-23/credentials.
+- `tenant_id` of an Invocation goes to the runtime as Lambda-Runtime-Aws-Tenant-Id (platform-2025.md 2).
 """
 
 from __future__ import annotations
@@ -14,9 +22,10 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 MAX_AGENTS = 10
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100
@@ -51,6 +60,7 @@ class Invocation:
     result: Optional[str] = None                           # "response" | "error"
     body: bytes = b""
     error_type: Optional[str] = None
+    tenant_id: Optional[str] = None                        # Lambda-Runtime-Aws-Tenant-Id (tenant isolation)
 
 
 @dataclass
@@ -77,6 +87,25 @@ class RuntimeSide:
     current: Optional[Invocation] = None
     init_error_type: Optional[str] = None
     init_error_body: bytes = b""
+    # SnapStart (platform-2025.md 4.1): restore/next parks the runtime; the environment releases it
+    restore_parked: Optional[Tuple[float, float]] = None   # when the runtime called restore/next
+    restore_released: Optional[Tuple[float, float]] = None
+    restore_done: Optional[Tuple[float, float]] = None     # the runtime's /next after the restore
+    restore_error_type: Optional[str] = None
+
+
+LMI_TIMED_OUT_KEEP = 10000   # request ids remembered for 410 answers (bounded)
+
+
+@dataclass
+class LmiRuntime:
+    """The runtime side of a Lambda Managed Instances environment: many workers, many invokes at once."""
+
+    idle: int = 0                                                  # workers parked in /next
+    pending: Deque[Invocation] = field(default_factory=deque)      # dispatched, not yet picked up
+    active: Dict[str, Invocation] = field(default_factory=dict)    # handed to a worker, no result yet
+    timed_out: Deque[str] = field(default_factory=lambda: deque(maxlen=LMI_TIMED_OUT_KEEP))
+    workers_seen: int = 0                                          # /next calls before the first invoke
 
 
 def _now() -> Tuple[float, float]:
@@ -100,12 +129,24 @@ class Control:
         self.extensions: List[Extension] = []
         self.registration_open = True
         self.fatal: Optional[str] = None
+        # platform modes (set by modes.configure; defaults = a default Lambda function)
+        self.mode = "default"                     # "default" | "managed-instances"
+        self.snapstart = False
+        self.logs_api = "enabled"                 # "enabled" | "stub" (the RIE's 202 Logs.NotSupported)
+        self.lmi = LmiRuntime()
+        self.credentials: Optional[Dict[str, str]] = None   # SnapStart's /2021-04-23/credentials body
+        self.credentials_token: Optional[str] = None
+
+    @property
+    def managed_instances(self) -> bool:
+        return self.mode == "managed-instances"
 
     # -- called by the environment (hold cv) --------------------------------------------------------
     def reset(self) -> None:
         """Forget registrations, runtime state and the fatal error (a reset, 4.4); wakes old waiters."""
         self.generation += 1
         self.runtime = RuntimeSide()
+        self.lmi = LmiRuntime()
         self.extensions = []
         self.registration_open = True
         self.fatal = None
@@ -145,6 +186,14 @@ class Control:
         features = {f.strip() for f in (accept_feature or "").split(",") if f.strip()}
         with self.cv:
             ext = next((e for e in self.extensions if e.external and e.name == name), None)
+            if self.managed_instances:
+                # platform-2025.md 1.3 (RIE-LMI's answers): externals may register for SHUTDOWN only,
+                # internal extensions for no event at all
+                if ext is None and events:
+                    return _err(403, "Extension.InvalidEventType", "No events allowed for internal extensions")
+                for ev in events:
+                    if ev == "INVOKE":
+                        return _err(403, "Extension.InvalidEventType", "INVOKE: ErrorInvalidEventType")
             for ev in events:
                 if ev not in ("INVOKE", "SHUTDOWN"):
                     return _err(403, "Extension.InvalidEventType", f"{ev}: ErrorInvalidEventType")
@@ -253,18 +302,22 @@ class Control:
                 return error
             name = ext.name
         handler = getattr(self.hub, "subscribe_logs", None)
-        if handler is None:
+        if handler is None or self.logs_api == "stub":
             return _err(202, "Logs.NotSupported", "Logs API is not supported")
         status, out = handler(name, body)
         return status, {}, out
 
     def runtime_next(self):
+        if self.managed_instances:
+            return self._lmi_next()
         with self.cv:
             rt = self.runtime
             now = _now()
             if rt.state == "Started":
                 rt.first_next = now
                 self.registration_open = False
+            elif rt.state == "RestoreReleased":
+                rt.restore_done = now          # SnapStart: the runtime ran its after-restore hooks
             elif rt.state == "ResponseSent":
                 if rt.current is not None:
                     rt.current.runtime_next = now
@@ -288,9 +341,106 @@ class Control:
             self.cv.notify_all()
         return 200, _invoke_headers(inv), inv.payload
 
+    # -- Lambda Managed Instances: concurrent runtime workers (platform-2025.md 1.6, 1.9) ---------------
+    def _lmi_next(self):
+        with self.cv:
+            rt, lmi = self.runtime, self.lmi
+            if rt.first_next is None:
+                rt.first_next = _now()     # init completes once at least one worker is ready (1.8)
+                self.registration_open = False
+            if rt.state in ("Started", "Running", "ResponseSent"):
+                rt.state = "Ready"
+            lmi.idle += 1
+            lmi.workers_seen += 1
+            gen = self.generation
+            self.cv.notify_all()
+            try:
+                self.cv.wait_for(lambda: self.closed or self.generation != gen or bool(self.lmi.pending))
+            finally:
+                if self.generation == gen:
+                    lmi.idle -= 1
+            if self.closed or self.generation != gen:
+                return _err(500, "InternalServerError", "Internal Server Error")
+            inv = lmi.pending.popleft()
+            inv.delivered = _now()
+            lmi.active[inv.request_id] = inv
+            self.cv.notify_all()
+        return 200, _invoke_headers(inv), inv.payload
+
+    def _lmi_result(self, request_id: str, kind: str, body: bytes, error_type: Optional[str],
+                    started: Tuple[float, float], reply=None):
+        ended = _now()
+        with self.cv:
+            inv = self.lmi.active.get(request_id)
+            if inv is None:
+                if request_id in self.lmi.timed_out:
+                    return _err(410, "InvokeTimeout", "Invoke timeout")
+                return _err(400, "InvalidRequestID", "Invalid request ID")
+            del self.lmi.active[request_id]
+            if kind == "response" and len(body) > MAX_RESPONSE_BYTES:
+                inv.result, inv.body, inv.error_type = "error", b"", "Function.ResponseSizeTooLarge"
+                inv.response_start, inv.response_end = started, ended
+                self.cv.notify_all()
+                return _err(413, "RequestEntityTooLarge",
+                            f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
+            inv.result, inv.body = kind, body
+            inv.error_type = error_type if kind == "error" else None
+            inv.response_start, inv.response_end = started, ended
+            self.cv.notify_all()
+        return reply or (202, {}, {"status": "OK"})
+
+    # -- SnapStart (platform-2025.md 4.1, 4.4) -------------------------------------------------------
+    def restore_next(self):
+        """GET /runtime/restore/next: the runtime finished init and its before-snapshot hooks; it is
+        "ready" for the init gates and stays parked until the environment restores (200, empty body)."""
+        with self.cv:
+            rt = self.runtime
+            if not self.snapstart or rt.state != "Started":
+                return _err(403, "InvalidStateTransition",
+                            f"State transition from {_runtime_state_name(rt.state)} to RestoreReady failed "
+                            "for runtime. Error: State transition is not allowed")
+            now = _now()
+            rt.first_next = rt.restore_parked = now
+            rt.state = "RestoreReady"
+            self.registration_open = False
+            gen = self.generation
+            self.cv.notify_all()
+            self.cv.wait_for(lambda: self.closed or self.generation != gen or self.runtime.restore_released is not None)
+            if self.closed or self.generation != gen:
+                return _err(500, "InternalServerError", "Internal Server Error")
+            rt.state = "RestoreReleased"
+            self.cv.notify_all()
+        return 200, {}, b""
+
+    def release_restore(self) -> None:
+        """Called by the environment (hold cv) when it restores: the parked restore/next returns."""
+        self.runtime.restore_released = _now()
+        self.cv.notify_all()
+
+    def restore_error(self, error_type: Optional[str], body: bytes):
+        with self.cv:
+            rt = self.runtime
+            if rt.state != "RestoreReleased":
+                return _err(403, "InvalidStateTransition",
+                            f"State transition from {_runtime_state_name(rt.state)} to RestoreError failed "
+                            "for runtime. Error: State transition is not allowed")
+            rt.state = "RestoreError"
+            rt.restore_error_type = sanitize_error_type(error_type)
+            self.set_fatal(rt.restore_error_type)
+        return 202, {}, {"status": "OK"}
+
+    def credentials_for(self, token: Optional[str]):
+        """GET /2021-04-23/credentials (SnapStart: credentials are not in the environment variables)."""
+        with self.cv:
+            if self.credentials is None or not token or token != self.credentials_token:
+                return 404, {"Content-Type": "text/plain; charset=utf-8"}, b"cannot get credentials for the provided token"
+            return 200, {}, dict(self.credentials)
+
     def runtime_result(self, request_id: str, kind: str, body: bytes, error_type: Optional[str],
                        started: Tuple[float, float], reply=None):
         """kind "response" or "error" (3.2, 3.3); `reply` replaces the 202 (a rejected response)."""
+        if self.managed_instances:
+            return self._lmi_result(request_id, kind, body, error_type, started, reply)
         ended = _now()
         with self.cv:
             rt = self.runtime
@@ -348,6 +498,8 @@ def _invoke_headers(inv: Invocation) -> Dict[str, str]:
         headers["Lambda-Runtime-Client-Context"] = inv.client_context
     if inv.cognito_identity:
         headers["Lambda-Runtime-Cognito-Identity"] = inv.cognito_identity
+    if inv.tenant_id:
+        headers["Lambda-Runtime-Aws-Tenant-Id"] = inv.tenant_id
     return headers
 
 
@@ -366,7 +518,13 @@ _ROUTES: List[Tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/2020-01-01/extension/exit/error$"), "ext_exit_error"),
     ("PUT", re.compile(r"^/2022-07-01/telemetry/?$"), "telemetry"),
     ("PUT", re.compile(r"^/2020-08-15/logs/?$"), "logs"),
+    ("GET", re.compile(r"^/2018-06-01/runtime/restore/next$"), "restore_next"),
+    ("POST", re.compile(r"^/2018-06-01/runtime/restore/error$"), "restore_error"),
+    ("GET", re.compile(r"^/2021-04-23/credentials$"), "credentials"),
 ]
+# routes an environment of a mode does not have (404 as an unknown path)
+_SNAPSTART_ROUTES = ("restore_next", "restore_error", "credentials")
+_NOT_ON_LMI = ("logs",) + _SNAPSTART_ROUTES
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -419,6 +577,9 @@ class _Handler(BaseHTTPRequestHandler):
                     match, name = m, route_name
                     break
         body = self._read_body()
+        if name is not None and ((control.managed_instances and name in _NOT_ON_LMI)
+                                 or (not control.snapstart and name in _SNAPSTART_ROUTES)):
+            name, path_known = None, False
         if name is None:
             if path_known:
                 self._send(405, {"Content-Type": "text/plain; charset=utf-8"}, b"")
@@ -457,6 +618,12 @@ class _Handler(BaseHTTPRequestHandler):
                     "init" if name == "ext_init_error" else "exit")
             elif name == "logs":
                 status, headers, out = control.logs_subscribe(h.get("Lambda-Extension-Identifier"), body)
+            elif name == "restore_next":
+                status, headers, out = control.restore_next()
+            elif name == "restore_error":
+                status, headers, out = control.restore_error(h.get("Lambda-Runtime-Function-Error-Type"), body)
+            elif name == "credentials":
+                status, headers, out = control.credentials_for(h.get("Authorization"))
             else:
                 status, headers, out = control.telemetry_subscribe(h.get("Lambda-Extension-Identifier"), body)
         except Exception as exc:  # a bug here must not kill the server thread silently

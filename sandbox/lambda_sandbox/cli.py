@@ -50,6 +50,9 @@ FLAGS: Dict[str, str] = {
     "timeout_s": "--timeout", "env": "--env", "function_name": "--function-name", "tracing": "--tracing",
     "init_type": "--init-type", "log_format": "--log-format", "isolation": "--isolation", "freeze": "--freeze",
     "cpu_quota": "--cpu-quota", "enforce_memory": "--enforce-memory",
+    # platform modes
+    "mode": "--mode", "concurrency": "--concurrency", "snapstart": "--snapstart", "tenant_id": "--tenant-id",
+    "logs_api": "--logs-api", "lmi_error_status": "--lmi-error-status",
 }
 _FIELD = re.compile(r"\b(" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")(=|\[)")
 
@@ -82,6 +85,92 @@ def exit_code(results: Sequence[Any]) -> int:
     """0 when every invoke succeeded, 1 when at least one failed (see EXIT_CODES_HELP)."""
     failed = [r for r in results if r.outcome != "success" or r.status != "success"]
     return EXIT_INVOKE_FAILED if failed else EXIT_OK
+
+
+# ---- platform modes (platform-2025.md): flags, config, tenant routing, concurrent dispatch -------------
+
+def add_mode_flags(run: argparse.ArgumentParser) -> None:
+    modes = run.add_argument_group("platform modes (docs/sandbox-fidelity.md, docs/sandbox-telemetry.md)")
+    modes.add_argument("--mode", choices=["default", "managed-instances"], default="default",
+                       help="managed-instances: a Lambda Managed Instances environment (concurrent invokes, never "
+                            "frozen, extensions may register for SHUTDOWN only, Telemetry schema 2025-01-29, JSON "
+                            "logs, no platform.runtimeDone, version $LATEST.PUBLISHED) (default: default)")
+    modes.add_argument("--concurrency", type=int, default=None, metavar="N",
+                       help="with --mode managed-instances: AWS_LAMBDA_MAX_CONCURRENCY, 1..64 runtime workers; "
+                            "the payloads are dispatched with up to N invokes in flight (default 1)")
+    modes.add_argument("--snapstart", action="store_true",
+                       help="SnapStart: init at publish (before-snapshot hooks, INIT_REPORT), then restore before "
+                            "the first invoke (platform.restoreStart/restoreRuntimeDone/restoreReport, "
+                            "after-restore hooks); version 1")
+    modes.add_argument("--tenant-id", default=None, metavar="ID",
+                       help="tenant isolation: the tenant of every invoke (1..256 printable characters). A "
+                            "--payload-file line {\"tenantId\": ID, \"payload\": {...}} (exactly these keys) "
+                            "sets the tenant of that invoke; each tenant gets its own environment")
+    modes.add_argument("--logs-api", choices=["enabled", "stub"], default="enabled",
+                       help="the legacy Logs API (PUT /2020-08-15/logs): enabled (default), or stub: answer as "
+                            "the RIE does (202 Logs.NotSupported)")
+    modes.add_argument("--lmi-error-status", choices=["error", "success"], default="error",
+                       help="with --mode managed-instances: platform.report status of a handled function error "
+                            "(error as RIE-LMI, the default; success as default functions)")
+    modes.add_argument("--lmi-any-schema", action="store_true",
+                       help="with --mode managed-instances: accept every Telemetry schemaVersion instead of "
+                            "refusing all but 2025-01-29")
+
+
+def mode_config(args: argparse.Namespace) -> Dict[str, Any]:
+    """The SandboxConfig fields of the mode flags (validated by SandboxConfig, errors name the flag)."""
+    if args.concurrency is not None and args.mode != "managed-instances":
+        raise ConfigError(f"--concurrency {args.concurrency} needs --mode managed-instances")
+    out: Dict[str, Any] = {"mode": args.mode, "snapstart": args.snapstart, "tenant_id": args.tenant_id,
+                           "logs_api": args.logs_api, "lmi_error_status": args.lmi_error_status,
+                           "lmi_strict_schema": not args.lmi_any_schema}
+    if args.concurrency is not None:
+        out["concurrency"] = args.concurrency
+    return out
+
+
+def split_tenants(items: List[Any], default: Optional[str]) -> tuple:
+    """Payloads and per-invoke tenants: a line {"tenantId": ID, "payload": P} (exactly these keys) is P for
+    tenant ID; any other payload goes to the --tenant-id tenant (or none)."""
+    payloads, tenants = [], []
+    for n, item in enumerate(items, 1):
+        if isinstance(item, dict) and set(item) == {"tenantId", "payload"}:
+            tenant = item["tenantId"]
+            if not isinstance(tenant, str):
+                raise ConfigError(f"--payload-file line {n}: tenantId {tenant!r} must be a string")
+            payloads.append(item["payload"])
+            tenants.append(tenant)
+        else:
+            payloads.append(item)
+            tenants.append(default)
+    return payloads, tenants
+
+
+def make_environment(cfg: SandboxConfig, on_log: Any, tenants: List[Optional[str]]) -> Any:
+    """A Sandbox, or a TenantPool (one environment per tenant) when invokes carry tenants."""
+    from .environment import Sandbox
+
+    if any(t is not None for t in tenants):
+        from .tenancy import TenantPool
+
+        return TenantPool(cfg, on_log=on_log)
+    return Sandbox(cfg, on_log=on_log)
+
+
+def invoke_all(env: Any, payloads: List[Any], tenants: List[Optional[str]], args: argparse.Namespace,
+               cfg: SandboxConfig) -> List[Any]:
+    """Invoke in order; on LMI with up to --concurrency invokes in flight."""
+    if cfg.mode == "managed-instances":
+        from .managed_instances import dispatch
+
+        return dispatch(env, payloads, cfg.concurrency, args.interval, tenants)
+    results = []
+    for i, payload in enumerate(payloads):
+        if i and args.interval > 0:
+            time.sleep(args.interval)
+        kw = {"tenant_id": tenants[i]} if tenants[i] is not None else {}
+        results.append(env.invoke(payload, **kw))
+    return results
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start the embedded OTLP/HTTP receiver and point OTEL_EXPORTER_OTLP_ENDPOINT at it")
     run.add_argument("--report", help="write the JSON report to this file (schema: docs/sandbox-report.md)")
     run.add_argument("--quiet", action="store_true", help="print only the summary, not the log lines")
+    add_mode_flags(run)
     sub.add_parser("demo", help="the guided demo (when installed)", add_help=False)
     return parser
 
@@ -159,7 +249,6 @@ def _payloads(args: argparse.Namespace) -> List[Any]:
 
 def run(args: argparse.Namespace, out: Optional[Any] = None) -> int:
     out = sys.stdout if out is None else out
-    from .environment import Sandbox
     from .report import console_line
 
     if args.count is not None and args.count < 0:
@@ -167,7 +256,7 @@ def run(args: argparse.Namespace, out: Optional[Any] = None) -> int:
     if args.interval < 0:
         raise ConfigError(f"--interval {args.interval}: must be >= 0")
     check_paths(args)
-    payloads = _payloads(args)
+    payloads, tenants = split_tenants(_payloads(args), args.tenant_id)
     receiver = None
     env = dict(args.env)
     if args.otlp_receiver:
@@ -181,7 +270,7 @@ def run(args: argparse.Namespace, out: Optional[Any] = None) -> int:
                         init_type=args.init_type, log_format=args.log_format, isolation=args.isolation,
                         freeze=args.freeze, cpu_quota=args.cpu_quota, enforce_memory=args.enforce_memory,
                         otlp_receiver=receiver, ephemeral_storage_mb=args.ephemeral_storage,
-                        api_port=args.api_port)
+                        api_port=args.api_port, **mode_config(args))
     lock = threading.Lock()
 
     def show(line: LogLine) -> None:
@@ -190,15 +279,11 @@ def run(args: argparse.Namespace, out: Optional[Any] = None) -> int:
                 print(console_line(line), file=out, flush=True)
 
     try:
-        with Sandbox(cfg, on_log=show) as sb:
+        with make_environment(cfg, show, tenants) as sb:
             if args.init_delay is not None:
                 sb.init()
                 time.sleep(max(0.0, args.init_delay))   # the idle gap of a proactive init, by request
-            results = []
-            for i, payload in enumerate(payloads):
-                if i and args.interval > 0:
-                    time.sleep(args.interval)
-                results.append(sb.invoke(payload))
+            results = invoke_all(sb, payloads, tenants, args, cfg)
             sb.shutdown()
             report = sb.report()
         if receiver is not None and hasattr(receiver, "summary"):

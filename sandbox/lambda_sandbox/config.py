@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 PathLike = Union[str, "os.PathLike[str]"]  # noqa: F821 - only a type alias
 
-INIT_TYPES = ("on-demand", "provisioned-concurrency")
+INIT_TYPES = ("on-demand", "provisioned-concurrency", "snap-start", "lambda-managed-instances")
 ISOLATIONS = ("auto", "namespace", "dirs")
 FREEZES = ("auto", "cgroup", "signal", "none")
 TRACINGS = (None, "Active", "PassThrough")
@@ -54,6 +54,15 @@ class SandboxConfig:
     keep_paths: Sequence[Any] = ()          # host paths bound read-only at their own path (namespace mode)
     run_root: Optional[Any] = None          # parent of per-run directories (default ~/.cache/lambda-sandbox/runs)
     keep_run_dir: bool = False
+    # ---- platform modes (platform-2025.md; applied by _check_modes, run by lambda_sandbox.modes) ----
+    mode: str = "default"                   # "default" | "managed-instances" (Lambda Managed Instances)
+    concurrency: int = 1                    # LMI: AWS_LAMBDA_MAX_CONCURRENCY = concurrent invokes, 1..64
+    snapstart: bool = False                 # init at "publish", then restore before the first invoke
+    tenant_id: Optional[str] = None         # tenant isolation: the one tenant this environment serves
+    lmi_strict_schema: bool = True          # LMI: refuse Telemetry schema versions other than 2025-01-29
+    lmi_error_status: str = "error"         # LMI report status of a handled /error ("error" as RIE-LMI, or "success")
+    logs_api: str = "enabled"               # "enabled" | "stub" (the RIE's 202 Logs.NotSupported)
+    restore_timeout_s: float = 10.0         # SnapStart: restore + after-restore hooks limit
 
     def __post_init__(self) -> None:
         self.layers = list(self.layers or ())
@@ -84,10 +93,79 @@ class SandboxConfig:
         for key, value in self.env.items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise ConfigError(f"env[{key!r}]={value!r}: keys and values must be strings")
+        _check_modes(self)
 
     @property
     def function_arn(self) -> str:
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
+
+
+MODES = ("default", "managed-instances")
+MAX_CONCURRENCY = 64
+LMI_INIT_TYPE, SNAPSTART_INIT_TYPE = "lambda-managed-instances", "snap-start"
+DEFAULT_INIT_TIMEOUT_S = 10.0   # the on-demand limit (SandboxConfig.init_timeout_s's default)
+
+
+def _long_init_limit(timeout_s: float) -> float:
+    """LMI and SnapStart's init limit: max(130 s, the function timeout), at most 15 min (platform-2025.md 1.8, 4.2)."""
+    return min(900.0, max(130.0, timeout_s))
+
+
+def check_tenant_id(value: Any, name: str = "tenant_id") -> str:
+    """A tenant id: 1..256 printable characters (Lambda's exact pattern is unverified: this is permissive)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 256 or not value.isprintable():
+        raise ConfigError(f"{name}={value!r} is invalid: use 1..256 printable characters")
+    return value
+
+
+def _check_modes(cfg: SandboxConfig) -> None:
+    """Validate the platform-mode fields and apply what each mode implies (idempotent)."""
+    if cfg.init_type == LMI_INIT_TYPE:
+        cfg.mode = "managed-instances"
+    if cfg.init_type == SNAPSTART_INIT_TYPE:
+        cfg.snapstart = True
+    if cfg.mode not in MODES:
+        raise ConfigError(f"mode={cfg.mode!r} is not one of {list(MODES)}")
+    if isinstance(cfg.concurrency, bool) or not isinstance(cfg.concurrency, int) \
+            or not 1 <= cfg.concurrency <= MAX_CONCURRENCY:
+        raise ConfigError(f"concurrency={cfg.concurrency!r} is out of range: use 1..{MAX_CONCURRENCY}")
+    if cfg.lmi_error_status not in ("error", "success"):
+        raise ConfigError(f"lmi_error_status={cfg.lmi_error_status!r} is not one of ['error', 'success']")
+    if cfg.logs_api not in ("enabled", "stub"):
+        raise ConfigError(f"logs_api={cfg.logs_api!r} is not one of ['enabled', 'stub']")
+    if not cfg.restore_timeout_s or float(cfg.restore_timeout_s) <= 0:
+        raise ConfigError(f"restore_timeout_s={cfg.restore_timeout_s!r} must be positive")
+    if cfg.tenant_id is not None:
+        check_tenant_id(cfg.tenant_id)
+    lmi = cfg.mode == "managed-instances"
+    if cfg.concurrency != 1 and not lmi:
+        raise ConfigError(f"concurrency={cfg.concurrency!r} needs mode='managed-instances' "
+                          "(a default function runs one invoke at a time)")
+    if lmi and cfg.snapstart:
+        raise ConfigError("snapstart=True is not available with mode='managed-instances'")
+    if cfg.init_type == "provisioned-concurrency" and (lmi or cfg.snapstart or cfg.tenant_id):
+        raise ConfigError("init_type='provisioned-concurrency' cannot be combined with mode='managed-instances', "
+                          "snapstart or tenant_id")
+    if cfg.snapstart and cfg.tenant_id is not None:
+        raise ConfigError(f"tenant_id={cfg.tenant_id!r} cannot be combined with snapstart=True (tenant "
+                          "isolation does not support SnapStart)")
+    if lmi:
+        cfg.init_type = LMI_INIT_TYPE
+        cfg.log_format = "JSON"          # forced on LMI (platform-2025.md 1.10)
+        cfg.freeze = "none"              # never frozen (1.7)
+        if cfg.function_version == "$LATEST":
+            cfg.function_version = "$LATEST.PUBLISHED"
+        if cfg.runtime_shutdown_ms == 300:
+            cfg.runtime_shutdown_ms = 600    # RIE-LMI: SIGKILL the runtime 600 ms after SIGTERM (1.11)
+        if cfg.init_timeout_s == DEFAULT_INIT_TIMEOUT_S:   # an explicit value is kept (tests)
+            cfg.init_timeout_s = _long_init_limit(cfg.timeout_s)
+    if cfg.snapstart:
+        cfg.init_type = SNAPSTART_INIT_TYPE
+        if cfg.function_version == "$LATEST":
+            cfg.function_version = "1"       # SnapStart runs published versions only
+        if cfg.init_timeout_s == DEFAULT_INIT_TIMEOUT_S:
+            cfg.init_timeout_s = _long_init_limit(cfg.timeout_s)
+        cfg.restore_timeout_s = float(cfg.restore_timeout_s)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from . import records, xray
+from . import modes, records, xray
 from .api import ApiServer, Control, Extension, Invocation
 from .config import ConfigError, InvokeResult, LogLine, SandboxConfig, ShutdownResult
 from .isolation import Layout, host_paths_of_layers, prepare
@@ -120,6 +120,7 @@ class Sandbox:
         self.instance_id = f"{now:%Y/%m/%d}/[{config.function_version}]{uuid.uuid4().hex}"
         self.runtime_version_arn = (f"arn:aws:lambda:{config.region}::runtime:{hashlib.sha256(config.runtime_version.encode()).hexdigest()}")
         self.base_python = getattr(sys, "_base_executable", None) or sys.executable
+        modes.configure(self)   # platform modes (LMI, SnapStart, tenant, Logs API): modes.py
 
     # ---- context management ----------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -335,7 +336,8 @@ class Sandbox:
 
     def _extension_env(self) -> Dict[str, str]:
         env = self._platform_env()
-        return {k: v for k, v in env.items() if not k.startswith("_") and k != "AWS_XRAY_CONTEXT_MISSING"}
+        return modes.extension_env(self, {k: v for k, v in env.items()
+                                          if not k.startswith("_") and k != "AWS_XRAY_CONTEXT_MISSING"})
 
     def _runtime_env(self, log_fd: int) -> Dict[str, str]:
         cfg, lay = self.cfg, self.layout
@@ -359,7 +361,7 @@ class Sandbox:
         })
         if cfg.log_format == "JSON":
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
-        return env
+        return modes.runtime_env(self, env)
 
     # ---- processes -----------------------------------------------------------------------------------
     def _launch_runtime(self) -> EnvProcess:
@@ -513,6 +515,7 @@ class Sandbox:
         if err is None:
             self._launch_runtime()
             err = self._wait(lambda: self.control.runtime.first_next is not None, deadline)
+            modes.runtime_ready(self, phase, err)
         if err is None:
             err = self._wait(lambda: all(e.next_calls > 0 for e in self.control.registered()), deadline)
         # static-init output belongs before initRuntimeDone in the stream (5.7 A)
@@ -526,8 +529,7 @@ class Sandbox:
         self.hub.close_window()
         status = "success" if err is None else ("timeout" if err == "timeout" else "error")
         error_type = err if status == "error" else None
-        self.hub.emit("platform.initRuntimeDone", records.init_runtime_done(
-            initialization_type=cfg.init_type, phase=phase, status=status, error_type=error_type))
+        modes.init_runtime_done(self, phase, status, error_type)
         for name, state, events, etype in ext_records:
             self.hub.emit("platform.extension", records.extension(name=name, state=state, events=events,
                                                                   error_type=etype))
@@ -535,8 +537,8 @@ class Sandbox:
         duration_ms = (time.monotonic() - t0m) * 1000
         self.hub.emit("platform.initReport", records.init_report(
             initialization_type=cfg.init_type, phase=phase, status=status, duration_ms=duration_ms,
-            error_type=error_type))
-        if status != "success" or cfg.init_type == "provisioned-concurrency":
+            error_type=modes.init_report_error_type(self, status, error_type)))
+        if status != "success" or cfg.init_type in ("provisioned-concurrency", "snap-start"):
             line = f"INIT_REPORT Init Duration: {_fmt_ms(duration_ms)} ms\tPhase: {phase}\tStatus: {status}"
             if error_type:
                 line += f"\tError Type: {error_type}"
@@ -552,7 +554,8 @@ class Sandbox:
     # ---- invoke (4.2) ---------------------------------------------------------------------------------------
     def invoke(self, payload: Any = None, *, trace_header: Optional[str] = None,
                client_context: Optional[str] = None, cognito_identity: Optional[str] = None,
-               content_type: str = "application/json", invoked_arn: Optional[str] = None) -> InvokeResult:
+               content_type: str = "application/json", invoked_arn: Optional[str] = None,
+               tenant_id: Optional[str] = None) -> InvokeResult:
         """Invoke the function once; returns when the invoke phase is over (environment frozen again).
 
         `latency_ms` is what the caller observed: from this call until the runtime's response arrived.
@@ -563,13 +566,24 @@ class Sandbox:
             body = payload.encode()
         else:
             body = json.dumps({} if payload is None else payload).encode()
+        lmi = modes.lmi_invoke(self, body, trace_header=trace_header, client_context=client_context,
+                               cognito_identity=cognito_identity, content_type=content_type,
+                               invoked_arn=invoked_arn, tenant_id=tenant_id)
+        if lmi is not None:
+            return lmi
         with self._op_lock:
             self.start()
             if self._closed:
                 raise RuntimeError("the sandbox is shut down")
+            tenant = modes.invoke_tenant(self, tenant_id)
             t_call_m, t_call_e = _now()
             request_id = str(uuid.uuid4())
             inv_start_m, inv_start_e = t_call_m, t_call_e
+            failed = modes.before_invoke(self, request_id, t_call_m, t_call_e)   # SnapStart publish + restore
+            if failed is not None:
+                return failed
+            if self.cfg.snapstart:
+                inv_start_m, inv_start_e = _now()
             if not self._ready and self._next_phase == "init":
                 outcome = self._init("init", time.monotonic() + self.cfg.init_timeout_s)
                 if outcome.status == "error":
@@ -587,7 +601,7 @@ class Sandbox:
                 self._thaw()
             result = self._run_invoke(request_id, body, inv_start_m, inv_start_e, t_call_m, t_call_e,
                                       trace_header, client_context, cognito_identity, content_type,
-                                      invoked_arn or self.cfg.function_arn)
+                                      invoked_arn or self.cfg.function_arn, tenant)
             self.invocations.append(result)
             return result
 
@@ -612,17 +626,17 @@ class Sandbox:
 
     def _run_invoke(self, request_id: str, body: bytes, inv_start_m: float, inv_start_e: float, t_call_m: float,
                     t_call_e: float, trace_header, client_context, cognito_identity, content_type,
-                    arn: str) -> InvokeResult:
+                    arn: str, tenant_id: Optional[str] = None) -> InvokeResult:
         cfg = self.cfg
         trace = xray.trace_for_invoke(cfg.tracing, trace_header)
         deadline_m = inv_start_m + cfg.timeout_s
         deadline_ms = int(round((inv_start_e + cfg.timeout_s) * 1000))
         inv = Invocation(request_id=request_id, payload=body, deadline_ms=deadline_ms, invoked_arn=arn,
                          trace_header=trace.runtime_header, client_context=client_context,
-                         cognito_identity=cognito_identity, content_type=content_type)
+                         cognito_identity=cognito_identity, content_type=content_type, tenant_id=tenant_id)
         self._request_id = request_id
         self.hub.emit("platform.start", records.start(request_id=request_id, version=cfg.function_version,
-                                                      tracing=trace.tracing))
+                                                      tracing=trace.tracing, tenant_id=tenant_id))
         self._platform_line(f"START RequestId: {request_id} Version: {cfg.function_version}")
         event: Dict[str, Any] = {"eventType": "INVOKE", "deadlineMs": deadline_ms, "requestId": request_id,
                                  "invokedFunctionArn": arn}
@@ -672,10 +686,11 @@ class Sandbox:
         if status == "success":
             self._drain_output(list(self._ext_procs.values()), time.monotonic() + 0.5)
             self.hub.freeze()
+        extras = modes.report_extras(self)   # SnapStart: restoreDurationMs, billedRestoreDurationMs
         self.hub.emit("platform.report", records.report(
             request_id=request_id, status=status, error_type=error_type, duration_ms=duration_ms,
             billed_duration_ms=billed, memory_size_mb=cfg.memory_mb, max_memory_used_mb=mem_mb,
-            init_duration_ms=init_ms, spans=spans, tracing=trace.tracing))
+            init_duration_ms=init_ms, spans=spans, tracing=trace.tracing, tenant_id=tenant_id, **extras))
         if status == "timeout":
             self._platform_line(f"{records.iso(end_e)} {request_id} Task timed out after {cfg.timeout_s:.2f} seconds")
         elif status == "error":
@@ -685,6 +700,7 @@ class Sandbox:
                 f"Memory Size: {cfg.memory_mb} MB\tMax Memory Used: {mem_mb} MB")
         if init_ms is not None:
             line += f"\tInit Duration: {_fmt_ms(init_ms)} ms"
+        line += modes.report_line_suffix(extras)
         if status != "success":
             line += f"\tStatus: {status}"
         if error_type:
@@ -732,7 +748,8 @@ class Sandbox:
         produced = len(inv.body) if inv.result == "response" else 0
         self.hub.emit("platform.runtimeDone", records.runtime_done(
             request_id=inv.request_id, status=status, error_type=error_type, duration_ms=duration_ms,
-            produced_bytes=produced, start_time=delivered[1] if kwargs else None, tracing=tracing, **kwargs))
+            produced_bytes=produced, start_time=delivered[1] if kwargs else None, tracing=tracing,
+            tenant_id=inv.tenant_id, **kwargs))
 
     def _error_description(self, error_type: Optional[str]) -> str:
         if error_type and error_type.startswith("Extension."):

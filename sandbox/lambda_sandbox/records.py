@@ -11,6 +11,7 @@ import json
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 SCHEMA_VERSIONS = ("2022-07-01", "2022-12-13", "2025-01-29")
+LMI_SCHEMA = "2025-01-29"  # the only version Lambda Managed Instances accept (platform-2025.md 1.4)
 LEGACY_SCHEMA = "2022-07-01"  # log records are always strings in this version (5.6)
 TRACE_TYPE = "X-Amzn-Trace-Id"
 LOGS_DROPPED_REASON = (
@@ -170,11 +171,13 @@ def restore_report(*, status: str, duration_ms: Optional[float] = None, error_ty
 
 
 def start(*, request_id: str, version: Optional[str], tracing: Any = None,
-          tenant_id: Optional[str] = None) -> dict:
-    """platform.start (5.5.7)."""
+          tenant_id: Optional[str] = None, function_arn: Optional[str] = None) -> dict:
+    """platform.start (5.5.7); `functionArn` as 2025 records carry it (LMI, tenant isolation)."""
     rec: dict = {"requestId": request_id}
     if version is not None:
         rec["version"] = version
+    if function_arn:
+        rec["functionArn"] = function_arn
     _put_optional(rec, tracing=tracing)
     if tenant_id:
         rec["tenantId"] = tenant_id
@@ -221,7 +224,8 @@ def runtime_done(*, request_id: str, status: str, error_type: Optional[str] = No
 def report(*, request_id: str, status: str, error_type: Optional[str] = None, duration_ms: float,
            billed_duration_ms: int, memory_size_mb: int, max_memory_used_mb: int,
            init_duration_ms: Optional[float] = None, restore_duration_ms: Optional[float] = None,
-           spans: Iterable[SpanLike] = (), tracing: Any = None, tenant_id: Optional[str] = None) -> dict:
+           spans: Iterable[SpanLike] = (), tracing: Any = None, tenant_id: Optional[str] = None,
+           billed_restore_duration_ms: Optional[int] = None) -> dict:
     """platform.report (5.5.9); `spans` normally holds extensionOverhead when extensions are active."""
     rec: dict = {"requestId": request_id, "status": status}
     if error_type:
@@ -236,7 +240,23 @@ def report(*, request_id: str, status: str, error_type: Optional[str] = None, du
         metrics["initDurationMs"] = ms(init_duration_ms)
     if restore_duration_ms is not None:
         metrics["restoreDurationMs"] = ms(restore_duration_ms)
+    if billed_restore_duration_ms is not None:
+        metrics["billedRestoreDurationMs"] = int(billed_restore_duration_ms)
     rec["metrics"] = metrics
+    _put_optional(rec, spans=spans, tracing=tracing)
+    if tenant_id:
+        rec["tenantId"] = tenant_id
+    return rec
+
+
+def lmi_report(*, request_id: str, status: str, error_type: Optional[str] = None, duration_ms: float,
+               spans: Iterable[SpanLike] = (), tracing: Any = None, tenant_id: Optional[str] = None) -> dict:
+    """platform.report of Lambda Managed Instances (platform-2025.md 1.5): `metrics` holds only
+    `durationMs`; `spans` are responseLatency/responseDuration (there is no runtimeDone)."""
+    rec: dict = {"requestId": request_id, "status": status}
+    if error_type:
+        rec["errorType"] = error_type
+    rec["metrics"] = {"durationMs": ms(duration_ms)}
     _put_optional(rec, spans=spans, tracing=tracing)
     if tenant_id:
         rec["tenantId"] = tenant_id
@@ -291,7 +311,7 @@ def text_log_record(text: str, *, keep_newline: bool = True) -> str:
 
 
 def json_log_record(text: str, *, time: float, level: Optional[str] = None, request_id: Optional[str] = None,
-                    wrap_text: bool = True) -> Union[dict, str]:
+                    wrap_text: bool = True, tenant_id: Optional[str] = None) -> Union[dict, str]:
     """A JSON-format log record: a JSON-object line as itself; other lines wrapped as
     {timestamp, level, requestId?, message} (the LMI observation, 5.5.13/7.9) or kept as a string."""
     stripped = text.rstrip("\n")
@@ -308,6 +328,8 @@ def json_log_record(text: str, *, time: float, level: Optional[str] = None, requ
     rec: dict = {"timestamp": iso(time), "level": normalize_level(level) or "INFO"}
     if request_id:
         rec["requestId"] = request_id
+        if tenant_id:
+            rec["tenantId"] = tenant_id   # JSON logs of a tenant-isolated function (platform-2025.md 2)
     rec["message"] = stripped
     return rec
 

@@ -1,7 +1,9 @@
-"""TelemetryHub: Telemetry API subscriptions, event generation, per-subscriber batching and delivery.
+"""TelemetryHub: Telemetry API (and legacy Logs API) subscriptions, event generation, per-subscriber
+batching and delivery.
 
 Implements lambda-apis.md 5.1 (subscribe), 5.2 (delivery, batching, init replay, overload,
-freeze-aware delivery) and 5.6 (per-subscriber schema adaptation). Thread-safe: the API server,
+freeze-aware delivery) and 5.6 (per-subscriber schema adaptation); the Logs API subscribers
+(`subscribe_logs`, platform-2025.md 7) share the machinery and see `logs_api.view` of each event. Thread-safe: the API server,
 the environment and the log pumps call in from their own threads; each subscriber has one daemon
 delivery thread.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
-from . import records
+from . import logs_api, records
 
 TYPES = ("platform", "function", "extension")
 DEFAULT_BUFFERING = {"maxItems": 10000, "maxBytes": 262144, "timeoutMs": 1000}
@@ -26,6 +28,9 @@ BUFFERING_LIMITS = {"maxItems": (1000, 10000), "maxBytes": (262144, 1048576), "t
 SANDBOX_HOSTS = ("sandbox.localdomain", "sandbox")
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 CLOSED_BODY = {"errorMessage": "Telemetry API subscription is closed", "errorType": "Telemetry.SubscriptionClosed"}
+# Logs API answers (platform-2025.md 7; the strings are unverified, chosen to mirror the Telemetry API's)
+LOGS_CLOSED_BODY = {"errorMessage": "Logs API subscription is closed", "errorType": "Logs.SubscriptionClosed"}
+LOGS_VALIDATION_ERROR = "Logs.ValidationError"
 FREEZE_DRAIN_S = 0.2  # how long freeze() waits for in-flight POSTs before holding delivery
 
 
@@ -68,14 +73,20 @@ class Subscription:
     max_items: int
     max_bytes: int
     timeout_ms: int
+    api: str = "telemetry"    # "telemetry" (PUT /2022-07-01/telemetry) | "logs" (PUT /2020-08-15/logs)
+    method: str = "POST"      # HTTP delivery method; the Logs API lets the subscriber choose PUT
 
 
 class ValidationError(ValueError):
     pass
 
 
-def parse_subscription(name: str, body: bytes, *, strict_hosts: bool = False) -> Subscription:
-    """Validate a PUT /2022-07-01/telemetry body (5.1). Raises ValidationError naming every problem."""
+def parse_subscription(name: str, body: bytes, *, strict_hosts: bool = False, api: str = "telemetry",
+                       required_schema: Optional[str] = None) -> Subscription:
+    """Validate a PUT /2022-07-01/telemetry body (5.1), or with api="logs" a PUT /2020-08-15/logs body
+    (lambda-apis.md 6: schemaVersion optional, default 2020-08-15; destination.method POST|PUT).
+    `required_schema` (Lambda Managed Instances: 2025-01-29) rejects every other version.
+    Raises ValidationError naming every problem."""
     try:
         doc = json.loads(body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -85,10 +96,16 @@ def parse_subscription(name: str, body: bytes, *, strict_hosts: bool = False) ->
     problems: List[str] = []
 
     version = doc.get("schemaVersion")
+    allowed_versions = logs_api.LOGS_SCHEMA_VERSIONS if api == "logs" else records.SCHEMA_VERSIONS
+    if version is None and api == "logs":
+        version = logs_api.DEFAULT_LOGS_SCHEMA
     if version is None:
         problems.append("schemaVersion is required")
-    elif version not in records.SCHEMA_VERSIONS:
-        problems.append(f"schemaVersion {version!r} is not supported; use one of {', '.join(records.SCHEMA_VERSIONS)}")
+    elif required_schema is not None and version != required_schema:
+        problems.append(f"schema validation error: schemaVersion {version!r} is not accepted here; "
+                        f"this environment requires {required_schema!r}")
+    elif version not in allowed_versions:
+        problems.append(f"schemaVersion {version!r} is not supported; use one of {', '.join(allowed_versions)}")
 
     types = doc.get("types")
     if types is None:
@@ -104,7 +121,7 @@ def parse_subscription(name: str, body: bytes, *, strict_hosts: bool = False) ->
         if bad:
             problems.append(f"types contains unknown values {bad}; allowed: platform, function, extension")
 
-    protocol, host, port, path = "HTTP", "", 0, "/"
+    protocol, host, port, path, method = "HTTP", "", 0, "/", "POST"
     dest = doc.get("destination")
     if dest is None:
         problems.append("destination is required")
@@ -119,6 +136,15 @@ def parse_subscription(name: str, body: bytes, *, strict_hosts: bool = False) ->
             else:
                 host, port, path, errs = _check_uri(uri, "http", strict_hosts)
                 problems.extend(errs)
+            if api == "logs":
+                given_method = dest.get("method", "POST")
+                if given_method not in ("POST", "PUT"):
+                    problems.append(f"destination method {given_method!r} is not supported; use POST or PUT")
+                else:
+                    method = given_method
+                encoding = dest.get("encoding", "JSON")
+                if encoding != "JSON":
+                    problems.append(f"destination encoding {encoding!r} is not supported; use JSON")
         elif protocol == "TCP":
             p = dest.get("port")
             if p is not None:
@@ -153,7 +179,8 @@ def parse_subscription(name: str, body: bytes, *, strict_hosts: bool = False) ->
         raise ValidationError("; ".join(problems))
     return Subscription(name=name, schema_version=version, types=tuple(dict.fromkeys(types)),
                         protocol=protocol, host=host, port=port, path=path,
-                        max_items=buf["maxItems"], max_bytes=buf["maxBytes"], timeout_ms=buf["timeoutMs"])
+                        max_items=buf["maxItems"], max_bytes=buf["maxBytes"], timeout_ms=buf["timeoutMs"],
+                        api=api, method=method)
 
 
 def _check_uri(uri: str, scheme: str, strict_hosts: bool) -> Tuple[str, int, str, List[str]]:
@@ -224,6 +251,11 @@ class TelemetryHub:
     drops JSON function/extension records below that level; `strict_hosts` accepts only the sandbox
     host names; `buffer_factor` sizes each subscriber's bounded buffer in batches; `post_timeout_s`
     is the thawed time a POST may take; `max_attempts` bounds retries of one batch.
+    Platform modes (platform-2025.md): `required_schema` rejects other schema versions (Lambda Managed
+    Instances: 2025-01-29); `never_freeze` makes freeze() a no-op (LMI environments are never frozen);
+    `exclusive_apis` refuses a Logs API subscription from an extension subscribed to the Telemetry API
+    and the reverse (documented; False lets both coexist as two subscriptions); `tenant_id` is added to
+    the function's wrapped JSON log records of an invoke (tenant isolation).
     """
 
     def __init__(self, log_format: str = "Text", resolve_host: Optional[Callable[[str], str]] = None, *,
@@ -231,7 +263,8 @@ class TelemetryHub:
                  application_log_level: Optional[str] = None,
                  strict_hosts: bool = False, buffer_factor: int = 4, replay_limit: int = 10000,
                  post_timeout_s: float = 5.0, max_attempts: int = 5, retry_base_s: float = 0.05,
-                 clock: Callable[[], float] = _time.time):
+                 clock: Callable[[], float] = _time.time, required_schema: Optional[str] = None,
+                 never_freeze: bool = False, exclusive_apis: bool = True, tenant_id: Optional[str] = None):
         self.log_format = "JSON" if str(log_format).upper() == "JSON" else "Text"
         self.resolve_host = resolve_host or default_resolve_host
         self.keep_newline = keep_newline
@@ -244,6 +277,10 @@ class TelemetryHub:
         self.max_attempts = max(1, int(max_attempts))
         self.retry_base_s = retry_base_s
         self.clock = clock
+        self.required_schema = required_schema
+        self.never_freeze = never_freeze
+        self.exclusive_apis = exclusive_apis
+        self.tenant_id = tenant_id
         self._cond = threading.Condition(threading.RLock())
         self._events: List[GeneratedEvent] = []
         self._replay: List[GeneratedEvent] = []
@@ -264,24 +301,43 @@ class TelemetryHub:
         Returns (status, body) where body is JSON-serialisable; the API writes json.dumps(body):
         200 "OK" (the 4 bytes `"OK"`), 400 ValidationError, 403 Telemetry.SubscriptionClosed.
         """
+        return self._subscribe(extension_name, body, "telemetry")
+
+    def subscribe_logs(self, extension_name: str, body: bytes) -> Tuple[int, Any]:
+        """PUT /2020-08-15/logs (the legacy Logs API, logs_api.py): 200 "OK", 400 Logs.ValidationError
+        (also for an extension already subscribed to the Telemetry API), 403 Logs.SubscriptionClosed."""
+        return self._subscribe(extension_name, body, "logs")
+
+    def _sub_key(self, name: str, api: str) -> str:
+        return name if (api == "telemetry" or self.exclusive_apis) else f"{name}/logs"
+
+    def _subscribe(self, extension_name: str, body: bytes, api: str) -> Tuple[int, Any]:
+        closed = dict(CLOSED_BODY) if api == "telemetry" else dict(LOGS_CLOSED_BODY)
+        invalid = "ValidationError" if api == "telemetry" else LOGS_VALIDATION_ERROR
         with self._cond:
             if not self._window_open or self._stopped:
-                return 403, dict(CLOSED_BODY)
+                return 403, closed
         try:
-            sub = parse_subscription(extension_name, body, strict_hosts=self.strict_hosts)
+            sub = parse_subscription(extension_name, body, strict_hosts=self.strict_hosts, api=api,
+                                     required_schema=self.required_schema if api == "telemetry" else None)
         except ValidationError as exc:
-            return _error(400, "ValidationError", str(exc))
+            return _error(400, invalid, str(exc))
+        key = self._sub_key(extension_name, api)
         with self._cond:
             if not self._window_open or self._stopped:
-                return 403, dict(CLOSED_BODY)
-            existing = self._subs.get(extension_name)
+                return 403, closed
+            existing = self._subs.get(key)
+            if existing is not None and existing.sub.api != api:
+                other = "Logs API" if existing.sub.api == "logs" else "Telemetry API"
+                return _error(400, invalid, f"extension {extension_name!r} is already subscribed to the {other}; "
+                                            "the Telemetry API and the Logs API are mutually exclusive")
             if existing is not None:
                 # Repeats are idempotent (7.11): one subscription, settings of the latest request.
                 existing.sub = sub
                 self._cond.notify_all()
                 return 200, "OK"
             s = _Subscriber(sub, sub.max_items * self.buffer_factor, sub.max_bytes * self.buffer_factor)
-            self._subs[extension_name] = s
+            self._subs[key] = s
             now = _time.monotonic()
             for ev in self._replay:
                 if ev.category in sub.types and ev.only_for is None:
@@ -291,11 +347,15 @@ class TelemetryHub:
                 s.dropped_bytes += self._replay_dropped_bytes
                 s.total_dropped_records += self._replay_dropped
             s.thread = threading.Thread(target=self._deliver_loop, args=(s,), daemon=True,
-                                        name=f"telemetry-{extension_name}")
+                                        name=f"{api}-{extension_name}")
             s.thread.start()
-            self._emit_locked("platform.telemetrySubscription",
-                              records.telemetry_subscription(name=extension_name, state="Subscribed",
-                                                             types=list(sub.types)), None)
+            if api == "telemetry":
+                self._emit_locked("platform.telemetrySubscription",
+                                  records.telemetry_subscription(name=extension_name, state="Subscribed",
+                                                                 types=list(sub.types)), None)
+            else:
+                self._emit_locked("platform.logsSubscription",
+                                  logs_api.logs_subscription(name=extension_name, types=list(sub.types)), None)
         return 200, "OK"
 
     def close_window(self) -> None:
@@ -351,7 +411,8 @@ class TelemetryHub:
         if self.log_format == "JSON":
             rec = records.json_log_record(text, time=t, level=level,
                                           request_id=request_id if source == "function" else None,
-                                          wrap_text=self.json_wrap_text)
+                                          wrap_text=self.json_wrap_text,
+                                          tenant_id=self.tenant_id if source == "function" else None)
             threshold = self.application_log_level
             lv = records.record_level(rec)
             if threshold and lv and records.level_rank(lv) < records.level_rank(threshold):
@@ -383,8 +444,16 @@ class TelemetryHub:
         return ev
 
     def _enqueue(self, s: _Subscriber, ev: GeneratedEvent, now: float) -> None:
+        if s.sub.api == "logs":
+            for shown in logs_api.view(ev.event, s.sub.schema_version, ev.legacy_record):
+                self._enqueue_payload(s, ev, _dumps(shown), now)
+            return
+        if not logs_api.telemetry_view(ev.event):
+            return
         shown = records.adapt_for_schema(ev.event, s.sub.schema_version, ev.legacy_record)
-        payload = _dumps(shown)
+        self._enqueue_payload(s, ev, _dumps(shown), now)
+
+    def _enqueue_payload(self, s: _Subscriber, ev: GeneratedEvent, payload: bytes, now: float) -> None:
         droppable = ev.category != "platform"
         over = (len(s.queue) + 1 > s.buffer_items) or (s.queued_bytes + len(payload) > s.buffer_bytes)
         if over and (droppable or len(s.queue) + 1 > 2 * s.buffer_items
@@ -403,7 +472,9 @@ class TelemetryHub:
     # ---- freeze / flush / stop ------------------------------------------------------------------
 
     def freeze(self) -> None:
-        """Wait (bounded) for in-flight POSTs, then hold all delivery until thaw()."""
+        """Wait (bounded) for in-flight POSTs, then hold all delivery until thaw() (no-op if never_freeze)."""
+        if self.never_freeze:
+            return
         with self._cond:
             self._frozen = True
             deadline = _time.monotonic() + FREEZE_DRAIN_S
@@ -421,6 +492,31 @@ class TelemetryHub:
     @property
     def frozen(self) -> bool:
         return self._frozen
+
+    def hold_pending(self) -> Dict[str, List[Any]]:
+        """Take every undelivered item out of the subscribers' queues (SnapStart: the events buffered at
+        snapshot time are delivered after the restore events, platform-2025.md 4.1/4.4)."""
+        with self._cond:
+            held: Dict[str, List[Any]] = {}
+            for key, s in self._subs.items():
+                held[key] = list(s.queue)
+                s.queue.clear()
+                s.queued_bytes = 0
+            return held
+
+    def release_held(self, held: Dict[str, List[Any]]) -> None:
+        """Queue the held items again, after what was generated meanwhile."""
+        with self._cond:
+            now = _time.monotonic()
+            for key, items in held.items():
+                s = self._subs.get(key)
+                if s is None or s.stopped:
+                    continue
+                for it in items:
+                    it.enqueued = now
+                    s.queue.append(it)
+                    s.queued_bytes += it.size
+            self._cond.notify_all()
 
     def flush(self, timeout: float) -> bool:
         """Send what is pending now, without waiting for timeoutMs; True when it is all delivered.
@@ -510,7 +606,8 @@ class TelemetryHub:
             return
         ev = GeneratedEvent(event=records.envelope("platform.logsDropped", rec, self.clock()), only_for=s.sub.name)
         self._events.append(ev)
-        payload = _dumps(ev.event)
+        shown = logs_api.view(ev.event, s.sub.schema_version)[0] if s.sub.api == "logs" else ev.event
+        payload = _dumps(shown)
         s.queue.append(_Item(ev, payload, False, _time.monotonic()))
         s.queued_bytes += len(payload)
 
@@ -571,7 +668,7 @@ class TelemetryHub:
         body = b"[" + b",".join(it.payload for it in batch) + b"]"
         try:
             status = http_post(addr, sub.port, sub.path, body, host_header=f"{sub.host}:{sub.port}",
-                               timeout_s=self.post_timeout_s, paused=lambda: self._frozen)
+                               timeout_s=self.post_timeout_s, paused=lambda: self._frozen, method=sub.method)
         except OSError:
             return False
         return 200 <= status < 300
@@ -602,13 +699,13 @@ def _dumps(obj: Any) -> bytes:
 
 
 def http_post(addr: str, port: int, path: str, body: bytes, *, host_header: str, timeout_s: float,
-              paused: Callable[[], bool] = lambda: False) -> int:
+              paused: Callable[[], bool] = lambda: False, method: str = "POST") -> int:
     """POST `body` as application/json and return the status code.
 
     Time spent while `paused()` is true (the environment is frozen, so the listener cannot answer)
     does not count towards `timeout_s`: a frozen listener is not a failed one.
     """
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n"
+    head = (f"{method} {path} HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1")
     out = memoryview(head + body)
     budget = timeout_s
