@@ -48,7 +48,7 @@ def test_lmi_concurrent_invocations_one_span_each_no_coldstart(make_sink, receiv
     by = servers(spans)
     assert sorted(by) == [pm.rid(i) for i in range(8)]
     assert len([s for s in spans if s["kind"] == "SERVER"]) == 8          # once each
-    for r, span in by.items():
+    for span in by.values():
         assert span["attributes"]["faas.coldstart"] is False
         assert span["attributes"]["aws.lambda.managed_instances"] is True
         assert "aws.lambda.start_kind" not in span["attributes"]
