@@ -126,6 +126,8 @@ class MinuteBuckets:
     def add(self, sig: Any) -> None:
         if not isinstance(sig, _EMF_TYPES):
             return
+        if type(sig) is InvocationSignal and sig.init is not None:
+            self.add(sig.init)      # the init it carries (signals.py emits an init once: here, not on its own)
         t = _number(getattr(sig, "time", None))
         if t is None:
             return

@@ -176,6 +176,18 @@ class HealthSignal:
 Output = Union[InvocationSignal, InitSignal, ShutdownSignal, LogSignal, HealthSignal]
 
 
+def inits_in(outputs: Sequence[Output]) -> List[InitSignal]:
+    """Every init among outputs, in order: the ones emitted on their own and the ones carried by the first
+    invocation they served (InvocationSignal.init: each init is emitted exactly once, in one of the two)."""
+    found: List[InitSignal] = []
+    for o in outputs:
+        if isinstance(o, InitSignal):
+            found.append(o)
+        elif isinstance(o, InvocationSignal) and o.init is not None:
+            found.append(o.init)
+    return found
+
+
 
 # ---- the engine ------------------------------------------------------------------------------------------
 OWN_LINE_PREFIXES = ("[otel-sidecar]", '{"_aws"')   # our stderr lines and our EMF documents
@@ -578,8 +590,11 @@ class SignalEngine:
         if cur.first_rid is not None:
             inv = self._pending.get(cur.first_rid)
             if inv is not None:
+                # emitted once: inside the InvocationSignal of the first invocation it served, which every
+                # pending invocation becomes (report, finish or eviction); the sinks record it from there
                 inv.init = sig
-        out.append(sig)
+                return
+        out.append(sig)   # an init no pending invocation carries (never used, LMI, failed, or served already)
 
     # ---- logs and the rest --------------------------------------------------------------------------------
     def _attribute(self, rid: Optional[str]) -> Tuple[Optional[str], Optional[InvocationState]]:

@@ -155,7 +155,7 @@ def test_lmi_concurrency_8_every_invocation_once_attributed_by_request_id():
     assert by[rid(0)].response_latency_ms == 30.0 and by[rid(0)].runtime_duration_ms is None
     assert by[rid(0)].estimated_cost_usd is None         # no per-ms billing on LMI, no billed duration
     # the init: one, standalone, never a cold start nor proactive
-    (init,) = of(out, sg.InitSignal)
+    (init,) = sg.inits_in(out)
     assert (init.kind, init.cold_start, init.proactive, init.first_request_id) == \
         ("managed_instances", False, False, None)
     logs = of(out, sg.LogSignal)
@@ -211,7 +211,7 @@ def test_snapstart_restore_is_the_start_and_the_snapshot_init_is_not_a_cold_star
     e = sg.SignalEngine(settings_of(**SNAP_ENV))
     out = feed(e, snapstart_events())
     out += e.finish(T0 + 60)
-    inits = of(out, sg.InitSignal)
+    inits = sg.inits_in(out)
     assert len(inits) == 1
     (init,) = inits
     assert (init.kind, init.phase, init.restored, init.cold_start) == ("snap_start", "restore", True, False)
@@ -228,7 +228,7 @@ def test_snapshot_init_records_before_the_restore_are_discarded_too():
     e = sg.SignalEngine(settings_of(**SNAP_ENV))
     events = snapstart_events()
     out = feed(e, events[3:6] + events[:3] + events[6:]) + e.finish(T0 + 60)
-    assert [i.kind for i in of(out, sg.InitSignal)] == ["snap_start"]
+    assert [i.kind for i in sg.inits_in(out)] == ["snap_start"]
     assert not any(i.cold_start for i in of(out, sg.InvocationSignal))
 
 
@@ -333,7 +333,7 @@ def test_durable_function_detected_from_the_runtime_version_and_the_execution_ar
     by = {i.request_id: i for i in of(out, sg.InvocationSignal)}
     assert by[r1].durable and by[r1].durable_execution_arn == arn
     assert by[r2].durable and by[r2].durable_execution_arn is None     # a replay: a new request id
-    assert of(out, sg.InitSignal)[0].durable
+    assert sg.inits_in(out)[0].durable
     docs = emf_docs(out)
     assert sum(d.get("DurableInvocations", 0) for d in docs) == 2
 
