@@ -52,6 +52,7 @@ class Metric:
     when: Optional[str] = None  # with `equals`: count only signals whose `when` attribute equals `equals`
     equals: Optional[str] = None
     otlp_field: Optional[str] = None  # the OTLP instrument reads this field instead of `field` when set
+    sparse: bool = False     # EMF: an invocation counter printed only when non-zero (a mode most functions lack)
 
     @property
     def otlp_source_field(self) -> str:
@@ -108,7 +109,12 @@ METRICS: Tuple[Metric, ...] = (
            "Maximum memory used as a percentage of the memory size."),
     Metric("estimated_cost", "EstimatedCost", "None", "aws.lambda.estimated_cost", "{USD}", COUNTER, INVOCATION,
            "estimated_cost_usd", "report billedDurationMs x memorySizeMB x price per GB-s + price per request",
-           "Estimated compute + request cost in USD (list prices; configurable)."),
+           "Estimated compute + request cost in USD (list prices per architecture and region class, "
+           "pricing.py; billed init and SnapStart restore included; none on Lambda Managed Instances)."),
+    Metric("durable_invocations", "DurableInvocations", "Count", "aws.lambda.durable.invocations",
+           "{invocation}", COUNTER, INVOCATION, "durable",
+           "platform.initStart runtimeVersion naming DurableFunction, or an executionArn in JSON log records",
+           "Invocations of a durable function (every replay of an execution is one).", sparse=True),
     # ---- inits (InitSignal, one per init) -----------------------------------------------------------------
     Metric("coldstarts", "ColdStart", "Count", "faas.coldstarts", "{coldstart}", COUNTER, INIT, "cold_start",
            "platform.initStart/initReport on-demand + first invoke within the idle threshold",
@@ -120,6 +126,10 @@ METRICS: Tuple[Metric, ...] = (
            "platform.initReport / restoreReport", "Every init of an environment (any kind and phase)."),
     Metric("init_errors", "InitErrors", "Count", "aws.lambda.init_errors", "{init}", COUNTER, INIT, "failed",
            "platform.initReport / restoreReport status error|failure|timeout", "Inits that failed."),
+    Metric("restores", "Restores", "Count", "aws.lambda.snapstart.restores", "{init}", COUNTER, INIT,
+           "restored", "platform.restoreStart / restoreReport",
+           "SnapStart restores: environments started from the snapshot (not cold starts; the snapshot's own "
+           "init, run at publish time, is not counted)."),
     Metric("init_duration", "InitDuration", "Milliseconds", "faas.init_duration", "s", HISTOGRAM, INIT,
            "duration_ms", "platform.initReport metrics.durationMs (fallback report.initDurationMs)",
            "Init duration.", MS_TO_S),
@@ -162,6 +172,9 @@ METRICS: Tuple[Metric, ...] = (
            "otel_sidecar.function_otlp.forwarded", "{item}", COUNTER, HEALTH, "local_otlp_forwarded",
            "the local OTLP endpoint (local_otlp.py)",
            "Of those, the ones the backend accepted (OTLP: per signal; the dropped ones are in SidecarDropped)."),
+    Metric("tenant_overflow", "SidecarTenantOverflow", "Count", "otel_sidecar.tenant_overflow", "{signal}",
+           COUNTER, HEALTH, "tenant_overflow", "EMF tenant dimension (SIDECAR_TENANT_DIMENSION)",
+           "Signals put under TenantId=other because the minute already had SIDECAR_TENANT_DIMENSION_MAX tenants."),
     Metric("time_to_first_next", "SidecarTimeToFirstNext", "Milliseconds", "otel_sidecar.time_to_first_next",
            "s", GAUGE, HEALTH, "time_to_first_next_ms", "process start -> first /next",
            "How long the sidecar took to finish its init.", MS_TO_S),

@@ -31,11 +31,14 @@ def classify_init(initialization_type: str, phase: str, restore: bool, succeeded
       SIDECAR_COLDSTART_IDLE_MS, default DEFAULT_IDLE_THRESHOLD_MS = 10 s: a caller that waited for the init
       is served within milliseconds of its end), or when it never served an invocation (gap None); otherwise COLD_START.
 
-    `proactive` is the on-demand test above, whatever the kind. Only a successful COLD_START counts in
+    `proactive` is the on-demand test above, whatever the kind, except on Lambda managed instances: there
+    no invocation is the init's first (invocations overlap, platform-2025.md 1.6), so there is no gap to
+    judge and the init is neither a cold start nor proactive. Only a successful COLD_START counts in
     ColdStarts / faas.coldstarts (InitSignal.cold_start).
     """
-    proactive = succeeded and phase != "invoke" and (idle_gap_ms is None or idle_gap_ms > idle_threshold_ms)
     itype = initialization_type or "on-demand"
+    proactive = (succeeded and phase != "invoke" and itype != "lambda-managed-instances"
+                 and (idle_gap_ms is None or idle_gap_ms > idle_threshold_ms))
     if restore or itype == "snap-start":
         kind = SNAP_START
     elif phase == "invoke":

@@ -64,6 +64,19 @@ VARIABLES: Tuple[Tuple[str, str, str], ...] = (
      "warning and the endpoint off."),
     ("SIDECAR_SPAN_PARENT", "none", "Parent of the invocation span: none (a root span in the X-Ray trace, what OTLP "
      "backends list) or xray (under Lambda's X-Ray segment, which only X-Ray has)."),
+    ("SIDECAR_PLATFORM_MODE", "auto", "auto, default or managed-instances: auto reads "
+     "AWS_LAMBDA_INITIALIZATION_TYPE (and learns Lambda Managed Instances when INVOKE registration is refused)."),
+    ("SIDECAR_TELEMETRY_SCHEMA", "auto", "Telemetry API schemaVersion: auto (2025-01-29 on Lambda Managed "
+     "Instances, 2022-12-13 elsewhere), 2025-01-29, 2022-12-13 or 2022-07-01."),
+    ("SIDECAR_TENANT_DIMENSION", "off", "Add TenantId (tenant isolation) as an EMF dimension set next to "
+     "[FunctionName]; off by default: every tenant is a CloudWatch metric of its own."),
+    ("SIDECAR_TENANT_DIMENSION_MAX", "20", "With the tenant dimension: distinct tenants per minute with a value "
+     "of their own (1-1000); the rest go to TenantId=other, counted."),
+    ("SIDECAR_PRICE_REGION_CLASS", "from AWS_REGION", "Price table class for EstimatedCost: standard (US East "
+     "list prices, every commercial region) or china (no USD price: no estimate unless prices are set)."),
+    ("SIDECAR_INIT_BILLING", "reported", "How EstimatedCost treats the init: reported (billedDurationMs as "
+     "Lambda reports it, which includes the on-demand init since 2025-08-01), add (add initDurationMs when the "
+     "report left it out) or exclude."),
 )
 
 
@@ -108,6 +121,14 @@ class _SettingsFields:
     shutdown_drain_ms: int = 300
     # OTLP
     otlp_logs: bool = True
+    # platform modes (modes.py) and cost (pricing.py)
+    platform_mode: str = "default"         # default | managed-instances (Lambda Managed Instances)
+    managed_instances: bool = False
+    telemetry_schema: Optional[str] = None  # None: modes.schema_version's choice
+    tenant_dimension: bool = False
+    tenant_dimension_max: int = 20
+    price_region_class: str = "standard"
+    init_billing: str = "reported"
 
 
 # Immutable settings: a namedtuple rather than a frozen dataclass or typing.NamedTuple, because this module is
@@ -275,7 +296,51 @@ def load_settings(env: Mapping[str, str], machine: Optional[str] = None) -> Tupl
         buffer_max_bytes=buf_bytes, queue_max=queue_max, flush_mode=mode, flush_interval_ms=interval, flush_interval_explicit=explicit,
         flush_budget_ms=budget, flush_margin_ms=margin, max_export_delay_ms=max_delay, shutdown_drain_ms=drain, otlp_logs=otlp_logs,
     )
-    return settings, r.warnings
+    return _platform_settings(r, settings, arch), r.warnings
+
+
+def _platform_settings(r: _Reader, settings: Settings, arch: str) -> Settings:
+    """The platform-mode and cost settings (modes.py, pricing.py, tenancy.py) on top of the others."""
+    from . import modes, pricing
+
+    mode, warning = modes.detect(r.env)
+    if warning:
+        r.warnings.append(warning)
+    schema = r.raw("SIDECAR_TELEMETRY_SCHEMA")
+    if schema is not None and schema.lower() == "auto":
+        schema = None
+    if schema is not None and schema not in modes.SCHEMAS:
+        r.warn("SIDECAR_TELEMETRY_SCHEMA", schema, "auto", f"expected auto or one of {', '.join(modes.SCHEMAS)}")
+        schema = None
+    tenant_dim = r.flag("SIDECAR_TENANT_DIMENSION", False)
+    tenant_max = r.int_range("SIDECAR_TENANT_DIMENSION_MAX", 20, 1, 1000)
+    klass = r.conv("SIDECAR_PRICE_REGION_CLASS", pricing.region_class(settings.region),
+                   lambda v: _choice(v.lower(), pricing.REGION_CLASSES),
+                   f"expected one of {', '.join(pricing.REGION_CLASSES)}")
+    init_billing = r.conv("SIDECAR_INIT_BILLING", "reported", lambda v: _choice(v.lower(), pricing.INIT_BILLING),
+                          f"expected one of {', '.join(pricing.INIT_BILLING)}")
+    listed = pricing.list_prices(klass, arch)
+    price, price_req = settings.price_per_gb_s, settings.price_per_request
+    if r.raw("SIDECAR_PRICE_PER_GB_S") is None:
+        price = listed[0] if listed is not None else None
+    if r.raw("SIDECAR_PRICE_PER_REQUEST") is None:
+        price_req = listed[1] if listed is not None else None
+    return for_mode(settings._replace(
+        telemetry_schema=schema, tenant_dimension=tenant_dim, tenant_dimension_max=tenant_max,
+        price_region_class=klass, init_billing=init_billing, price_per_gb_s=price, price_per_request=price_req),
+        mode)
+
+
+def for_mode(settings: Settings, mode: str) -> Settings:
+    """Settings for a platform mode (modes.py): on Lambda Managed Instances the flush runs on the background
+    timer (adaptive/end become periodic) and the init type is lambda-managed-instances. The lifecycle calls it
+    again when the Extensions API reveals LMI at registration."""
+    from . import modes
+
+    if mode != modes.MANAGED_INSTANCES:
+        return settings._replace(platform_mode=modes.DEFAULT, managed_instances=False)
+    return settings._replace(platform_mode=mode, managed_instances=True, initialization_type=modes.LMI_INIT_TYPE,
+                             flush_mode=modes.lmi_flush_mode(settings.flush_mode))
 
 
 def parse_flush(value: str) -> Optional[Tuple[str, Optional[int]]]:

@@ -30,6 +30,10 @@ from typing import IO, Any, Deque, Dict, Iterable, List, Optional, Sequence, Tup
 from . import catalog
 from .config import Settings
 from .signals import HealthSignal, InitSignal, InvocationSignal, ShutdownSignal
+from .tenancy import NONE as _NO_TENANT
+from .tenancy import TenantLimiter
+
+TENANT_DIMENSION = "TenantId"   # SIDECAR_TENANT_DIMENSION: a second dimension set [FunctionName, ..., TenantId]
 
 MAX_METRICS_PER_DIRECTIVE = 100
 MAX_VALUES_PER_METRIC = 100
@@ -84,9 +88,10 @@ def _rows(signal: str) -> Tuple[catalog.Metric, ...]:
 
 
 class _Bucket:
-    __slots__ = ("time", "counters", "values", "gauges")
+    __slots__ = ("time", "counters", "values", "gauges", "tenant")
 
-    def __init__(self) -> None:
+    def __init__(self, tenant: Optional[str] = None) -> None:
+        self.tenant = tenant          # the TenantId dimension value (SIDECAR_TENANT_DIMENSION), else None
         self.time = 0.0
         self.counters: Dict[str, float] = {}
         self.values: Dict[str, List[float]] = {}
@@ -111,21 +116,32 @@ class MinuteBuckets:
     deltas since the baseline count. A bucket that reaches the 100-values limit is set aside as full (its
     documents can be written at once) and the minute starts a new one: counts and arrays of the two add up."""
 
-    def __init__(self, health_prev: Optional[Dict[str, float]] = None) -> None:
-        self.buckets: Dict[int, _Bucket] = {}
+    def __init__(self, health_prev: Optional[Dict[str, float]] = None,
+                 tenants: Optional[TenantLimiter] = None) -> None:
+        self.buckets: Dict[Any, _Bucket] = {}   # minute, or (minute, tenant) with the tenant dimension
         self.full: List[_Bucket] = []
         self.prev: Dict[str, float] = dict(health_prev or {})
+        self.tenants = tenants                  # the bounded tenant dimension (tenancy.py), when on
 
     def add(self, sig: Any) -> None:
         if not isinstance(sig, _EMF_TYPES):
             return
+        if type(sig) is InvocationSignal and sig.init is not None:
+            self.add(sig.init)      # the init it carries (signals.py emits an init once: here, not on its own)
         t = _number(getattr(sig, "time", None))
         if t is None:
             return
-        minute = int(t // 60)
-        b = self.buckets.get(minute)
+        minute = key = int(t // 60)
+        tenant = None
+        if self.tenants is not None and not isinstance(sig, HealthSignal):
+            tenant = self.tenants.value(minute, getattr(sig, "tenant_id", None))
+            if tenant == _NO_TENANT:
+                tenant = None
+            else:
+                key = (minute, tenant)
+        b = self.buckets.get(key)
         if b is None:
-            b = self.buckets[minute] = _Bucket()
+            b = self.buckets[key] = _Bucket(tenant)
         b.time = max(b.time, t)
         if isinstance(sig, HealthSignal):
             self._health(b, dict(sig.counters))
@@ -138,7 +154,7 @@ class MinuteBuckets:
                 if v is None:
                     continue
                 # invocation counters are always printed (zeros make error rates); others only when non-zero
-                if v or kind == catalog.INVOCATION:
+                if v or (kind == catalog.INVOCATION and not m.sparse):
                     b.counters[m.emf_name] = b.counters.get(m.emf_name, 0.0) + v
             else:
                 v = _number(getattr(sig, m.field, None))
@@ -149,7 +165,7 @@ class MinuteBuckets:
                     values.append(v)
                     full = full or len(values) >= MAX_VALUES_PER_METRIC
         if full:   # after the whole signal: one invocation's values stay in one document
-            self.full.append(self.buckets.pop(minute))
+            self.full.append(self.buckets.pop(key))
 
     def _health(self, b: _Bucket, counters: Dict[str, Any]) -> None:
         prev = self.prev
@@ -174,15 +190,19 @@ class MinuteBuckets:
 
     def take(self) -> List[_Bucket]:
         """Every bucket (full ones first, then by minute); the aggregation starts empty (baseline kept)."""
-        out = self.take_full() + [self.buckets[k] for k in sorted(self.buckets)]
+        out = self.take_full() + [self.buckets[k] for k in sorted(self.buckets, key=_minute_of)]
         self.buckets = {}
         return [b for b in out if b.counters or b.values or b.gauges]
 
 
-def aggregate(outputs: Iterable[Any], health_prev: Optional[Dict[str, float]] = None
-              ) -> Tuple[List[_Bucket], Dict[str, float]]:
+def _minute_of(key: Any) -> Tuple[int, str]:
+    return (key, "") if isinstance(key, int) else key
+
+
+def aggregate(outputs: Iterable[Any], health_prev: Optional[Dict[str, float]] = None,
+              tenants: Optional[TenantLimiter] = None) -> Tuple[List[_Bucket], Dict[str, float]]:
     """Signals -> buckets and the new health baseline."""
-    agg = MinuteBuckets(health_prev)
+    agg = MinuteBuckets(health_prev, tenants)
     for sig in outputs:
         agg.add(sig)
     return agg.take(), agg.prev
@@ -198,8 +218,15 @@ def _compact(v: float) -> Any:
 def documents(outputs: Iterable[Any], settings: Settings, health_prev: Optional[Dict[str, float]] = None
               ) -> Tuple[List[dict], Dict[str, float]]:
     """Signals -> EMF documents (dicts), and the new health baseline. Pure."""
-    buckets, prev = aggregate(outputs, health_prev)
+    buckets, prev = aggregate(outputs, health_prev, tenant_limiter(settings))
     return bucket_documents(buckets, settings), prev
+
+
+def tenant_limiter(settings: Settings) -> Optional[TenantLimiter]:
+    """The bounded TenantId dimension when SIDECAR_TENANT_DIMENSION is on, else None."""
+    if not getattr(settings, "tenant_dimension", False):
+        return None
+    return TenantLimiter(getattr(settings, "tenant_dimension_max", 20))
 
 
 def bucket_documents(buckets: Sequence[_Bucket], settings: Settings) -> List[dict]:
@@ -225,17 +252,22 @@ def bucket_documents(buckets: Sequence[_Bucket], settings: Settings) -> List[dic
                 part = names[start:start + MAX_METRICS_PER_DIRECTIVE]
                 if not part:
                     continue
+                dim_sets = [list(dims)]
+                if b.tenant is not None:   # the FunctionName roll-up stays whole; the tenant's set is added
+                    dim_sets.append(list(dims) + [TENANT_DIMENSION])
                 doc: Dict[str, Any] = {
                     "_aws": {
                         "Timestamp": ts,
                         "CloudWatchMetrics": [{
                             "Namespace": settings.emf_namespace,
-                            "Dimensions": [list(dims)],
+                            "Dimensions": dim_sets,
                             "Metrics": [{"Name": n, "Unit": units.get(n, "None")} for n in part],
                         }],
                     },
                 }
                 doc.update(dims)
+                if b.tenant is not None:
+                    doc[TENANT_DIMENSION] = _dim_value(b.tenant)
                 if "Service" not in dims:
                     doc["Service"] = settings.service
                 for n in part:
@@ -267,7 +299,8 @@ class EmfSink:
         self.settings = settings or Settings()
         self._stream = stream
         self._max = max(1, int(max_buffer if max_buffer is not None else self.settings.queue_max))
-        self._agg = MinuteBuckets()
+        self._tenants = tenant_limiter(self.settings)
+        self._agg = MinuteBuckets(tenants=self._tenants)
         self._pending = 0
         self._lock = threading.Lock()
         self._unwritten: Deque[str] = collections.deque(maxlen=1000)
@@ -352,4 +385,7 @@ class EmfSink:
 
     def health(self) -> Dict[str, int]:
         with self._lock:
-            return dict(self.counters, emf_buffered=self._pending)
+            out = dict(self.counters, emf_buffered=self._pending)
+            if self._tenants is not None:
+                out["tenant_overflow"] = self._tenants.overflow
+            return out

@@ -140,6 +140,7 @@ class Report:
     spans: Tuple[PlatformSpan, ...] = ()
     tracing: Optional[TraceContext] = None
     tenant_id: Optional[str] = None
+    billed_restore_duration_ms: Optional[int] = None   # SnapStart: billed on top of billedDurationMs
 
     def span(self, name: str) -> Optional[PlatformSpan]:
         return _find_span(self.spans, name)
@@ -299,7 +300,7 @@ _METRIC_KEYS = {
     "platform.restoreReport": frozenset(("durationMs",)),
     "platform.runtimeDone": frozenset(("durationMs", "producedBytes")),
     "platform.report": frozenset(("durationMs", "billedDurationMs", "memorySizeMB", "maxMemoryUsedMB",
-                                  "initDurationMs", "restoreDurationMs")),
+                                  "initDurationMs", "restoreDurationMs", "billedRestoreDurationMs")),
 }
 _SPAN_KEYS = frozenset(("name", "start", "durationMs"))
 _TRACE_KEYS = frozenset(("spanId", "type", "value"))
@@ -480,7 +481,8 @@ def _platform(etype: str, t: float, rec: Any, c: _FieldReader) -> Event:
                       memory_size_mb=c.opt_int(m, "memorySizeMB"), max_memory_used_mb=c.opt_int(m, "maxMemoryUsedMB"),
                       init_duration_ms=c.opt_num(m, "initDurationMs"),
                       restore_duration_ms=c.opt_num(m, "restoreDurationMs"), spans=c.spans(rec),
-                      tracing=c.tracing(rec), tenant_id=c.opt_str(rec, "tenantId"))
+                      tracing=c.tracing(rec), tenant_id=c.opt_str(rec, "tenantId"),
+                      billed_restore_duration_ms=c.opt_int(m, "billedRestoreDurationMs"))
     if etype == "platform.initStart":
         return InitStart(time=t, initialization_type=c.str_or(rec, "initializationType", "on-demand"),
                          phase=c.str_or(rec, "phase", "init"), runtime_version=c.opt_str(rec, "runtimeVersion"),

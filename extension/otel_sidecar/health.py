@@ -40,6 +40,8 @@ def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
         "export_failures": sum(v for k, v in detail.items()
                                if k.endswith("export_failures") and not k.startswith(SHELL_PREFIXES)),
     }
+    if "tenant_overflow" in detail:   # the EMF tenant dimension's overflow (tenancy.py), when it is on
+        out["tenant_overflow"] = detail["tenant_overflow"]
     if "time_to_first_next_ms" in detail:
         out["time_to_first_next_ms"] = detail["time_to_first_next_ms"]
     for k, v in detail.items():   # the function's own OTLP (local_otlp.py): totals and per-signal counts

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 
+from . import modes
 from .ownlog import log
 from .runtime_done import RuntimeDoneMarks
 from .sockio import SocketReader
@@ -324,8 +325,8 @@ def _port_from_env(env: Mapping[str, str]) -> int:
 
 
 def subscription_body(types: Sequence[str], port: int, buffering: Optional[Mapping[str, int]] = None,
-                      path: str = "/") -> Dict[str, Any]:
-    return {"schemaVersion": SCHEMA_VERSION, "types": list(types), "buffering": dict(buffering or BUFFERING),
+                      path: str = "/", schema: str = SCHEMA_VERSION) -> Dict[str, Any]:
+    return {"schemaVersion": schema, "types": list(types), "buffering": dict(buffering or BUFFERING),
             "destination": {"protocol": "HTTP", "URI": f"http://{LISTENER_HOSTNAME}:{port}{path}"}}
 
 
@@ -368,6 +369,9 @@ class Sidecar:
         self._stalled_at: Optional[int] = None   # runtime_done_total when a wait for runtimeDone timed out
         self._plans_seen: set = set()              # flush plans (mode, reason) already logged: each once, since
                                                    # traffic at the budget's edge could flip them every invoke
+        self.mode, mode_warning = modes.detect(self.env)   # modes.py: default | managed-instances (LMI)
+        if mode_warning:
+            log.warning("%s", mode_warning)
 
     # -- status (SidecarStatus holds it; these read it) --
     def degrade(self, why: str) -> None:
@@ -393,7 +397,12 @@ class Sidecar:
 
             self.settings, warnings = load_settings(self.env)
             for w in warnings:
-                log.warning("%s", w)
+                if not w.startswith("SIDECAR_PLATFORM_MODE="):   # printed once already (modes.detect)
+                    log.warning("%s", w)
+            if self.mode != getattr(self.settings, "platform_mode", self.mode):
+                from .config import for_mode
+
+                self.settings = for_mode(self.settings, self.mode)    # learnt at registration
         except Exception as exc:  # noqa: BLE001 - bad settings must not stop the function
             self.degrade(f"could not load settings ({type(exc).__name__}: {exc}); using defaults")
             self.settings = None
@@ -443,14 +452,22 @@ class Sidecar:
     def subscribe(self, port: int) -> None:
         types = self.telemetry_types()
         path = getattr(self.listener, "path", None) or "/"
+        schema = modes.schema_version(self.mode, _setting(self.settings, "telemetry_schema", None))
         try:
-            status, text = self.client.subscribe(subscription_body(types, port, self.buffering(), path))
+            status, text = self.client.subscribe(subscription_body(types, port, self.buffering(), path, schema))
+            if status == 400 and "schema" in text.lower():
+                # a region without 2025-01-29, or an LMI refusing an older version: once with the other one
+                retry = modes.fallback_schema(schema)
+                log.warning("the Telemetry API refused schemaVersion %s (HTTP 400); retrying with %s", schema, retry)
+                schema = retry
+                status, text = self.client.subscribe(subscription_body(types, port, self.buffering(), path, schema))
         except Exception as exc:  # noqa: BLE001
             msg = str(exc).replace(path, "/telemetry/<token>") if path != "/" else str(exc)
             self.degrade(f"Telemetry API subscription failed ({type(exc).__name__}: {msg}); no platform telemetry")
             return
         if status == 200:
             self.status.subscribed_types = list(types)
+            self.status.schema_version = schema
             return
         if status == 202:
             why = "the Telemetry API is not supported here (HTTP 202, a local emulator stub)"
@@ -483,6 +500,20 @@ class Sidecar:
             pass
 
     # -- run --
+    def register(self) -> None:
+        """Register for the mode's events (modes.py); an INVOKE registration refused as Lambda Managed
+        Instances refuse it (403 Extension.InvalidEventType) reveals LMI: once more for SHUTDOWN only."""
+        try:
+            self.register_answer = self.client.register(self.name, list(modes.register_events(self.mode)))
+        except ApiError as exc:
+            if self.mode == modes.MANAGED_INSTANCES or not modes.refused_invoke(exc.status, exc.body):
+                raise
+            log.warning("the Extensions API refused the INVOKE registration (%s); Lambda Managed Instances: "
+                        "registering for SHUTDOWN only", exc)
+            self.mode = modes.MANAGED_INSTANCES
+            self.register_answer = self.client.register(self.name, list(modes.register_events(self.mode)))
+        self.status.managed_instances = self.mode == modes.MANAGED_INSTANCES
+
     def run(self) -> int:
         try:  # before registering: the function's SDK may export from its init, which starts once we register
             from .local_otlp_server import start as start_local_otlp
@@ -491,7 +522,7 @@ class Sidecar:
         except Exception as exc:  # noqa: BLE001 - the feature off, never the sidecar
             log.warning("local OTLP endpoint off (%s: %s)", type(exc).__name__, exc)
         try:
-            self.register_answer = self.client.register(self.name, ["INVOKE", "SHUTDOWN"])
+            self.register()
         except Exception as exc:  # noqa: BLE001 - before any invoke exiting is allowed (init fails clearly)
             log.error("registration as %r failed: %s; exiting", self.name, exc)
             return 1
@@ -508,6 +539,10 @@ class Sidecar:
         if port is not None:
             self.subscribe(port)
         self.start_worker()
+        if self.mode == modes.MANAGED_INSTANCES and self.worker is not None:
+            # no INVOKE will ever come, and the environment is never frozen: the worker sets up now and
+            # flushes on its background timer; /next blocks until SHUTDOWN (platform-2025.md 1.3, 1.7)
+            self.worker.release_setup()
         return self.loop()
 
     def loop(self) -> int:

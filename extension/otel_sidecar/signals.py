@@ -10,7 +10,7 @@ import collections
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Sequence, Tuple, Union
 
-from . import patterns
+from . import modes, patterns, pricing
 
 # InitSignal.kind values, decided in coldstart.py
 from .coldstart import COLD_START, MANAGED_INSTANCES, PROACTIVE, PROVISIONED, SNAP_START, classify_init  # noqa: F401
@@ -72,6 +72,16 @@ class InitSignal:
     def failed(self) -> bool:
         return self.status != "success"
 
+    @property
+    def durable(self) -> bool:
+        """A durable function's init (its runtime version names DurableFunction: modes.durable_runtime)."""
+        return modes.durable_runtime(self.runtime_version)
+
+    @property
+    def restored(self) -> bool:
+        """A SnapStart restore (this environment started from a snapshot, not from an init)."""
+        return self.phase == "restore"
+
 
 @dataclass(frozen=True)
 class InvocationSignal:
@@ -117,6 +127,10 @@ class InvocationSignal:
     shutdown_reason: Optional[str] = None  # timeout | failure when a SHUTDOWN ended this invocation
     init: Optional[InitSignal] = None   # the init this invocation was the first for
     exception: Optional[ExceptionInfo] = None  # the last exception the runtime printed during it (bounded)
+    durable: bool = False               # a durable function's invocation (one replay of an execution)
+    durable_execution_arn: Optional[str] = None  # from the durable SDK's JSON log records (executionArn)
+    billed_restore_duration_ms: Optional[int] = None  # SnapStart: report.billedRestoreDurationMs
+    managed_instances: bool = False     # served by a Lambda Managed Instances environment (concurrent invokes)
 
     @property
     def succeeded(self) -> bool:
@@ -147,6 +161,7 @@ class LogSignal:
     fields: Optional[dict] = None
     throttle: bool = False
     oom: bool = False
+    tenant_id: Optional[str] = None  # tenant isolation: the record's tenantId, else the environment's tenant
 
 
 @dataclass(frozen=True)
@@ -159,6 +174,18 @@ class HealthSignal:
 
 
 Output = Union[InvocationSignal, InitSignal, ShutdownSignal, LogSignal, HealthSignal]
+
+
+def inits_in(outputs: Sequence[Output]) -> List[InitSignal]:
+    """Every init among outputs, in order: the ones emitted on their own and the ones carried by the first
+    invocation they served (InvocationSignal.init: each init is emitted exactly once, in one of the two)."""
+    found: List[InitSignal] = []
+    for o in outputs:
+        if isinstance(o, InitSignal):
+            found.append(o)
+        elif isinstance(o, InvocationSignal) and o.init is not None:
+            found.append(o.init)
+    return found
 
 
 
@@ -202,7 +229,8 @@ class InvocationState:
     """What we know so far about one invocation."""
 
     __slots__ = ("rid", "invoke", "invoke_time", "start", "runtime_done", "runtime_done_statuses", "runtime_done_error_type", "report",
-                 "throttles", "log_lines", "oom_log", "shutdown_reason", "init", "exception")
+                 "throttles", "log_lines", "oom_log", "shutdown_reason", "init", "exception", "durable_arn",
+                 "env_tenant", "durable")
 
     def __init__(self, rid: str) -> None:
         self.rid = rid
@@ -219,6 +247,9 @@ class InvocationState:
         self.shutdown_reason: Optional[str] = None
         self.init: Optional[InitSignal] = None
         self.exception: Optional[ExceptionInfo] = None
+        self.durable_arn: Optional[str] = None    # a durable execution ARN seen in its JSON log records
+        self.env_tenant: Optional[str] = None     # the environment's tenant (one per environment), for fallback
+        self.durable = False                      # the environment runs a durable function
 
 
 class InitState:
@@ -278,7 +309,13 @@ class SignalEngine:
             "logs_dropped_events", "logs_dropped_records", "logs_dropped_bytes", "invocations",
             "incomplete_invocations", "inits", "duplicate_reports", "duplicate_runtime_done", "late_logs",
             "unattributed_throttles", "pending_evicted", "snapshot_inits_discarded", "late_init_records",
-            "function_log_lines", "extension_log_lines", "skimmed_log_lines", "own_lines_filtered")}
+            "function_log_lines", "extension_log_lines", "skimmed_log_lines", "own_lines_filtered",
+            "unattributed_logs")}
+        # platform modes (modes.py): on Lambda Managed Instances invocations overlap, so records are attributed
+        # by request id only and no invocation is the init's "first"; SnapStart's snapshot init is not ours
+        self._managed = bool(getattr(self.settings, "managed_instances", False))
+        self._tenant: Optional[str] = None           # tenant isolation: one tenant per environment (2.)
+        self._durable = False                        # a durable function (runtimeVersion names it)
 
     # ---- public API ---------------------------------------------------------------------------------------
     @property
@@ -384,6 +421,8 @@ class SignalEngine:
 
     def _on_start(self, ev: Start, out: List[Output]) -> None:
         self._stream_current = ev.request_id
+        if ev.tenant_id and self._tenant is None:
+            self._tenant = ev.tenant_id[:256]
         inv = self._get(ev.request_id, out)
         if inv is None:
             return
@@ -423,6 +462,8 @@ class SignalEngine:
         out.append(self._invocation(inv, ev.time))
 
     def _invocation(self, inv: InvocationState, now: float) -> InvocationSignal:
+        inv.env_tenant = self._tenant
+        inv.durable = self._durable
         self._emitted.add(inv.rid)
         self._counters["invocations"] += 1
         if inv.report is None:
@@ -449,6 +490,10 @@ class SignalEngine:
         return cur
 
     def _on_init_start(self, ev: InitStart, out: List[Output]) -> None:
+        if modes.durable_runtime(ev.runtime_version):
+            self._durable = True
+        if self._snapshot_init(ev.initialization_type, ev.phase):
+            return
         cur = self._init
         if cur is not None and isinstance(cur.start, InitStart) and cur.start.time == ev.time \
                 and cur.start.phase == ev.phase:
@@ -462,11 +507,16 @@ class SignalEngine:
         self._init.start = ev
 
     def _on_init_runtime_done(self, ev: InitRuntimeDone, out: List[Output]) -> None:
+        if self._snapshot_init(ev.initialization_type, ev.phase):
+            return
         cur = self._current_init(ev.initialization_type, ev.phase, False, ev.time, out)
         if cur is not None:
             cur.runtime_done = ev
 
     def _on_init_report(self, ev: InitReport, out: List[Output]) -> None:
+        if self._snapshot_init(ev.initialization_type, ev.phase):
+            self._counters["snapshot_inits_discarded"] += 1
+            return
         cur = self._current_init(ev.initialization_type, ev.phase, False, ev.time, out)
         if cur is None:
             return
@@ -474,7 +524,17 @@ class SignalEngine:
         cur.init_type, cur.phase = ev.initialization_type, ev.phase
         self._try_emit_init(cur, out)
 
+    @staticmethod
+    def _snapshot_init(initialization_type: str, phase: str) -> bool:
+        """A SnapStart init record (initializationType snap-start): the init ran when the version was published
+        and its records reach this environment late, after the restore, dated at publish time. It is not
+        this environment's start (the restore is): never an InitSignal, never a cold start (platform-2025.md
+        4.1, 9.2). Its report is counted in snapshot_inits_discarded."""
+        return modes.is_snapstart(initialization_type) and phase != "invoke"
+
     def _on_restore_start(self, ev: RestoreStart, out: List[Output]) -> None:
+        if modes.durable_runtime(ev.runtime_version):
+            self._durable = True
         cur = self._init
         if cur is not None and not cur.emitted and cur.first_rid is None and not cur.restore:
             # the init that ran before the snapshot was taken: not this environment's startup
@@ -498,6 +558,8 @@ class SignalEngine:
         self._try_emit_init(cur, out)
 
     def _bind_first(self, rid: str, t: float, out: List[Output]) -> None:
+        if self._managed:   # concurrent invocations: none of them waited for the init (platform-2025.md 1.6)
+            return
         cur = self._init
         if cur is None:
             cur = self._init = InitState(self.settings.initialization_type or "on-demand", "init")  # placeholder
@@ -514,7 +576,7 @@ class SignalEngine:
     def _try_emit_init(self, cur: InitState, out: List[Output]) -> None:
         if cur.emitted or cur.report is None:
             return
-        if cur.report.status != "success" or cur.first_rid is not None:
+        if cur.report.status != "success" or cur.first_rid is not None or self._managed:
             self._emit_init(cur, out)
 
     def _emit_init(self, cur: InitState, out: List[Output], served: Optional[InvocationState] = None) -> None:
@@ -528,8 +590,11 @@ class SignalEngine:
         if cur.first_rid is not None:
             inv = self._pending.get(cur.first_rid)
             if inv is not None:
+                # emitted once: inside the InvocationSignal of the first invocation it served, which every
+                # pending invocation becomes (report, finish or eviction); the sinks record it from there
                 inv.init = sig
-        out.append(sig)
+                return
+        out.append(sig)   # an init no pending invocation carries (never used, LMI, failed, or served already)
 
     # ---- logs and the rest --------------------------------------------------------------------------------
     def _attribute(self, rid: Optional[str]) -> Tuple[Optional[str], Optional[InvocationState]]:
@@ -537,6 +602,8 @@ class SignalEngine:
             inv = self._pending.get(rid)
             if inv is not None or rid in self._emitted:
                 return rid, inv
+        if self._managed:   # invocations overlap: "the current one" means nothing (platform-2025.md 1.6)
+            return rid, None
         cur = self._stream_current or self._invoke_current
         if cur is None:
             return None, None
@@ -547,12 +614,17 @@ class SignalEngine:
         rid, inv = self._attribute(ev.request_id)
         throttle = patterns.is_throttle(ev.text, self._throttle_re)
         oom = patterns.oom_runtime(ev.text) is not None
+        fields = ev.fields
         if inv is not None:
             inv.log_lines += 1
             inv.throttles += 1 if throttle else 0
             inv.oom_log = inv.oom_log or oom
-            if ev.level == "ERROR" or (ev.fields is not None and "errorType" in ev.fields):
+            if ev.level == "ERROR" or (fields is not None and "errorType" in fields):
                 inv.exception = exception_of(ev) or inv.exception
+            if fields is not None and inv.durable_arn is None:
+                inv.durable_arn = modes.durable_arn_of(fields)
+        elif rid is None and self._managed:
+            self._counters["unattributed_logs"] += 1
         elif rid is not None:
             self._counters["late_logs"] += 1
             if throttle:
@@ -563,8 +635,9 @@ class SignalEngine:
             trace, value = self._trace_for(inv)
             out.append(LogSignal(time=ev.time, text=ev.text, message=ev.message, level=ev.level, request_id=rid,
                                  trace=trace, invoke_tracing_value=value, source="function",
-                                 fields=dict(ev.fields) if ev.fields is not None else None,
-                                 throttle=throttle, oom=oom))
+                                 fields=dict(fields) if fields is not None else None,
+                                 throttle=throttle, oom=oom,
+                                 tenant_id=modes.tenant_of(fields) or self._tenant_for(inv)))
 
     def on_skimmed_logs(self, lines: Sequence[str], now: float) -> List[Output]:
         """Function log lines taken in bulk while the sidecar is behind (events.parse_batch_skimming_logs):
@@ -575,6 +648,8 @@ class SignalEngine:
         self._counters["function_log_lines"] += len(lines)
         self._counters["skimmed_log_lines"] += len(lines)
         rid, inv = self._attribute(None)
+        if inv is None and self._managed:
+            self._counters["unattributed_logs"] += len(lines)
         for text in lines:
             throttle = patterns.is_throttle(text, self._throttle_re)
             oom = patterns.oom_runtime(text) is not None
@@ -595,6 +670,11 @@ class SignalEngine:
             out.append(LogSignal(time=ev.time, text=ev.text, message=ev.message, level=ev.level, request_id=None,
                                  trace=None, invoke_tracing_value=None, source="extension",
                                  fields=dict(ev.fields) if ev.fields is not None else None))
+
+    def _tenant_for(self, inv: Optional[InvocationState]) -> Optional[str]:
+        if inv is not None and inv.start is not None and inv.start.tenant_id:
+            return inv.start.tenant_id
+        return self._tenant
 
     @staticmethod
     def _trace_for(inv: Optional[InvocationState]) -> Tuple[Optional[TraceContext], Optional[str]]:
@@ -683,9 +763,10 @@ def invocation_signal(inv: InvocationState, s: Settings, now: float) -> Invocati
 
     billed = report.billed_duration_ms if report is not None else None
     util = (100.0 * max_used / mem_size) if (max_used is not None and mem_size) else None
-    cost = None
-    if billed is not None and mem_size:
-        cost = billed / 1000.0 * (mem_size / 1024.0) * s.price_per_gb_s + s.price_per_request
+    billed_restore = report.billed_restore_duration_ms if report is not None else None
+    cost = pricing.estimate(billed, mem_size, s.price_per_gb_s, s.price_per_request, duration,
+                            report.init_duration_ms if report is not None else None, billed_restore,
+                            s.init_billing) if billed is not None else None
 
     trace = ((inv.start.tracing if inv.start is not None else None)
              or (done.tracing if done is not None else None) or (report.tracing if report is not None else None))
@@ -714,8 +795,10 @@ def invocation_signal(inv: InvocationState, s: Settings, now: float) -> Invocati
         invoked_arn=invoke.invoked_arn if invoke is not None else None,
         version=inv.start.version if inv.start is not None else None,
         tenant_id=(inv.start.tenant_id if inv.start is not None else None)
-        or (report.tenant_id if report is not None else None),
-        shutdown_reason=inv.shutdown_reason, init=init, exception=inv.exception)
+        or (report.tenant_id if report is not None else None) or inv.env_tenant,
+        shutdown_reason=inv.shutdown_reason, init=init, exception=inv.exception,
+        durable=inv.durable or inv.durable_arn is not None, durable_execution_arn=inv.durable_arn,
+        billed_restore_duration_ms=billed_restore, managed_instances=bool(s.managed_instances))
 
 
 def init_signal(cur: InitState, served: Optional[InvocationState], idle_threshold_ms: float) -> Optional[InitSignal]:

@@ -15,7 +15,8 @@ if TYPE_CHECKING:  # typing costs ~10 ms to import; annotations are never evalua
 
 
 class SidecarStatus:
-    __slots__ = ("degraded", "subscribed_types", "time_to_first_next_ms", "listener", "local_otlp")
+    __slots__ = ("degraded", "subscribed_types", "time_to_first_next_ms", "listener", "local_otlp",
+                 "managed_instances", "schema_version")
 
     def __init__(self, subscribed_types: Optional[List[str]] = None) -> None:
         self.degraded: List[str] = []                  # one entry per problem (SidecarDegraded counts them)
@@ -23,6 +24,8 @@ class SidecarStatus:
         self.time_to_first_next_ms: Optional[float] = None
         self.listener: Any = None                      # listener.TelemetryListener once bound (its health())
         self.local_otlp: Any = None                    # local_otlp_server.LocalOtlpServer: the function's own OTLP
+        self.managed_instances = False                 # Lambda Managed Instances (modes.py), as registered
+        self.schema_version: Optional[str] = None      # the Telemetry API schemaVersion accepted
 
     def degrade(self, why: str) -> None:
         """One clear line per problem; the sidecar keeps serving /next."""

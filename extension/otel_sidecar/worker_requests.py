@@ -116,6 +116,10 @@ class WorkerRequests:
                 from .flush import make_policy
 
                 self.policy = make_policy(self.settings)
+                if getattr(self.settings, "managed_instances", False):
+                    # Lambda Managed Instances: no INVOKE ever starts the periodic timer (flush.next_flush_due
+                    # counts from the last flush or invoke): it counts from now
+                    self.policy.last_flush = time.monotonic()
             except Exception as exc:  # noqa: BLE001
                 self._policy_failed = True
                 self._fail("flush_policy", exc)

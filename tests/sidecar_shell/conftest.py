@@ -10,8 +10,8 @@ def fake():
     """Factory: fake(subscribe_status=200, env=None) -> (FakeApi, SidecarProcess); both closed at teardown."""
     made = []
 
-    def factory(subscribe_status: int = 200, register_status: int = 200, env=None):
-        api = FakeApi(subscribe_status=subscribe_status, register_status=register_status)
+    def factory(subscribe_status: int = 200, register_status: int = 200, env=None, lmi: bool = False):
+        api = FakeApi(subscribe_status=subscribe_status, register_status=register_status, lmi=lmi)
         proc = SidecarProcess(api, env=env)
         made.append((api, proc))
         return api, proc

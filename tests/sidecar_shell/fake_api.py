@@ -23,7 +23,8 @@ EXTENSION_DIR = Path(__file__).resolve().parents[2] / "extension"
 
 
 class FakeApi:
-    def __init__(self, subscribe_status: int = 200, register_status: int = 200) -> None:
+    def __init__(self, subscribe_status: int = 200, register_status: int = 200, lmi: bool = False) -> None:
+        self.lmi = lmi    # as RIE-LMI: INVOKE registration refused (403), schema 2025-01-29 required (400)
         self.subscribe_status = subscribe_status
         self.register_status = register_status
         self.cond = threading.Condition()
@@ -56,6 +57,10 @@ class FakeApi:
                         api.registrations.append({"name": self.headers.get("Lambda-Extension-Name"),
                                                   "body": json.loads(body or b"null")})
                         api.cond.notify_all()
+                    if api.lmi and "INVOKE" in (json.loads(body or b"{}").get("events") or []):
+                        self._send(403, b'{"errorMessage":"INVOKE: ErrorInvalidEventType",'
+                                        b'"errorType":"Extension.InvalidEventType"}')
+                        return
                     if api.register_status != 200:
                         self._send(api.register_status, b'{"errorMessage":"nope","errorType":"Extension.Test"}')
                         return
@@ -72,6 +77,10 @@ class FakeApi:
                         api.subscriptions.append(json.loads(body))
                         api.cond.notify_all()
                     status = api.subscribe_status
+                    if api.lmi and json.loads(body).get("schemaVersion") != "2025-01-29":
+                        self._send(400, b'{"errorType":"ValidationError","errorMessage":"schema validation error: '
+                                        b'schemaVersion must be one of [2025-01-29]"}')
+                        return
                     answer = {200: b'"OK"', 202: b'{"errorMessage":"Telemetry API is not supported",'
                                                  b'"errorType":"Telemetry.NotSupported"}',
                               404: b"404 page not found"}.get(status, b'{"errorType":"X","errorMessage":"y"}')

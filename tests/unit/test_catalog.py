@@ -52,7 +52,8 @@ def test_every_field_exists_on_its_signal():
 def test_health_keys():
     assert set(catalog.HEALTH_KEYS) == {"records_received", "malformed", "unknown_types", "unknown_fields",
                                         "logs_dropped_records", "dropped", "export_failures",
-                                        "time_to_first_next_ms", "local_otlp_received", "local_otlp_forwarded"}
+                                        "time_to_first_next_ms", "local_otlp_received", "local_otlp_forwarded",
+                                        "tenant_overflow"}
 
 
 def test_faas_invocations_counts_successful_invocations_as_semconv_defines():

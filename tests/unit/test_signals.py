@@ -41,7 +41,7 @@ def test_sequence_a_cold_start_then_warm():
     e = engine()
     out = s.run(e, s.seq_a_cold_then_warm())
     assert sorted(o.request_id for o in of(out, sg.InvocationSignal)) == [R1, R2, R3]
-    [init] = of(out, sg.InitSignal)
+    [init] = sg.inits_in(out)
     assert (init.kind, init.phase, init.status, init.cold_start, init.proactive) == \
         (sg.COLD_START, "init", "success", True, False)
     assert init.duration_ms == 250.0 and init.source == "initReport" and init.first_request_id == R1
@@ -78,10 +78,21 @@ def test_sequence_a_cold_start_then_warm():
     assert h["records_received"] == 18 and h["batches"] == 6
 
 
-def test_init_signal_precedes_the_first_invocation_signal():
+def test_the_init_is_emitted_once_inside_the_first_invocation_it_served():
     out = s.run(engine(), s.seq_a_cold_then_warm())
-    kinds = [type(o).__name__ for o in out if isinstance(o, (sg.InitSignal, sg.InvocationSignal))]
-    assert kinds[:2] == ["InitSignal", "InvocationSignal"]
+    assert of(out, sg.InitSignal) == []          # not also on its own (issue 11)
+    first = of(out, sg.InvocationSignal)[0]
+    assert first.init is not None and first.init.first_request_id == first.request_id
+    assert [i.init is None for i in of(out, sg.InvocationSignal)] == [False, True, True]
+
+
+def test_an_init_no_invocation_carries_is_emitted_on_its_own():
+    # never used (SHUTDOWN before any invoke): finish() emits it as an InitSignal
+    e = engine()
+    out = s.run(e, [s.batch(s.init_start(T0), s.init_runtime_done(T0 + 0.2), s.init_report(T0 + 0.2, 200.0))])
+    out += e.finish(T0 + 30)
+    (init,) = of(out, sg.InitSignal)
+    assert init.first_request_id is None and init.kind == sg.PROACTIVE
 
 
 # ---- 5.7 B: timeout, then a suppressed init inside the next invoke --------------------------------------
@@ -97,7 +108,7 @@ def test_sequence_b_timeout_counted_once():
 
 def test_sequence_b_suppressed_init_is_a_cold_start_of_phase_invoke():
     out = s.run(engine(), s.seq_b_reinit())
-    [init] = of(out, sg.InitSignal)
+    [init] = sg.inits_in(out)
     assert (init.phase, init.kind, init.cold_start, init.duration_ms) == ("invoke", sg.COLD_START, True, 300.0)
     r2 = invocation(out, R2)
     assert r2.cold_start and r2.init_duration_ms == 300.0  # the report carries none after a suppressed init
@@ -150,7 +161,7 @@ def test_sequence_c_runtime_crash():
 
 def test_sequence_d_extension_crash_during_init():
     out = s.run(engine(), s.seq_d_extension_crash_init())
-    [init] = of(out, sg.InitSignal)
+    [init] = sg.inits_in(out)
     assert (init.status, init.error_type, init.failed, init.cold_start) == ("error", "Extension.Crash", True, False)
     assert init.duration_ms == 500.0 and init.first_request_id is None
     assert of(out, sg.InvocationSignal) == []
@@ -159,7 +170,7 @@ def test_sequence_d_extension_crash_during_init():
 def test_init_timeout_report_is_a_failed_init():
     e = engine()
     out = feed(e, s.EXAMPLES["initReport_timeout"])
-    [init] = of(out, sg.InitSignal)
+    [init] = sg.inits_in(out)
     assert init.status == "timeout" and init.failed and not init.cold_start and init.duration_ms == 10000.12
 
 
@@ -216,7 +227,7 @@ def proactive_steps(gap_s: float, itype: str = "on-demand") -> list:
 
 def test_proactive_init_is_not_a_cold_start():
     out = s.run(engine(), proactive_steps(60.0))
-    [init] = of(out, sg.InitSignal)
+    [init] = sg.inits_in(out)
     assert (init.kind, init.proactive, init.cold_start) == (sg.PROACTIVE, True, False)
     assert init.idle_gap_ms == pytest.approx(60000.0, abs=2)
     r1 = invocation(out, R1)
@@ -224,15 +235,15 @@ def test_proactive_init_is_not_a_cold_start():
 
 
 def test_gap_below_threshold_is_a_cold_start_and_the_threshold_is_configurable():
-    [init] = of(s.run(engine(), proactive_steps(9.0)), sg.InitSignal)
+    [init] = sg.inits_in(s.run(engine(), proactive_steps(9.0)))
     assert init.cold_start and init.kind == sg.COLD_START
-    [init] = of(s.run(engine(SIDECAR_COLDSTART_IDLE_MS="120000"), proactive_steps(60.0)), sg.InitSignal)
+    [init] = sg.inits_in(s.run(engine(SIDECAR_COLDSTART_IDLE_MS="120000"), proactive_steps(60.0)))
     assert init.cold_start and not init.proactive
 
 
 def test_provisioned_concurrency_is_reported_as_such():
     out = s.run(engine(), proactive_steps(0.5, "provisioned-concurrency"))
-    [init] = of(out, sg.InitSignal)
+    [init] = sg.inits_in(out)
     assert (init.kind, init.cold_start, init.initialization_type) == (sg.PROVISIONED, False,
                                                                       "provisioned-concurrency")
     r1 = invocation(out, R1)
@@ -242,28 +253,28 @@ def test_provisioned_concurrency_is_reported_as_such():
 def test_unused_init_is_reported_at_finish_as_proactive():
     out = s.run(engine(), [s.batch(s.init_start(T0), s.init_report(T0 + 0.2, 200.0)),
                            s.shutdown("spindown", T0 + 600)])
-    [init] = of(out, sg.InitSignal)
+    [init] = sg.inits_in(out)
     assert init.kind == sg.PROACTIVE and init.first_request_id is None and init.idle_gap_ms is None
 
 
 def test_replayed_init_start_is_not_a_second_init():
     out = s.run(engine(), [s.batch(s.init_start(T0)), s.batch(s.init_start(T0), s.init_report(T0 + 0.2, 200.0)),
                            s.invoke(R1, T0 + 0.3), s.batch(s.start(T0 + 0.3, R1), s.report(T0 + 0.4, R1, 100.0))])
-    assert len(of(out, sg.InitSignal)) == 1
+    assert len(sg.inits_in(out)) == 1
 
 
 def test_init_duration_falls_back_to_report_init_duration():
     e = engine()
     out = s.run(e, [s.invoke(R1, T0), s.batch(s.start(T0, R1), s.runtime_done(T0 + 0.01, R1, 10.0),
                                               s.report(T0 + 0.011, R1, 11.0, init_ms=235.086))])
-    [init] = of(out, sg.InitSignal)
+    [init] = sg.inits_in(out)
     assert (init.source, init.duration_ms, init.cold_start, init.first_request_id) == ("report", 235.086, True, R1)
     assert invocation(out, R1).cold_start
 
 
 def test_no_init_evidence_means_no_init_signal():
     out = s.run(engine(), [s.invoke(R1, T0), s.batch(s.start(T0, R1), s.report(T0 + 0.011, R1, 11.0))])
-    assert of(out, sg.InitSignal) == [] and not invocation(out, R1).cold_start
+    assert sg.inits_in(out) == [] and not invocation(out, R1).cold_start
 
 
 def test_snapstart_restore():
@@ -279,7 +290,7 @@ def test_snapstart_restore():
         s.batch(s.start(t1, R1), s.runtime_done(t1 + 0.01, R1, 10.0), s.report(t1 + 0.011, R1, 11.0, restore_ms=15.19)),
     ]
     out = s.run(e, steps)
-    [init] = of(out, sg.InitSignal)
+    [init] = sg.inits_in(out)
     assert (init.kind, init.phase, init.initialization_type, init.cold_start) == (sg.SNAP_START, "restore",
                                                                                  "snap-start", False)
     assert init.duration_ms == 15.19 and init.restore_duration_ms == 15.19 and init.source == "restoreReport"
@@ -293,7 +304,7 @@ def test_failed_restore():
     out = feed(engine(), s.EXAMPLES["restoreStart"], s.EXAMPLES["restoreRuntimeDone_error"],
                s.env("platform.restoreReport", {"status": "error", "errorType": "Runtime.ExitError",
                                                 "metrics": {"durationMs": 40.0}}, T0))
-    [init] = of(out, sg.InitSignal)
+    [init] = sg.inits_in(out)
     assert init.failed and init.error_type == "Runtime.ExitError" and init.kind == sg.SNAP_START
 
 
@@ -462,14 +473,14 @@ def test_late_init_report_after_the_fallback_is_not_a_second_init():
     e = engine()
     out = s.run(e, [s.invoke(R1, T0 + 1), s.batch(s.start(T0 + 1, R1), s.report(T0 + 1.1, R1, 100.0, init_ms=200.0)),
                     s.batch(s.init_runtime_done(T0 + 0.2), s.init_report(T0 + 0.2, 200.0))])
-    assert len(of(out, sg.InitSignal)) == 1 and e.health["late_init_records"] == 2
+    assert len(sg.inits_in(out)) == 1 and e.health["late_init_records"] == 2
 
 
 def test_reinit_inside_an_invoke_is_a_cold_start_even_with_provisioned_concurrency():
     out = s.run(engine(), [s.batch(s.init_start(T0, "provisioned-concurrency", "invoke"),
                                    s.init_report(T0 + 0.3, 300.0, "provisioned-concurrency", "invoke")),
                            s.invoke(R1, T0 + 0.31), s.batch(s.start(T0 + 0.31, R1), s.report(T0 + 0.4, R1, 390.0))])
-    [init] = of(out, sg.InitSignal)
+    [init] = sg.inits_in(out)
     assert init.kind == sg.COLD_START and init.cold_start and init.initialization_type == "provisioned-concurrency"
 
 
@@ -524,7 +535,7 @@ def test_exactly_one_invocation_signal_per_request_id_whatever_arrives(steps):
         assert o.timeout or o.status != "timeout"
         assert o.error or o.status not in ("error", "failure", "timeout")
         assert not (o.cold_start and o.init is None)
-    inits = of(out, sg.InitSignal)
+    inits = sg.inits_in(out)
     assert sum(i.cold_start for i in inits) <= max(1, sum(1 for rec, _ in steps if rec[0] in ("initStart",
                                                                                             "initReport")))
 
@@ -573,5 +584,5 @@ def test_handled_error_signal_carries_the_exception_the_runtime_printed():
 
 
 def test_init_signal_carries_the_instance_id_of_init_start():
-    (init,) = of(s.run(engine(), s.seq_a_cold_then_warm()), sg.InitSignal)
+    (init,) = sg.inits_in(s.run(engine(), s.seq_a_cold_then_warm()))
     assert init.instance_id == "2026/01/01/[$LATEST]0123456789abcdef"

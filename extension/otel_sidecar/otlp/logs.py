@@ -40,6 +40,9 @@ class LogMapper:
             extra.append(self._attribute("faas.invocation_id", rid))
             ids = self.ids.ids_for(rid, sig.trace, sig.invoke_tracing_value)
             trace_id, span_id, sampled = ids.trace_id, ids.span_id, ids.sampled
+        tenant = getattr(sig, "tenant_id", None)
+        if tenant:   # tenant isolation: the record's tenantId, else the environment's (signals.py)
+            extra.append(self._attribute("aws.lambda.tenant_id", tenant))
         body, cut = _budget.truncate_utf8(sig.text, self.body_max)
         if cut:
             extra.append(self._attribute(_budget.TRUNCATED_KEY, True))

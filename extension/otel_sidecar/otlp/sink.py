@@ -97,6 +97,8 @@ class OtlpSink:
 
     def _route(self, out: Any) -> None:
         if isinstance(out, InvocationSignal):
+            if out.init is not None:          # the init it carries (emitted once, inside its first invocation)
+                self.metrics.record("init", out.init)
             self.metrics.record("invocation", out)
             self.spans.invocation(out)
         elif isinstance(out, LogSignal):

@@ -131,6 +131,30 @@ def error_type_of(sig: InvocationSignal) -> Optional[str]:
                               else sig.status if sig.status != "success" else "FunctionError")
 
 
+def mode_attributes(sig: Any) -> Dict[str, Any]:
+    """The invocation span's attributes of the platform modes (modes.py): tenant isolation's tenant id,
+    a durable function's marks, Lambda Managed Instances, a SnapStart restore's duration."""
+    attrs: Dict[str, Any] = {}
+    tenant = getattr(sig, "tenant_id", None)
+    if tenant:
+        attrs["aws.lambda.tenant_id"] = tenant
+    if getattr(sig, "durable", False):
+        attrs["aws.lambda.durable_function"] = True
+        arn = getattr(sig, "durable_execution_arn", None)
+        if arn:
+            attrs["aws.lambda.durable.execution_arn"] = arn
+            name_id = arn.split("/durable-execution/", 1)[1].split("/")
+            if len(name_id) >= 2:
+                attrs["aws.lambda.durable.execution_name"] = name_id[0]
+                attrs["aws.lambda.durable.execution_id"] = name_id[1]
+    if getattr(sig, "managed_instances", False):
+        attrs["aws.lambda.managed_instances"] = True
+    restore = getattr(sig, "restore_duration_ms", None)
+    if restore is not None:
+        attrs["aws.lambda.snapstart.restore_duration_ms"] = float(restore)
+    return attrs
+
+
 def _init_key(init: Any) -> Tuple[Any, ...]:
     return (getattr(init, "start", None), getattr(init, "time", None), getattr(init, "phase", None))
 
@@ -193,6 +217,7 @@ class SpanMapper:
             v = getattr(sig, name)
             if v is not None:   # both integers in Lambda's report: int attributes, not one double, one int
                 attrs[key] = int(v) if isinstance(v, float) and v.is_integer() else v
+        attrs.update(mode_attributes(sig))
         error_type = error_type_of(sig)
         if error_type is not None:
             attrs["error.type"] = error_type
@@ -288,6 +313,10 @@ class SpanMapper:
                  "faas.name": name}
         if init.first_request_id:
             attrs["faas.invocation_id"] = init.first_request_id
+        if init.durable:
+            attrs["aws.lambda.durable_function"] = True
+        if init.restored and init.restore_duration_ms is not None:
+            attrs["aws.lambda.snapstart.restore_duration_ms"] = float(init.restore_duration_ms)
         error = None
         if init.status != "success":
             error = init.error_type or init.status
