@@ -43,7 +43,9 @@ def dev_layer(tmp_path: Union[str, Path], name: str = SIDECAR_NAME, python: Opti
         f"--name \"$(basename \"$0\")\"\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     # the sandbox's own root hides the host: name the checkout's sidecar and the venv it runs from
-    (layer / ".lambda-sandbox-host-paths").write_text("\n".join([str(EXTENSION_DIR)] + _site_packages()) + "\n")
+    # (and the interpreter's own prefix: a runtime of another Python version does not bring this one)
+    prefix = str(Path(exe).resolve().parents[1]) if python else sys.base_prefix
+    (layer / ".lambda-sandbox-host-paths").write_text("\n".join([str(EXTENSION_DIR), prefix] + _site_packages()) + "\n")
     return layer
 
 
