@@ -302,16 +302,35 @@ _METRIC_KEYS = {
                                   "initDurationMs", "restoreDurationMs")),
 }
 _SPAN_KEYS = frozenset(("name", "start", "durationMs"))
+_NONE: frozenset = frozenset()
 _TRACE_KEYS = frozenset(("spanId", "type", "value"))
 
 
 _SECONDS: Dict[str, float] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch seconds, for the Lambda format's fast path
+_TIMES: Dict[str, Optional[float]] = {}  # whole timestamp -> its value: a batch's records and spans share them
+_MAX_TIMES = 1024
 
 
 def parse_time(value: Any) -> Optional[float]:
     """ISO-8601 (`2022-10-12T00:00:15.064Z`, any fraction, optional offset) -> epoch seconds, else None."""
+    if type(value) is str:
+        t = _TIMES.get(value, _MISSING)
+        if t is not _MISSING:
+            return t  # type: ignore[return-value]
+        t = _parse_time_uncached(value)
+        if len(_TIMES) >= _MAX_TIMES:
+            _TIMES.clear()
+        _TIMES[value] = t
+        return t
     if not isinstance(value, str):
         return None
+    return _parse_time_uncached(value)
+
+
+_MISSING = object()
+
+
+def _parse_time_uncached(value: str) -> Optional[float]:
     # fast path: Lambda's own layout (5.3); records of one batch share their second
     if len(value) == 24 and value[19] == "." and value[23] == "Z":
         base = _SECONDS.get(value[:19])
@@ -347,9 +366,16 @@ def _parse_time_slow(value: str) -> Optional[float]:
     return t
 
 
+_INF = float("inf")
+
+
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v not in (float("inf"),
-                                                                                            float("-inf"))
+    t = type(v)
+    if t is int:
+        return True
+    if t is float:
+        return v == v and v != _INF and v != -_INF
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v not in (_INF, -_INF)
 
 
 def _find_span(spans: Tuple[PlatformSpan, ...], name: str) -> Optional[PlatformSpan]:
@@ -407,8 +433,7 @@ class _FieldReader:
         if not isinstance(m, dict):
             self.invalid += 1
             return {}
-        known = _METRIC_KEYS.get(etype, frozenset())
-        self.unknown += sum(1 for k in m if k not in known)
+        self.unknown += len(m.keys() - _METRIC_KEYS.get(etype, _NONE))
         return m
 
     def spans(self, rec: Mapping[str, Any]) -> Tuple[PlatformSpan, ...]:
@@ -423,7 +448,7 @@ class _FieldReader:
             if not isinstance(s, dict):
                 self.invalid += 1
                 continue
-            self.unknown += sum(1 for k in s if k not in _SPAN_KEYS)
+            self.unknown += len(s.keys() - _SPAN_KEYS)
             name, start, dur = s.get("name"), parse_time(s.get("start")), s.get("durationMs")
             if not isinstance(name, str) or start is None or not _is_num(dur):
                 self.invalid += 1
@@ -438,7 +463,7 @@ class _FieldReader:
         if not isinstance(t, dict) or not isinstance(t.get("value"), str) or not t.get("value"):
             self.invalid += 1
             return None
-        self.unknown += sum(1 for k in t if k not in _TRACE_KEYS)
+        self.unknown += len(t.keys() - _TRACE_KEYS)
         span_id = t.get("spanId")
         ttype = t.get("type")
         return TraceContext(value=t["value"], span_id=span_id if isinstance(span_id, str) and span_id else None,
@@ -461,8 +486,7 @@ def _platform(etype: str, t: float, rec: Any, c: _FieldReader) -> Event:
     # (lambda-apis.md 4), so that a record's whole mapping reads in one place.
     if not isinstance(rec, dict):
         raise _Bad("record")
-    known = _KNOWN[etype]
-    c.unknown += sum(1 for k in rec if k not in known)
+    c.unknown += len(rec.keys() - _KNOWN[etype])
     if etype == "platform.start":
         return Start(time=t, request_id=c.req_str(rec, "requestId"), version=c.opt_str(rec, "version"),
                      tracing=c.tracing(rec), tenant_id=c.opt_str(rec, "tenantId"))
@@ -612,7 +636,7 @@ def _parse_item(item: Any, c: _FieldReader) -> Event:
     t = parse_time(item.get("time"))
     if not isinstance(etype, str) or not etype or t is None:
         raise _Bad("type/time")
-    c.unknown += sum(1 for k in item if k not in _ENVELOPE_KEYS)
+    c.unknown += len(item.keys() - _ENVELOPE_KEYS)
     rec = item.get("record")
     if etype in _KNOWN:
         return _platform(etype, t, rec, c)
