@@ -32,7 +32,12 @@ FLAG_HAS_IS_REMOTE = 0x100               # SpanFlags: whether the parent is remo
 FLAG_IS_REMOTE = 0x200                   # ...and it is (the function's X-Ray segment)
 
 
+_SMALL = tuple(bytes((n,)) for n in range(128))
+
+
 def varint(n: int) -> bytes:
+    if 0 <= n < 128:
+        return _SMALL[n]
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -129,7 +134,12 @@ def span(trace_id: int, span_id: int, parent_id: Optional[int], name: str, kind:
     if parent_id:
         parts += (b"\x22\x08", parent_id.to_bytes(8, "big"))
     if name:
-        parts.append(_string_field(0x2A, name))
+        field = _NAMES.get(name)
+        if field is None:
+            if len(_NAMES) >= _MAX_KEYS:
+                _NAMES.clear()
+            field = _NAMES[name] = _string_field(0x2A, name)
+        parts.append(field)
     if kind:
         parts += (b"\x30", varint(kind))
     if start_ns:
@@ -162,7 +172,6 @@ def span(trace_id: int, span_id: int, parent_id: Optional[int], name: str, kind:
 
 # ---- the wire format of the few message shapes the mappers build per item (proto3: defaults are omitted,
 # a oneof member is written even when it holds its default) ----------------------------------------------
-_SMALL = tuple(bytes((n,)) for n in range(128))
 _Q = struct.Struct("<Q").pack
 _D = struct.Struct("<d").pack
 _I = struct.Struct("<I").pack
@@ -171,6 +180,7 @@ _SPAN_FLAGS_REMOTE = b"\x85\x01" + _I(FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | FLAG_I
 _LINK_FLAGS = b"\x35" + _I(FLAG_SAMPLED | FLAG_HAS_IS_REMOTE)                           # Link.flags (6, fixed32)
 _STATUS_CODE_ERROR = b"\x18" + bytes((STATUS_ERROR,))                                  # Status.code (3)
 _KEYS: Dict[str, bytes] = {}                # attribute key -> its serialized KeyValue.key field
+_NAMES: Dict[str, bytes] = {}               # span name -> its serialized Span.name field (a handful of names)
 _MAX_KEYS = 256
 
 
@@ -213,6 +223,16 @@ def key_value(key: str, value: Any) -> bytes:
         if len(_KEYS) >= _MAX_KEYS:
             _KEYS.clear()
         k = _KEYS[key] = _string_field(0x0A, key) if key else b""
+    t = type(value)
+    if t is float:              # the common types first: no call beyond the packing
+        return k + b"\x12\x09\x21" + _D(value)
+    if t is bool:
+        return k + (b"\x12\x02\x10\x01" if value else b"\x12\x02\x10\x00")
+    if t is str:
+        raw = value.encode("utf-8")
+        n = len(raw)
+        if n < 126:             # AnyValue{string_value} and its frame both fit one length byte
+            return k + _SMALL[0x12] + _SMALL[n + 2] + b"\x0a" + _SMALL[n] + raw
     return k + _field(0x12, any_value_bytes(value))
 
 
