@@ -9,15 +9,50 @@ All times are epoch seconds (float), all durations milliseconds.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 TRACE_TYPE = "X-Amzn-Trace-Id"
 
 
+_C = TypeVar("_C")
+
+
+def quick_init(cls: Type[_C]) -> Type[_C]:
+    """A frozen dataclass whose __init__ fills the instance's dict directly: the same fields, defaults, equality,
+    hash and immutability afterwards, in half the time of the generated one (one object.__setattr__ call per
+    field; a busy sidecar builds a dozen records per invocation). Classes with __post_init__, fields outside
+    __init__ or keyword-only fields keep the generated __init__."""
+    fields = dataclasses.fields(cls)
+    if hasattr(cls, "__post_init__") or any(not f.init or f.kw_only for f in fields):
+        return cls
+    env: Dict[str, Any] = {"_MISSING": dataclasses.MISSING}
+    params, body = [], []
+    for f in fields:
+        if f.default is not dataclasses.MISSING:
+            env[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        elif f.default_factory is not dataclasses.MISSING:
+            env[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_MISSING")
+            body.append(f"    if {f.name} is _MISSING:\n        {f.name} = _factory_{f.name}()\n")
+        else:
+            params.append(f.name)
+        body.append(f"    d[{f.name!r}] = {f.name}\n")
+    src = f"def __init__(self, {', '.join(params)}):\n    d = self.__dict__\n" + "".join(body)
+    exec(src, env)  # noqa: S102 - source built above from the class's own field names
+    init = env["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
+
+
 # ---- shared types (5.4) ---------------------------------------------------------------------------------
+@quick_init
 @dataclass(frozen=True)
 class PlatformSpan:
     name: str
@@ -29,6 +64,7 @@ class PlatformSpan:
         return self.start + self.duration_ms / 1000.0
 
 
+@quick_init
 @dataclass(frozen=True)
 class TraceContext:
     value: str
@@ -100,6 +136,7 @@ class RestoreReport:
     spans: Tuple[PlatformSpan, ...] = ()
 
 
+@quick_init
 @dataclass(frozen=True)
 class Start:
     time: float
@@ -109,6 +146,7 @@ class Start:
     tenant_id: Optional[str] = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class RuntimeDone:
     time: float
@@ -125,6 +163,7 @@ class RuntimeDone:
         return _find_span(self.spans, name)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Report:
     time: float
@@ -170,6 +209,7 @@ class LogsDropped:
     dropped_bytes: int = 0
 
 
+@quick_init
 @dataclass(frozen=True)
 class FunctionLog:
     """One `function` record. `text` is the raw line (trailing newline removed; a JSON record compacted),
@@ -183,6 +223,7 @@ class FunctionLog:
     message: str = ""
 
 
+@quick_init
 @dataclass(frozen=True)
 class ExtensionLog:
     time: float
@@ -206,6 +247,7 @@ Event = Union[InitStart, InitRuntimeDone, InitReport, RestoreStart, RestoreRunti
 
 
 # ---- lifecycle inputs (Extensions API, 2.4) --------------------------------------------------------------
+@quick_init
 @dataclass(frozen=True)
 class Invoke:
     request_id: str
@@ -244,6 +286,7 @@ def parse_shutdown(body: Mapping[str, Any]) -> Shutdown:
 
 
 # ---- parsing --------------------------------------------------------------------------------------------
+@quick_init
 @dataclass(frozen=True)
 class ParsedBatch:
     events: List[Event] = field(default_factory=list)
