@@ -48,7 +48,8 @@ def varint(n: int) -> bytes:
 
 def framed(field_number: int, payload: bytes) -> bytes:
     """A length-delimited field (wire type 2): tag, length, payload."""
-    return varint(field_number << 3 | 2) + varint(len(payload)) + payload
+    n = len(payload)
+    return varint(field_number << 3 | 2) + (_SMALL[n] if n < 128 else varint(n)) + payload
 
 
 def _number(message_cls: Any, name: str) -> int:
@@ -105,8 +106,10 @@ class Envelope:
         self._scope_field = framed(_number(scope_cls, "scope"), scope)
 
     def block(self, items: Iterable[bytes]) -> bytes:
-        item = self._item
-        scoped = self._scope_field + b"".join(framed(item, b) for b in items)
+        tag = varint(self._item << 3 | 2)
+        small = _SMALL
+        scoped = self._scope_field + b"".join([tag + (small[len(b)] if len(b) < 128 else varint(len(b))) + b
+                                               for b in items])
         return self._resource_field + framed(self._inner, scoped)
 
     def join(self, blocks: Iterable[bytes]) -> bytes:
