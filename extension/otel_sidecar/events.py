@@ -27,7 +27,7 @@ def quick_init(cls: Type[_C]) -> Type[_C]:
     field; a busy sidecar builds a dozen records per invocation). Classes with __post_init__, fields outside
     __init__ or keyword-only fields keep the generated __init__."""
     fields = dataclasses.fields(cls)
-    if hasattr(cls, "__post_init__") or any(not f.init or f.kw_only for f in fields):
+    if hasattr(cls, "__post_init__") or any(not f.init or getattr(f, "kw_only", False) for f in fields):
         return cls
     env: Dict[str, Any] = {"_MISSING": dataclasses.MISSING}
     params, body = [], []
