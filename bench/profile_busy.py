@@ -1,5 +1,6 @@
 """cProfile of the sidecar's busy path in process: INVOKE -> parse_batch -> SignalEngine -> EMF + OTLP sinks
-(accept only; the export itself is the exporter thread's). `python -m bench.profile_busy [N]`."""
+(accept only; the export itself is the exporter thread's). `python -m bench.profile_busy [N] [--no-profile]`
+(--no-profile: the same loop timed without cProfile's overhead)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def _batches(i: int, t: float):
     return invoke, json.dumps(first).encode(), json.dumps(second).encode()
 
 
-def main(n: int = 2000) -> None:
+def main(n: int = 2000, profile: bool = True) -> None:
     env = {"AWS_LAMBDA_FUNCTION_NAME": "bench", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
     settings = load_settings(env)[0]
@@ -51,7 +52,8 @@ def main(n: int = 2000) -> None:
     work = [_batches(i, t0 + i * 0.01) for i in range(n)]
     prof = cProfile.Profile()
     cpu0 = time.process_time()
-    prof.enable()
+    if profile:
+        prof.enable()
     for invoke, b1, b2 in work:
         inv = events.parse_invoke(invoke)
         outs = list(engine.on_invoke(inv, time.time()))
@@ -59,12 +61,16 @@ def main(n: int = 2000) -> None:
             outs += engine.on_events(events.parse_batch(b).events, time.time())
         for s in sinks:
             s.accept(outs)
-    prof.disable()
     cpu = time.process_time() - cpu0
+    if profile:
+        prof.disable()
     sys.stdout = real_stdout
-    print(f"{n} invocations: {cpu * 1000 / n:.3f} ms CPU per invocation (under cProfile; accept path only)")
-    pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+    under = "under cProfile" if profile else "no profiler"
+    print(f"{n} invocations: {cpu * 1000 / n:.3f} ms CPU per invocation ({under}; accept path only)")
+    if profile:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(18)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(int(args[0]) if args else 2000, profile="--no-profile" not in sys.argv[1:])

@@ -54,12 +54,19 @@ def evaluate(results: Dict[str, Any]) -> List[Dict[str, Any]]:
             a = init.get("added_p50_ms")
             rows.append(_target("init added for a trivial handler under 10 ms", "< 10 ms", a,
                                 None if a is None else a < 10.0, f"{mem} MB"))
+            if int(mem) == 1024:   # issue 10
+                rows.append(_target("init added for a trivial handler <= 50 ms (issue 10)", "<= 50 ms", a,
+                                    None if a is None else a <= 50.0, f"{mem} MB"))
     for res in (results.get("resources", {}), results.get("resources_stalled", {})):
         if not res:
             continue
         where = f"{res.get('memory_mb')} MB, ({res.get('variant')}) {res.get('name')}, {res.get('invocations')} invocations"
         rss = res.get("rss_end_mb") or res.get("rss_after_warmup_mb")
         rows.append(_target("sidecar RSS under 30 MB", "< 30 MB", rss, None if rss is None else rss < 30, where))
+        cpu = res.get("cpu_s_per_1000")
+        if res.get("variant") == "b" and res.get("memory_mb") == 1024:   # issue 10: busy traffic, OTLP on
+            rows.append(_target("CPU <= 0.3 ms per invocation (issue 10)", "<= 0.3 s per 1,000", cpu,
+                                None if cpu is None else cpu <= 0.3, where))
         g = res.get("rss_slope_per_10k_mb")
         rows.append(_target("RSS growth under 1 MB per 10,000 invocations", "< 1 MB", g,
                             None if g is None else g < 1.0, where + " (slope over the second half, per 10,000)"))
@@ -121,7 +128,8 @@ def traffic_lines(mem: str, runs: List[Dict[str, Any]]) -> List[str]:
 
 
 def traffic_targets(mem: str, runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Issue 10's traffic targets: post-runtime below the budget, staleness within budget + 1 s or SHUTDOWN."""
+    """Issue 10's traffic targets: post-runtime below the budget, staleness within budget + 1 s or SHUTDOWN, caller
+    latency against the null extension, the first invocation's post-runtime time (each run: a fresh environment)."""
     rows: List[Dict[str, Any]] = []
     for r in runs:
         where = f"{mem} MB, gap {r['gap_s']} s, budget {r['budget_ms']} ms"
@@ -136,6 +144,16 @@ def traffic_targets(mem: str, runs: List[Dict[str, Any]]) -> List[Dict[str, Any]
         rows.append(_target("staleness max <= budget + 1 s (or SHUTDOWN)", "max before SHUTDOWN <= budget + 1 s",
                             mx, None if mx is None else mx <= r["budget_ms"] / 1000.0 + 1.0, where))
         rows.append(_target("no span lost", "lost == 0", r["lost"], r["lost"] == 0, where))
+        rp, rd = r.get("caller_p50_to_null"), r.get("caller_p99_minus_null_ms")
+        rows.append(_target("caller p50 <= 1.05 x the null extension", "ratio <= 1.05", rp,
+                            None if rp is None else rp <= 1.05, where))
+        rows.append(_target("caller p99 <= the null extension + 1 ms", "p99 - null p99 <= 1 ms", rd,
+                            None if rd is None else rd <= 1.0, where))
+        first = r.get("first_post_runtime_ms")
+        limit = {128: 400.0, 1024: 50.0}.get(int(mem))
+        if limit is not None:
+            rows.append(_target(f"first invocation's post-runtime <= {limit:.0f} ms", f"<= {limit:.0f} ms", first,
+                                None if first is None else first <= limit, where))
     return rows
 
 

@@ -87,6 +87,22 @@ def _rows(signal: str) -> Tuple[catalog.Metric, ...]:
     return rows
 
 
+_PLANS: Dict[str, Tuple[Tuple[bool, str, str, Optional[str], Optional[str], bool], ...]] = {}
+_PLANS_OF: List[Any] = [None]
+
+
+def _plan(signal: str) -> Tuple[Tuple[bool, str, str, Optional[str], Optional[str], bool], ...]:
+    """Each row of a signal once: (counter?, EMF name, field, when, equals, dense: printed even at zero)."""
+    if _PLANS_OF[0] is not catalog.METRICS:
+        _PLANS.clear()
+        _PLANS_OF[0] = catalog.METRICS
+    plan = _PLANS.get(signal)
+    if plan is None:
+        plan = _PLANS[signal] = tuple((m.kind == catalog.COUNTER, m.emf_name, m.field, m.when, m.equals,
+                                       not m.sparse) for m in _rows(signal))
+    return plan
+
+
 class _Bucket:
     __slots__ = ("time", "counters", "values", "gauges", "tenant")
 
@@ -148,22 +164,50 @@ class MinuteBuckets:
             return
         kind = _SIGNAL_OF[type(sig)]
         full = False
-        for m in _rows(kind):
-            if m.kind == catalog.COUNTER:
-                v = _counter_value(sig, m)
-                if v is None:
-                    continue
-                # invocation counters are always printed (zeros make error rates); others only when non-zero
-                if v or (kind == catalog.INVOCATION and not m.sparse):
-                    b.counters[m.emf_name] = b.counters.get(m.emf_name, 0.0) + v
+        counters, values_of = b.counters, b.values
+        always = kind == catalog.INVOCATION    # invocation counters are always printed (zeros make error rates)
+        for counter, name, fld, when, equals, dense in _plan(kind):
+            if counter:
+                if when is not None:
+                    v: Optional[float] = 1.0 if getattr(sig, when, None) == equals else 0.0
+                else:
+                    raw = getattr(sig, fld, None)
+                    t = type(raw)
+                    if raw is None:
+                        continue
+                    if t is bool or t is str:
+                        v = 1.0 if raw else 0.0
+                    elif t is float:
+                        v = raw if raw - raw == 0.0 else None      # finite
+                    elif t is int:
+                        v = float(raw)
+                    elif isinstance(raw, (bool, str)):
+                        v = 1.0 if raw else 0.0
+                    else:
+                        v = _number(raw)
+                    if v is None:
+                        continue
+                # others (and sparse invocation counters) only when non-zero
+                if v or (always and dense):
+                    counters[name] = counters.get(name, 0.0) + v
             else:
-                v = _number(getattr(sig, m.field, None))
-                if v is not None:
-                    values = b.values.get(m.emf_name)
-                    if values is None:
-                        values = b.values[m.emf_name] = []
-                    values.append(v)
-                    full = full or len(values) >= MAX_VALUES_PER_METRIC
+                raw = getattr(sig, fld, None)
+                t = type(raw)
+                if t is float:
+                    if raw - raw != 0.0:      # inf / nan
+                        continue
+                    v = raw
+                elif raw is None:
+                    continue
+                else:
+                    v = _number(raw)
+                    if v is None:
+                        continue
+                values = values_of.get(name)
+                if values is None:
+                    values = values_of[name] = []
+                values.append(v)
+                full = full or len(values) >= MAX_VALUES_PER_METRIC
         if full:   # after the whole signal: one invocation's values stay in one document
             self.full.append(self.buckets.pop(key))
 

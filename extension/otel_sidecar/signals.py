@@ -39,6 +39,7 @@ from .events import (
     TraceContext,
     UnknownEvent,
     exception_of,
+    quick_init,
 )
 
 
@@ -83,6 +84,7 @@ class InitSignal:
         return self.phase == "restore"
 
 
+@quick_init
 @dataclass(frozen=True)
 class InvocationSignal:
     """Exactly one per request id: at platform.report, or from finish()/eviction with complete=False."""
@@ -146,6 +148,7 @@ class ShutdownSignal:
     request_id: Optional[str] = None  # the invocation in flight for timeout/failure
 
 
+@quick_init
 @dataclass(frozen=True)
 class LogSignal:
     """A function (or extension) log record for OTLP logs."""

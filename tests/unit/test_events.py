@@ -337,3 +337,38 @@ def test_report_billed_duration_is_an_int_like_max_memory():
     (rep,) = ev.parse_batch(body([EXAMPLES["report"]])).events
     assert (rep.billed_duration_ms, rep.max_memory_used_mb) == (18, 75)
     assert type(rep.billed_duration_ms) is int and type(rep.max_memory_used_mb) is int
+
+
+def test_quick_init_builds_the_same_frozen_records_as_the_dataclass():
+    import dataclasses
+
+    import pytest
+    from otel_sidecar.events import ParsedBatch, Report, quick_init
+
+    @dataclasses.dataclass(frozen=True)
+    class Plain:
+        a: int
+        b: str = "x"
+        c: list = dataclasses.field(default_factory=list)
+
+    @quick_init
+    @dataclasses.dataclass(frozen=True)
+    class Quick:
+        a: int
+        b: str = "x"
+        c: list = dataclasses.field(default_factory=list)
+
+    assert Quick.__init__ is not Plain.__init__
+    for args, kwargs in (((1,), {}), ((1, "y"), {}), ((), {"a": 2, "c": [3]})):
+        q, p = Quick(*args, **kwargs), Plain(*args, **kwargs)
+        assert (q.a, q.b, q.c) == (p.a, p.b, p.c)
+    assert Quick(1).c is not Quick(1).c                       # a fresh default per record
+    assert Quick(1, "y") == Quick(1, "y") and Quick(1) != Quick(2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Quick(1).a = 5                                        # still frozen
+    with pytest.raises(TypeError):
+        Quick()                                               # a required field stays required
+    r = Report(time=1.0, request_id="r", duration_ms=2.5)
+    assert (r.status, r.spans, r.billed_duration_ms) == ("success", (), None)
+    assert dataclasses.replace(r, status="error").status == "error" and hash(r) == hash(Report(1.0, "r", duration_ms=2.5))
+    assert ParsedBatch().events == [] and ParsedBatch().events is not ParsedBatch().events

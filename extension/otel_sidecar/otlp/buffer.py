@@ -35,6 +35,18 @@ class SignalBuffer:
         if self.budget is not None:
             self.budget.settle()
 
+    def add_many(self, items: List[Any]) -> None:
+        """add() of several items of weight 1 (one invocation's spans): one lock, one settle of the budget."""
+        if not items:
+            return
+        with self.lock:
+            self.items.extend((item, 1) for item in items)
+            self.weight += len(items)
+            self.nbytes += sum(map(len, items))
+            self._trim()
+        if self.budget is not None:
+            self.budget.settle()
+
     def _pop(self, reason: str) -> None:
         item, w = self.items.popleft()
         self.weight -= w

@@ -93,6 +93,38 @@ class Aggregator:
             s[3] = value
         s[4][bisect.bisect_left(inst.bounds, value)] += 1   # bucket i holds (bounds[i-1], bounds[i]]
 
+    def recorder(self, name: str) -> Any:
+        """record() bound to one instrument (the per-invocation path: no name lookup, no series call when the
+        series exists)."""
+        inst = self._instruments[name]
+        bounds, find = inst.bounds, bisect.bisect_left
+
+        def record(value: float, attrs: Attrs = ()) -> None:
+            s = inst.series.get(attrs)
+            if s is None:
+                s = self._series(inst, attrs)
+            s[0] += 1
+            s[1] += value
+            if value < s[2]:
+                s[2] = value
+            if value > s[3]:
+                s[3] = value
+            s[4][find(bounds, value)] += 1
+        return record
+
+    def adder(self, name: str) -> Any:
+        """add() bound to one instrument."""
+        inst = self._instruments[name]
+
+        def add(value: float, attrs: Attrs = ()) -> None:
+            if value < 0:
+                return
+            s = inst.series.get(attrs)
+            if s is None:
+                s = self._series(inst, attrs)
+            s[0] += value
+        return add
+
     def set(self, name: str, value: float, attrs: Attrs = ()) -> None:
         inst = self._instruments[name]
         self._series(inst, attrs)[0] = value

@@ -40,34 +40,45 @@ class MetricRecorder:
         self._rows = {sig: tuple(m for m in catalog if m.signal == sig and m.when is None)
                       for sig in ("invocation", "init", "shutdown", "health")}
         self._health_last: Dict[Tuple[str, Tuple[Tuple[str, Any], ...]], float] = {}
+        self._plans: Dict[str, Tuple[Tuple[str, Optional[str], float, Any], ...]] = {}
 
     def record(self, row_signal: str, sig: Any) -> None:
         """The catalog rows of `row_signal` (invocation | init | shutdown) from a signal's fields."""
-        agg = self._aggregator
+        plan = self._plans.get(row_signal)
+        if plan is None:
+            plan = self._plans[row_signal] = self._plan(row_signal)
         with self._lock:
-            for m in self._rows.get(row_signal, ()):
-                value = getattr(sig, m.otlp_source_field, None)
-                attrs: Tuple[Tuple[str, Any], ...] = ()
-                if isinstance(value, bool):
-                    amount: Optional[float] = 1.0 if value else None
-                elif isinstance(value, str):
-                    amount = 1.0 if value else None
-                    if m.field == "kind":
-                        attrs = (("aws.lambda.init.kind", value),)
-                    elif m.field == "reason":
-                        attrs = (("reason", value),)
-                elif isinstance(value, (int, float)):
-                    amount = float(value) * m.otlp_scale
-                else:
-                    amount = None
-                if amount is None:
+            for source, attr_key, scale, op in plan:
+                value = getattr(sig, source, None)
+                t = type(value)
+                if t is float or t is int:      # the common case (the catalog's durations and sizes)
+                    amount = float(value) * scale
+                    attrs: Tuple[Tuple[str, Any], ...] = ()
+                elif value is None:
                     continue
-                if m.kind == "histogram":
-                    agg.record(m.otlp_name, amount, attrs)
-                elif m.kind == "gauge":
-                    agg.set(m.otlp_name, amount, attrs)
-                elif amount > 0:
-                    agg.add(m.otlp_name, amount, attrs)
+                elif isinstance(value, bool):
+                    if not value:
+                        continue
+                    amount, attrs = 1.0, ()
+                elif isinstance(value, str):
+                    if not value:
+                        continue
+                    amount = 1.0
+                    attrs = ((attr_key, value),) if attr_key is not None else ()
+                elif isinstance(value, (int, float)):
+                    amount, attrs = float(value) * scale, ()
+                else:
+                    continue
+                op(amount, attrs)
+
+    def _plan(self, row_signal: str) -> Tuple[Tuple[str, Optional[str], float, Any], ...]:
+        """Each row once: (source field, attribute key of a string value, scale, the aggregator's update)."""
+        agg = self._aggregator
+        plan = []
+        for m in self._rows.get(row_signal, ()):
+            attr_key = "aws.lambda.init.kind" if m.field == "kind" else "reason" if m.field == "reason" else None
+            plan.append((m.otlp_source_field, attr_key, m.otlp_scale, _updater(agg, m.kind, m.otlp_name)))
+        return tuple(plan)
 
     def record_health(self, counts: Mapping[str, Any], dropped_reasons: Mapping[str, float]) -> None:
         """The sidecar's own counters (cumulative, health.health_counters) -> the catalog's health metrics;
@@ -117,6 +128,21 @@ class MetricRecorder:
             # a cumulative snapshot supersedes the older ones: nothing is lost by replacing them
             buffer.clear()
         buffer.add(window, points)
+
+
+def _updater(agg: Aggregator, kind: str, name: str) -> Any:
+    """The aggregator's update of one instrument: record (histogram), set (gauge), add when positive (counter)."""
+    if kind == "histogram":
+        return agg.recorder(name)
+    if kind == "gauge":
+        return lambda amount, attrs: agg.set(name, amount, attrs)
+
+    add = agg.adder(name)
+
+    def add_positive(amount: float, attrs: Tuple[Tuple[str, Any], ...]) -> None:
+        if amount > 0:
+            add(amount, attrs)
+    return add_positive
 
 
 def _bounds(m: Any) -> Optional[Tuple[float, ...]]:

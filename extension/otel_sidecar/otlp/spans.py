@@ -191,12 +191,12 @@ class SpanMapper:
         # not its child (a child outside its parent is drawn off-scale): a sibling, linked from the invocation
         init_id = random_id(64) if init is not None else None
         links = [(ids.trace_id, init_id, {"aws.lambda.link": "init"})] if init_id is not None and not reinit else []
-        self.traces.add(encode.span(
+        batch = [encode.span(
             ids.trace_id, ids.span_id, ids.parent_id, self.resource.function_name, encode.KIND_SERVER, ns(start),
             ns(end), attrs, status_message if error_type else None, remote_parent=ids.parent_id is not None,
-            extra=constant, events=events, links=links))
-        for ps in sig.spans or ():
-            self._phase_span(ps, ids.trace_id, ids.span_id, (start, end))
+            extra=constant, events=events, links=links)]
+        batch += [self._phase_span_bytes(ps, ids.trace_id, ids.span_id, (start, end)) for ps in sig.spans or ()]
+        self.traces.add_many(batch)     # one lock and one budget check for the invocation's spans
         if init is not None:
             if reinit:
                 self._init_span(init, ids.trace_id, ids.span_id, init_id, (start, end))
@@ -264,13 +264,16 @@ class SpanMapper:
         return out
 
     def _phase_span(self, ps: Any, trace_id: int, parent_id: int, within: Optional[Window] = None) -> None:
+        self.traces.add(self._phase_span_bytes(ps, trace_id, parent_id, within))
+
+    @staticmethod
+    def _phase_span_bytes(ps: Any, trace_id: int, parent_id: int, within: Optional[Window] = None) -> bytes:
         start = float(ps.start)
         end = start + max(0.0, float(ps.duration_ms)) / 1000.0
         if within is not None:      # platform span starts have ms precision: keep the child inside its parent
             start, end = clamp(start, end, within)
-        self.traces.add(encode.span(
-            trace_id, random_id(64), parent_id, ps.name, encode.KIND_INTERNAL, ns(start), ns(end),
-            {"aws.lambda.phase.duration_ms": float(ps.duration_ms)}))
+        return encode.span(trace_id, random_id(64), parent_id, ps.name, encode.KIND_INTERNAL, ns(start), ns(end),
+                           {"aws.lambda.phase.duration_ms": float(ps.duration_ms)})
 
     # ---- inits -------------------------------------------------------------------------------------------
     def init(self, init: InitSignal) -> None:
