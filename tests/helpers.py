@@ -28,8 +28,12 @@ def _site_packages() -> List[str]:
     return list(dict.fromkeys(found + [str(p) for p in venv]))
 
 
-def dev_layer(tmp_path: Union[str, Path], name: str = SIDECAR_NAME, python: Optional[str] = None) -> Path:
-    """A layer directory whose extensions/<name> runs the sidecar from this checkout with the dev venv's packages."""
+def dev_layer(tmp_path: Union[str, Path], name: str = SIDECAR_NAME, python: Optional[str] = None,
+              name_interpreter: bool = True) -> Path:
+    """A layer directory whose extensions/<name> runs the sidecar from this checkout with the dev venv's packages.
+
+    `name_interpreter=False`: the interpreter's prefix is not among the host paths the sandbox binds, like an
+    extension that silently relies on a Python the runtime does not have."""
     layer = Path(tmp_path) / "otel-sidecar-dev-layer"
     ext_dir = layer / "extensions"
     ext_dir.mkdir(parents=True, exist_ok=True)
@@ -44,8 +48,9 @@ def dev_layer(tmp_path: Union[str, Path], name: str = SIDECAR_NAME, python: Opti
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     # the sandbox's own root hides the host: name the checkout's sidecar and the venv it runs from
     # (and the interpreter's own prefix: a runtime of another Python version does not bring this one)
-    prefix = str(Path(exe).resolve().parents[1]) if python else sys.base_prefix
-    (layer / ".lambda-sandbox-host-paths").write_text("\n".join([str(EXTENSION_DIR), prefix] + _site_packages()) + "\n")
+    prefix = [str(Path(exe).resolve().parents[1]) if python else sys.base_prefix] if name_interpreter else []
+    (layer / ".lambda-sandbox-host-paths").write_text("\n".join([str(EXTENSION_DIR)] + prefix + _site_packages())
+                                                      + "\n")
     return layer
 
 

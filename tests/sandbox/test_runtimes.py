@@ -169,7 +169,7 @@ def test_bash_extension_registers_on_node_and_sees_only_the_runtimes_node(sandbo
 @NODE
 @NAMESPACE
 def test_an_extension_on_the_hosts_python_fails_on_node_as_in_lambda_unless_kept(sandboxes, node_code, tmp_path):
-    layer = dev_layer(tmp_path)         # the sidecar from this checkout, launched with the host's python
+    layer = dev_layer(tmp_path, name_interpreter=False)   # the sidecar launched with the host's python
     hidden = sandboxes(code_dir=node_code, handler="index.handler", runtime="nodejs20.x", layers=[layer])
     r = hidden.invoke({})
     assert (r.outcome, r.error_type) == ("init_error", "Extension.LaunchError")
