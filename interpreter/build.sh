@@ -42,6 +42,8 @@ patches=$(grep -E '^(CVE-|ssl-|dict-use-after-free|traverse-managed-dicts)' "$wo
 for p in $patches; do
   patch -d "$work/python" -p1 -s < "$work/debian/debian/patches/$p" >&2
 done
+# zig cc refuses __DATE__/__TIME__ (not reproducible): the build info says "xx/xx/xx" instead
+sed -i 's/^#ifdef __DATE__$/#if 0/; s/^#ifdef __TIME__$/#if 0/' "$work/python/Modules/getbuildinfo.c"
 cp "$here/Setup.local" "$work/python/Modules/Setup.local"
 wanted=" $(grep -vE '^\s*(#|\*|$)' "$here/Setup.local" | awk '{print $1}' | tr '\n' ' ') "
 off=()
@@ -63,6 +65,7 @@ fi
   make -s -j"$jobs" >"$work/make.log" 2>&1 || { grep -B5 -iE 'error' "$work/make.log" | tail -60 >&2; exit 1; }
   make -s install DESTDIR="$work/install" >"$work/install.log" 2>&1 || { tail -40 "$work/install.log" >&2; exit 1; }) 
 out=$work/install/opt/otel-sidecar/python
+find "$out/lib" -name __pycache__ -prune -exec rm -rf {} +   # the layer compiles what it ships itself
 rm -rf "$out/lib/python3.13/test" "$out/lib/python3.13/idlelib" "$out/lib/python3.13/tkinter" \
        "$out/lib/python3.13/lib2to3" "$out/share" "$out/include"
 mkdir -p "$out/licenses"

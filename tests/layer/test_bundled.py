@@ -33,7 +33,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]   # the first run on 
 QEMU = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
 ARM64_SYSROOT = Path("/usr/aarch64-linux-gnu")     # Debian's libc6-arm64-cross: the loader and glibc for qemu
 GLIBC_MAX = (2, 17)
-ALLOWED_NEEDED = {"libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "libutil.so.1", "librt.so.1"}
+ALLOWED_NEEDED = {"libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "libutil.so.1", "librt.so.1",
+                  "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"}
 
 
 def _extract(zip_path: Path, dest: Path) -> Path:
