@@ -22,6 +22,11 @@ if [ -x "$prefix/bin/python3.13" ] && [ -f "$prefix/BUILD-INFO" ]; then
   echo "$prefix"
   exit 0
 fi
+lock "python-$arch-$key"
+if [ -x "$prefix/bin/python3.13" ] && [ -f "$prefix/BUILD-INFO" ]; then
+  echo "$prefix"
+  exit 0
+fi
 fetch_sources
 deps=$("$here/deps.sh" "$arch")
 # CPython's cross build runs a Python of the same version: the x86_64 build.
@@ -60,7 +65,7 @@ fi
     --disable-shared --without-static-libpython --without-ensurepip --disable-test-modules \
     --without-doc-strings --with-openssl="$deps" --with-ssl-default-suites=openssl \
     ZLIB_CFLAGS="-I$deps/include" ZLIB_LIBS="-L$deps/lib -lz" \
-    LIBS="-lpthread" LDFLAGS="-s" OPT="-O2 -DNDEBUG" "${off[@]}" >"$work/configure.log" 2>&1 \
+    LIBS="-lpthread" LDFLAGS="-s -Wl,--gc-sections" OPT="-O2 -DNDEBUG -ffunction-sections -fdata-sections" "${off[@]}" >"$work/configure.log" 2>&1 \
   || { tail -40 "$work/configure.log" >&2; exit 1; }
   make -s -j"$jobs" >"$work/make.log" 2>&1 || { grep -B5 -iE 'error' "$work/make.log" | tail -60 >&2; exit 1; }
   make -s install DESTDIR="$work/install" >"$work/install.log" 2>&1 || { tail -40 "$work/install.log" >&2; exit 1; }) 

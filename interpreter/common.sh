@@ -70,3 +70,11 @@ toolchain() {
   chmod +x "$dir/bin/"*
   export CC=$dir/bin/cc CXX=$dir/bin/c++ AR=$dir/bin/ar RANLIB=$dir/bin/ranlib
 }
+
+# lock NAME: one build of NAME at a time (parallel test sessions, arm64 asking for the x86_64 build);
+# the caller checks again for a finished build after it got the lock.
+lock() {
+  mkdir -p "$cache"
+  exec 9>"$cache/.lock-$1"
+  flock 9
+}

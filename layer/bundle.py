@@ -24,8 +24,7 @@ STDLIB = "lib/python3.13"
 MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}
 # Loaded by the stdlib only on paths the probe below cannot reach without a network (or only on a fault).
-# Not the idna codec: it needs unicodedata (1 MB), left out; endpoints with non-ASCII host names need punycode.
-EXTRA_MODULES = ("encodings.latin_1", "encodings.ascii", "encodings.utf_8_sig",
+EXTRA_MODULES = ("encodings.idna", "stringprep", "encodings.latin_1", "encodings.ascii", "encodings.utf_8_sig",
                  "_strptime", "traceback", "linecache", "tokenize", "token", "locale", "calendar")
 # Never shipped: interactive, build or test machinery the sidecar has no use for.
 _NEVER = ("ensurepip", "venv", "idlelib", "tkinter", "turtledemo", "test", "unittest", "pydoc_data", "lib2to3",
