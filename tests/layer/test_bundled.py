@@ -320,3 +320,20 @@ def test_arm64_sidecar_registers_serves_an_invoke_and_shuts_down_under_qemu(bund
                            str(ARM64_SYSROOT), str(exe), "-I", "-S", "-B", "-u", str(opt / "otel-sidecar" / "bootstrap.py"),
                            "--name", "otel-sidecar"], capture_output=True, text=True, timeout=300)
     _check_started_and_served(fake_lambda, proc)
+
+
+@pytest.mark.sandbox
+def test_the_sandbox_runs_a_function_with_the_layers_own_interpreter(bundled_zips):
+    """The built zip as the sandbox takes it (--layer ZIP), its bundled CPython forced on a Python function:
+    one line names it, the sidecar registers and writes the invocation's EMF record."""
+    proc = subprocess.run([sys.executable, "-m", "lambda_sandbox.cli", "run", "--code", str(ROOT / "examples" / "orders"),
+                           "--handler", "app.handler", "--layer", str(bundled_zips("x86_64")), "--count", "1",
+                           "--env", "SIDECAR_INTERPRETER=bundled"], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "[otel-sidecar] INFO interpreter: bundled CPython 3.13.5 (/opt/otel-sidecar/interpreter/bin/python3)" in out
+    assert "EXTENSION\tName: otel-sidecar\tState: Ready\tEvents: [INVOKE, SHUTDOWN]" in out
+    emf = [json.loads(ln) for ln in out.splitlines() if ln.startswith('{"_aws"')]
+    assert [r["Invocations"] for r in emf] == [1] and emf[0]["ColdStart"] == 1
+    assert "Traceback" not in out
