@@ -11,11 +11,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _too_old():
     launcher = os.path.join(os.path.dirname(HERE), "extensions", os.path.basename(sys.argv[-1]))
-    sys.stderr.write("[otel-sidecar] ERROR Python {0} at {1} is older than 3.9; falling back to the no-Python "
-                     "mode\n".format(sys.version.split()[0], sys.executable))
+    sys.stderr.write("[otel-sidecar] ERROR Python {0} at {1} is older than 3.9; using the layer's own interpreter "
+                     "if it has one, else the no-Python mode\n".format(sys.version.split()[0], sys.executable))
     sys.stderr.flush()
     env = dict(os.environ)
-    env["SIDECAR_FORCE_NO_PYTHON"] = "1"
+    env["SIDECAR_SKIP_HOST_PYTHON"] = "1"
     os.execve(launcher, [launcher], env)
 
 

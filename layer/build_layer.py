@@ -6,6 +6,7 @@ Run by ../build.sh. Layout of the zip:
   otel-sidecar/native/<machine>/   optional compiled speed-ups (protobuf's upb) per architecture
   collector-config/config.yaml     the default pipeline
   collector-config/config.json     the same, parsed at build time (the sidecar then needs no YAML parser for it)
+  otel-sidecar/interpreter/        with --arch only: the bundled CPython (layer/bundle.py), for every runtime
 Nothing goes into python/: that folder is on the function's import path.
 """
 
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "layer" / "requirements.txt"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)     # the earliest time a zip can hold: no build clock in the bytes
 BUDGET_BYTES = 5 * 1024 * 1024
+BUNDLED_BUDGET_BYTES = 8 * 1024 * 1024    # a layer with its own interpreter (--arch)
 
 # Parts of dependencies the sidecar never imports (docs, tests, stubs, unused generated protos).
 _DROP_DIRS = {"__pycache__", "tests", "test", "testing", "testdata", "docs", "examples", "benchmarks"}
@@ -305,9 +307,34 @@ def write_zip(entries: Dict[str, Tuple[bytes, int]], out: Path) -> None:
     os.replace(tmp, out)
 
 
+def bundled_layer(entries: Dict[str, Tuple[bytes, int]], arch: str, prefix: Path, build_python: Path) -> None:
+    """Turn the slim layer's entries into the self-contained layer of one architecture (in place)."""
+    import bundle
+
+    machine = bundle.MACHINES[arch]
+    for name in [n for n in entries if n.startswith("otel-sidecar/native/")]:
+        data, mode = entries.pop(name)
+        if name.startswith(f"otel-sidecar/native/{machine}/"):
+            if name.endswith(".so"):
+                data = bundle.drop_needed(data, "libstdc++.so.6")
+            entries[name] = (data, mode)
+    with tempfile.TemporaryDirectory() as tmp:   # the probe imports the sidecar as the layer holds it
+        for name, (data, _) in entries.items():
+            if name.startswith("otel-sidecar/") and not name.startswith("otel-sidecar/native/"):
+                (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(tmp) / name).write_bytes(data)
+        entries.update(bundle.interpreter_entries(arch, prefix, build_python, Path(tmp) / "otel-sidecar"))
+    meta = json.loads(entries["otel-sidecar/LAYER.json"][0])
+    meta["description"] = meta["bundledDescription"]
+    meta["compatibleRuntimes"] = meta["bundledCompatibleRuntimes"]
+    meta["compatibleArchitectures"] = [arch]
+    entries["otel-sidecar/LAYER.json"] = ((json.dumps(meta, indent=2) + "\n").encode(), 0o644)
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(ROOT / "dist" / "otel-sidecar-layer.zip"))
+    parser.add_argument("--out", help="default dist/otel-sidecar-layer.zip, or dist/otel-sidecar-layer-ARCH.zip "
+                                      "with --arch")
     parser.add_argument("--cache", default=os.environ.get("LAYER_CACHE_DIR", str(ROOT / "build" / "layer-cache")))
     parser.add_argument("--python", default=sys.executable, help="interpreter whose pip downloads the wheels")
     parser.add_argument("--pyc", action="append", default=[], metavar="PYTHON",
@@ -315,11 +342,34 @@ def main(argv: List[str]) -> int:
                              "Python version found on this machine (" + ", ".join(SUPPORTED_PYTHONS) + ")")
     parser.add_argument("--no-pyc", action="store_true",
                         help="sources only: every cold start compiles the sidecar (~0.1 s of CPU at full speed)")
+    parser.add_argument("--arch", choices=("x86_64", "arm64"),
+                        help="the self-contained layer of this architecture, with the bundled CPython of "
+                             "--interpreter (interpreter/build.sh ARCH prints it)")
+    parser.add_argument("--interpreter", metavar="PREFIX", help="the bundled CPython build of --arch")
+    parser.add_argument("--build-interpreter", metavar="PREFIX",
+                        help="an x86_64 build that runs here (compiles the bytecode, probes the imports); "
+                             "default: --interpreter")
     args = parser.parse_args(argv)
+    if args.arch and not args.interpreter:
+        parser.error(f"--arch {args.arch} needs --interpreter PREFIX (interpreter/build.sh {args.arch} prints it)")
+    if args.interpreter and not args.arch:
+        parser.error(f"--interpreter {args.interpreter} needs --arch")
+    out = Path(args.out or ROOT / "dist" / (f"otel-sidecar-layer-{args.arch}.zip" if args.arch
+                                             else "otel-sidecar-layer.zip"))
     pins = read_lock()
     wheels = fetch(pins, Path(args.cache), args.python)
     entries = layer_entries(wheels, pins)
     pythons = [] if args.no_pyc else args.pyc or [exe for _, exe in find_pythons()]
+    budget = BUDGET_BYTES
+    if args.arch:
+        prefix = Path(args.interpreter)
+        build_python = Path(args.build_interpreter or prefix) / "bin" / "python3.13"
+        if not os.access(build_python, os.X_OK):
+            parser.error(f"--build-interpreter: {build_python} is not an executable file")
+        bundled_layer(entries, args.arch, prefix, build_python)
+        if not args.no_pyc:
+            pythons = pythons + [str(build_python)]
+        budget = BUNDLED_BUDGET_BYTES
     if pythons:
         add_bytecode(entries, pythons)
     if not args.no_pyc and not args.pyc:
@@ -328,20 +378,20 @@ def main(argv: List[str]) -> int:
         print(f"[build] bytecode for Python {', '.join(have) or 'none'}"
               + (f"; without bytecode (compiled at each cold start): {', '.join(missing)}" if missing else ""),
               file=sys.stderr)
-    out = Path(args.out)
     write_zip(entries, out)
     unzipped = sum(len(data) for data, _ in entries.values())
     zipped = out.stat().st_size
     digest = _sha256(out)
     print(f"built {out}: {zipped / 1e6:.2f} MB zipped ({zipped} bytes), {unzipped / 1e6:.2f} MB unzipped, "
           f"{len(entries)} files, sha256 {digest[:16]}")
-    meta = json.loads((ROOT / "layer" / "metadata.json").read_text())
-    print(f"publish: aws lambda publish-layer-version --layer-name {meta['layerName']} "
-          f"--zip-file fileb://{out} --license-info {meta['licenseInfo']} "
+    meta = json.loads(entries["otel-sidecar/LAYER.json"][0])
+    print(f"publish: aws lambda publish-layer-version --layer-name {meta['layerName']}"
+          f"{'-' + args.arch if args.arch else ''} --zip-file fileb://{out} --license-info {meta['licenseInfo']} "
           f"--compatible-runtimes {' '.join(meta['compatibleRuntimes'])} "
           f"--compatible-architectures {' '.join(meta['compatibleArchitectures'])}")
-    if zipped > BUDGET_BYTES:
-        print(f"[build] ERROR: {zipped} bytes is over the 5 MB budget ({BUDGET_BYTES} bytes)", file=sys.stderr)
+    if zipped > budget:
+        print(f"[build] ERROR: {zipped} bytes is over the {budget // 2**20} MB budget ({budget} bytes)",
+              file=sys.stderr)
         return 1
     return 0
 

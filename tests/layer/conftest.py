@@ -53,3 +53,33 @@ def function_otel_deps() -> Path:
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+INTERPRETER_BUILD = ROOT / "interpreter" / "build.sh"
+ARCHES = ("x86_64", "arm64")
+
+
+def interpreter_prefix(arch: str) -> Path:
+    """The bundled CPython of `arch`: built once per input version into the interpreter cache (about ten
+    minutes per architecture the first time, on a fresh machine or CI), then reused in seconds."""
+    proc = subprocess.run(["bash", str(INTERPRETER_BUILD), arch], cwd=ROOT, capture_output=True, text=True,
+                          timeout=3600, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, f"interpreter build failed:\n{proc.stderr[-4000:]}"
+    return Path(proc.stdout.split()[-1])
+
+
+@pytest.fixture(scope="session")
+def bundled_zips(tmp_path_factory):
+    """A function ARCH -> the self-contained layer zip of that architecture, each built once per session."""
+    built = {}
+    out_dir = tmp_path_factory.mktemp("bundled")
+
+    def get(arch: str) -> Path:
+        if arch not in built:
+            x86 = interpreter_prefix("x86_64")
+            prefix = x86 if arch == "x86_64" else interpreter_prefix(arch)
+            built[arch] = build_layer(out_dir / f"otel-sidecar-layer-{arch}.zip", "--arch", arch, "--interpreter",
+                                      str(prefix), "--build-interpreter", str(x86))
+        return built[arch]
+
+    return get
