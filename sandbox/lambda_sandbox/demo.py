@@ -29,8 +29,8 @@ class Step:
     payload: Dict[str, Any]
 
 
-def script(warm: int, timeout_s: float) -> List[Step]:
-    """The scripted mix, in order."""
+def script(warm: int, timeout_s: float, managed: bool = False) -> List[Step]:
+    """The scripted mix, in order (on Lambda Managed Instances a timeout fails only its invoke: no re-init)."""
     steps = [Step("cold start", {"order": "A-1"})]
     steps += [Step("warm", {"order": f"A-{n + 2}"}) for n in range(max(0, warm))]
     steps += [
@@ -38,7 +38,7 @@ def script(warm: int, timeout_s: float) -> List[Step]:
         Step("downstream throttle", {"order": "A-7", "throttled": True}),
         Step("warm", {"order": "A-8"}),
         Step("timeout", {"order": "A-9", "sleep_s": round(timeout_s + 1.0, 1)}),
-        Step("after timeout (re-init)", {"order": "A-10"}),
+        Step("after timeout" if managed else "after timeout (re-init)", {"order": "A-10"}),
         Step("warm", {"order": "A-11"}),
     ]
     return steps
@@ -301,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="X-Ray tracing mode: invocation spans then join the X-Ray trace of each invoke")
     p.add_argument("--isolation", choices=["auto", "namespace", "dirs"], default="auto")
     p.add_argument("--freeze", choices=["auto", "cgroup", "signal", "none"], default="auto")
+    p.add_argument("--mode", choices=["default", "managed-instances"], default="default",
+                   help="execution mode: default (one invoke at a time, frozen between them) or managed-instances "
+                        "(Lambda Managed Instances: the mix dispatched --concurrency at a time, never frozen; "
+                        "the sidecar registers for SHUTDOWN only and flushes on its timer)")
+    p.add_argument("--concurrency", type=int, default=4,
+                   help="managed-instances: invokes in flight at once (default 4)")
     p.add_argument("--verbose", action="store_true", help="also print every log line of the environment")
     return p
 
@@ -319,7 +325,11 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
     from . import OtlpReceiver, Sandbox, SandboxConfig
     from .report import console_line
 
-    steps = script(args.warm, args.timeout)
+    managed = args.mode == "managed-instances"
+    if managed and not 1 <= args.concurrency <= 64:
+        print(f"lambda-sandbox demo: --concurrency {args.concurrency} is out of range (1-64)", file=sys.stderr)
+        return 2
+    steps = script(args.warm, args.timeout, managed)
     receiver = OtlpReceiver().start()
     print(f"demo: function {code} ({args.handler}), layer {layer}, {args.memory} MB, timeout {args.timeout} s; "
           f"OTLP receiver at {receiver.endpoint}", file=out, flush=True)
@@ -331,13 +341,21 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
     cfg = SandboxConfig(code_dir=str(code), handler=args.handler, layers=[str(layer)], memory_mb=args.memory,
                         timeout_s=args.timeout, function_name="orders",
                         env={"OTEL_SERVICE_NAME": "orders", "SIDECAR_EMF_NAMESPACE": "OtelSidecarDemo"},
-                        isolation=args.isolation, freeze=args.freeze, otlp_receiver=receiver, tracing=args.tracing)
+                        isolation=args.isolation, freeze=args.freeze, otlp_receiver=receiver, tracing=args.tracing,
+                        **({"mode": args.mode, "concurrency": args.concurrency} if managed else {}))
     results = []
     try:
         with Sandbox(cfg, on_log=show) as sb:
+            if managed:
+                from .managed_instances import dispatch
+
+                print(f"  dispatching {len(steps)} invokes, {args.concurrency} at a time (managed instances)",
+                      file=out, flush=True)
+                results = dispatch(sb, [step.payload for step in steps], args.concurrency)
             for n, step in enumerate(steps, 1):
-                r = sb.invoke(step.payload)
-                results.append(r)
+                r = results[n - 1] if managed else sb.invoke(step.payload)
+                if not managed:
+                    results.append(r)
                 print(f"  [{n:>2}/{len(steps)}] {step.label:<24} {r.outcome:<8} {r.latency_ms:9.1f} ms"
                       + (f"  {r.error_type}" if r.error_type else ""), file=out, flush=True)
             print("  shutting down (the sidecar flushes what is left) ...", file=out, flush=True)
@@ -354,7 +372,8 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
     rows = invocation_rows(steps, results, envelopes)
     report = {
         "function": {"code": str(code), "handler": args.handler, "memoryMB": args.memory, "timeoutS": args.timeout,
-                     "layer": str(layer)},
+                     "layer": str(layer), "mode": args.mode,
+                     "concurrency": args.concurrency if managed else 1},
         "invocations": rows,
         "warmLatencyMedianMs": _median([r["latencyMs"] for r in rows if r["label"] == "warm"]),
         "emf": emf_digest(sidecar_lines),

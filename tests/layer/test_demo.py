@@ -52,6 +52,31 @@ def test_demo_runs_the_mix_and_writes_both_reports(layer_zip, tmp_path):
     assert not re.search(r"""(src|href)=["']?https?:""", page)
 
 
+def test_demo_shows_a_managed_instances_run(layer_zip, tmp_path):
+    out = io.StringIO()
+    code = demo.main(["--layer", str(layer_zip), "--warm", "1", "--mode", "managed-instances", "--concurrency", "3",
+                      "--out", str(tmp_path / "lmi")], out=out)
+    text = out.getvalue()
+    assert code == 0, text
+    report = json.loads((tmp_path / "lmi" / "report.json").read_text())
+    assert report["function"]["mode"] == "managed-instances" and report["function"]["concurrency"] == 3
+    rows = report["invocations"]
+    assert [r["label"] for r in rows][-2] == "after timeout"          # no reset on managed instances
+    assert [r["outcome"] for r in rows].count("timeout") == 1
+    emf = report["emf"]
+    # one init, no cold start marked on any invocation, every invocation counted once
+    assert emf["Invocations"]["total"] == len(rows) and emf["Timeouts"]["total"] == 1
+    assert emf.get("ColdStart", {}).get("total", 0) == 0 and emf["Inits"]["total"] == 1
+    spans = report["otlp"]["invocationSpans"]
+    assert sorted(s["attributes"]["faas.invocation_id"] for s in spans) == sorted(r["requestId"] for r in rows)
+    assert report["shutdown"]["extensions"] == {"otel-sidecar": "Exited"}
+
+
+def test_demo_concurrency_out_of_range_is_a_usage_error(layer_zip, capsys):
+    assert demo.main(["--layer", str(layer_zip), "--mode", "managed-instances", "--concurrency", "0"]) == 2
+    assert "--concurrency 0" in capsys.readouterr().err
+
+
 def test_demo_without_a_built_layer_says_how_to_build_it(tmp_path, capsys):
     assert demo.main(["--layer", str(tmp_path / "missing.zip")]) == 2
     assert "./build.sh" in capsys.readouterr().err
