@@ -140,6 +140,8 @@ class MinuteBuckets:
         self.tenants = tenants                  # the bounded tenant dimension (tenancy.py), when on
 
     def add(self, sig: Any) -> None:
+        # Long on purpose: the per-invocation hot path (bench: its CPU share); the value checks of each catalog
+        # row are inlined rather than called per row, which measured ~15 % cheaper (commit message of 6181e03)
         if not isinstance(sig, _EMF_TYPES):
             return
         if type(sig) is InvocationSignal and sig.init is not None:
