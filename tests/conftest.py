@@ -24,3 +24,23 @@ def _sidecar_logger_reset():
     _pristine_sidecar_logger()
     yield
     _pristine_sidecar_logger()
+
+
+@pytest.fixture(scope="session")
+def bundled_zips(tmp_path_factory):
+    """A function ARCH -> the self-contained layer zip of that architecture (`./build.sh --arch ARCH`'s), each
+    built once per session; the bundled CPython comes from the interpreter cache (tests/layer/conftest.py)."""
+    from tests.layer.conftest import build_layer, interpreter_prefix
+
+    built = {}
+    out_dir = tmp_path_factory.mktemp("bundled")
+
+    def get(arch: str):
+        if arch not in built:
+            x86 = interpreter_prefix("x86_64")
+            prefix = x86 if arch == "x86_64" else interpreter_prefix(arch)
+            built[arch] = build_layer(out_dir / f"otel-sidecar-layer-{arch}.zip", "--arch", arch, "--interpreter",
+                                      str(prefix), "--build-interpreter", str(x86))
+        return built[arch]
+
+    return get

@@ -67,19 +67,5 @@ def interpreter_prefix(arch: str) -> Path:
     assert proc.returncode == 0, f"interpreter build failed:\n{proc.stderr[-4000:]}"
     return Path(proc.stdout.split()[-1])
 
-
-@pytest.fixture(scope="session")
-def bundled_zips(tmp_path_factory):
-    """A function ARCH -> the self-contained layer zip of that architecture, each built once per session."""
-    built = {}
-    out_dir = tmp_path_factory.mktemp("bundled")
-
-    def get(arch: str) -> Path:
-        if arch not in built:
-            x86 = interpreter_prefix("x86_64")
-            prefix = x86 if arch == "x86_64" else interpreter_prefix(arch)
-            built[arch] = build_layer(out_dir / f"otel-sidecar-layer-{arch}.zip", "--arch", arch, "--interpreter",
-                                      str(prefix), "--build-interpreter", str(x86))
-        return built[arch]
-
-    return get
+# bundled_zips (the self-contained layer of each architecture, built once per session) is in tests/conftest.py:
+# the end-to-end tests on other runtimes use it too.
