@@ -94,8 +94,19 @@ def parse_subscription(name: str, body: bytes, *, strict_hosts: bool = False, ap
     if not isinstance(doc, dict):
         raise ValidationError("request body must be a JSON object")
     problems: List[str] = []
+    version = _check_schema_version(doc.get("schemaVersion"), api, required_schema, problems)
+    types = _check_types(doc.get("types"), problems)
+    protocol, host, port, path, method = _check_destination(doc.get("destination"), api, strict_hosts, problems)
+    buf = _check_buffering(doc.get("buffering"), problems)
+    if problems:
+        raise ValidationError("; ".join(problems))
+    return Subscription(name=name, schema_version=version, types=tuple(dict.fromkeys(types)),
+                        protocol=protocol, host=host, port=port, path=path,
+                        max_items=buf["maxItems"], max_bytes=buf["maxBytes"], timeout_ms=buf["timeoutMs"],
+                        api=api, method=method)
 
-    version = doc.get("schemaVersion")
+
+def _check_schema_version(version: Any, api: str, required_schema: Optional[str], problems: List[str]) -> Any:
     allowed_versions = logs_api.LOGS_SCHEMA_VERSIONS if api == "logs" else records.SCHEMA_VERSIONS
     if version is None and api == "logs":
         version = logs_api.DEFAULT_LOGS_SCHEMA
@@ -106,81 +117,92 @@ def parse_subscription(name: str, body: bytes, *, strict_hosts: bool = False, ap
                         f"this environment requires {required_schema!r}")
     elif version not in allowed_versions:
         problems.append(f"schemaVersion {version!r} is not supported; use one of {', '.join(allowed_versions)}")
+    return version
 
-    types = doc.get("types")
+
+def _check_types(types: Any, problems: List[str]) -> List[Any]:
     if types is None:
         problems.append("types is required")
-        types = []
-    elif not isinstance(types, list):
+        return []
+    if not isinstance(types, list):
         problems.append("types should be an array")
-        types = []
-    elif not types:
+        return []
+    if not types:
         problems.append("types should not be empty")
     else:
         bad = [t for t in types if t not in TYPES]
         if bad:
             problems.append(f"types contains unknown values {bad}; allowed: platform, function, extension")
+    return types
 
-    protocol, host, port, path, method = "HTTP", "", 0, "/", "POST"
-    dest = doc.get("destination")
+
+def _check_destination(dest: Any, api: str, strict_hosts: bool,
+                       problems: List[str]) -> Tuple[Any, str, int, str, str]:
+    """(protocol, host, port, path, method) of a destination object; defaults where it is unusable."""
+    host, port, path, method = "", 0, "/", "POST"
     if dest is None:
         problems.append("destination is required")
-    elif not isinstance(dest, dict):
+        return "HTTP", host, port, path, method
+    if not isinstance(dest, dict):
         problems.append("destination should be an object")
+        return "HTTP", host, port, path, method
+    protocol = dest.get("protocol")
+    uri = dest.get("URI")
+    if protocol == "HTTP":
+        if not isinstance(uri, str) or not uri:
+            problems.append("destination URI is required for protocol HTTP")
+        else:
+            host, port, path, errs = _check_uri(uri, "http", strict_hosts)
+            problems.extend(errs)
+        if api == "logs":
+            method = _check_logs_http_options(dest, problems)
+    elif protocol == "TCP":
+        p = dest.get("port")
+        if p is not None:
+            if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= 65535:
+                problems.append(f"destination port {p!r} must be an integer 1..65535")
+            else:
+                host, port = "sandbox.localdomain", p
+        elif isinstance(uri, str) and uri:
+            host, port, path, errs = _check_uri(uri, "tcp", strict_hosts)
+            problems.extend(errs)
+        else:
+            problems.append("destination port is required for protocol TCP")
     else:
-        protocol = dest.get("protocol")
-        uri = dest.get("URI")
-        if protocol == "HTTP":
-            if not isinstance(uri, str) or not uri:
-                problems.append("destination URI is required for protocol HTTP")
-            else:
-                host, port, path, errs = _check_uri(uri, "http", strict_hosts)
-                problems.extend(errs)
-            if api == "logs":
-                given_method = dest.get("method", "POST")
-                if given_method not in ("POST", "PUT"):
-                    problems.append(f"destination method {given_method!r} is not supported; use POST or PUT")
-                else:
-                    method = given_method
-                encoding = dest.get("encoding", "JSON")
-                if encoding != "JSON":
-                    problems.append(f"destination encoding {encoding!r} is not supported; use JSON")
-        elif protocol == "TCP":
-            p = dest.get("port")
-            if p is not None:
-                if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= 65535:
-                    problems.append(f"destination port {p!r} must be an integer 1..65535")
-                else:
-                    host, port = "sandbox.localdomain", p
-            elif isinstance(uri, str) and uri:
-                host, port, path, errs = _check_uri(uri, "tcp", strict_hosts)
-                problems.extend(errs)
-            else:
-                problems.append("destination port is required for protocol TCP")
-        else:
-            problems.append(f"destination protocol {protocol!r} is not supported; use HTTP or TCP")
+        problems.append(f"destination protocol {protocol!r} is not supported; use HTTP or TCP")
+    return protocol, host, port, path, method
 
+
+def _check_logs_http_options(dest: Dict[str, Any], problems: List[str]) -> str:
+    """The Logs API's HTTP method (POST|PUT) and encoding (JSON only); POST where the method is refused."""
+    method = "POST"
+    given_method = dest.get("method", "POST")
+    if given_method not in ("POST", "PUT"):
+        problems.append(f"destination method {given_method!r} is not supported; use POST or PUT")
+    else:
+        method = given_method
+    encoding = dest.get("encoding", "JSON")
+    if encoding != "JSON":
+        problems.append(f"destination encoding {encoding!r} is not supported; use JSON")
+    return method
+
+
+def _check_buffering(given: Any, problems: List[str]) -> Dict[str, int]:
     buf = dict(DEFAULT_BUFFERING)
-    given = doc.get("buffering")
-    if given is not None:
-        if not isinstance(given, dict):
-            problems.append("buffering should be an object")
+    if given is None:
+        return buf
+    if not isinstance(given, dict):
+        problems.append("buffering should be an object")
+        return buf
+    for key, (lo, hi) in BUFFERING_LIMITS.items():
+        if key not in given:
+            continue
+        v = given[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            problems.append(f"buffering {key} {v!r} must be an integer between {lo} and {hi}")
         else:
-            for key, (lo, hi) in BUFFERING_LIMITS.items():
-                if key not in given:
-                    continue
-                v = given[key]
-                if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-                    problems.append(f"buffering {key} {v!r} must be an integer between {lo} and {hi}")
-                else:
-                    buf[key] = v
-
-    if problems:
-        raise ValidationError("; ".join(problems))
-    return Subscription(name=name, schema_version=version, types=tuple(dict.fromkeys(types)),
-                        protocol=protocol, host=host, port=port, path=path,
-                        max_items=buf["maxItems"], max_bytes=buf["maxBytes"], timeout_ms=buf["timeoutMs"],
-                        api=api, method=method)
+            buf[key] = v
+    return buf
 
 
 def _check_uri(uri: str, scheme: str, strict_hosts: bool) -> Tuple[str, int, str, List[str]]:
