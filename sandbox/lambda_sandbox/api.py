@@ -25,7 +25,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 MAX_AGENTS = 10
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100
@@ -527,6 +527,56 @@ _SNAPSTART_ROUTES = ("restore_next", "restore_error", "credentials")
 _NOT_ON_LMI = ("logs",) + _SNAPSTART_ROUTES
 
 
+# one handler per route name: (control, request headers, path match, body, started) -> (status, headers, body)
+_Route = Callable[[Control, Any, "re.Match[str]", bytes, Tuple[float, float]], Tuple[int, Dict[str, str], Any]]
+
+
+def _on_runtime_response(control: Control, h: Any, match: re.Match[str], body: bytes,
+                         started: Tuple[float, float]) -> Tuple[int, Dict[str, str], Any]:
+    mode = h.get("Lambda-Runtime-Function-Response-Mode")
+    if mode is not None and mode.lower() != "streaming":
+        return control.runtime_result(
+            match["rid"], "error", b"", "Runtime.InvalidResponseModeHeader", started,
+            reply=_err(400, "InvalidFunctionResponseMode", "Invalid function response mode"))
+    return control.runtime_result(match["rid"], "response", body, None, started)
+
+
+def _on_runtime_error(control: Control, h: Any, match: re.Match[str], body: bytes,
+                      started: Tuple[float, float]) -> Tuple[int, Dict[str, str], Any]:
+    err_type = h.get("Lambda-Runtime-Function-Error-Type")
+    try:
+        err_type = json.loads(body).get("errorType") or err_type
+    except (ValueError, AttributeError):
+        pass
+    return control.runtime_result(match["rid"], "error", body, err_type, started)
+
+
+def _on_extension_error(phase: str) -> _Route:
+    def handle(control: Control, h: Any, match: re.Match[str], body: bytes,
+               started: Tuple[float, float]) -> Tuple[int, Dict[str, str], Any]:
+        return control.extension_error(h.get("Lambda-Extension-Identifier"),
+                                       h.get("Lambda-Extension-Function-Error-Type"), phase)
+    return handle
+
+
+_HANDLERS: Dict[str, _Route] = {
+    "runtime_next": lambda c, h, m, b, s: c.runtime_next(),
+    "runtime_response": _on_runtime_response,
+    "runtime_error": _on_runtime_error,
+    "runtime_init_error": lambda c, h, m, b, s: c.runtime_init_error(h.get("Lambda-Runtime-Function-Error-Type"), b),
+    "ext_register": lambda c, h, m, b, s: c.register(h.get("Lambda-Extension-Name") or "",
+                                                     h.get("Lambda-Extension-Accept-Feature") or "", b),
+    "ext_next": lambda c, h, m, b, s: c.extension_next(h.get("Lambda-Extension-Identifier")),
+    "ext_init_error": _on_extension_error("init"),
+    "ext_exit_error": _on_extension_error("exit"),
+    "logs": lambda c, h, m, b, s: c.logs_subscribe(h.get("Lambda-Extension-Identifier"), b),
+    "restore_next": lambda c, h, m, b, s: c.restore_next(),
+    "restore_error": lambda c, h, m, b, s: c.restore_error(h.get("Lambda-Runtime-Function-Error-Type"), b),
+    "credentials": lambda c, h, m, b, s: c.credentials_for(h.get("Authorization")),
+    "telemetry": lambda c, h, m, b, s: c.telemetry_subscribe(h.get("Lambda-Extension-Identifier"), b),
+}
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -586,46 +636,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(404, {"Content-Type": "text/plain; charset=utf-8"}, b"404 page not found\n")
             return
-        h = self.headers
         try:
-            if name == "runtime_next":
-                status, headers, out = control.runtime_next()
-            elif name == "runtime_response":
-                mode = h.get("Lambda-Runtime-Function-Response-Mode")
-                if mode is not None and mode.lower() != "streaming":
-                    status, headers, out = control.runtime_result(
-                        match["rid"], "error", b"", "Runtime.InvalidResponseModeHeader", started,
-                        reply=_err(400, "InvalidFunctionResponseMode", "Invalid function response mode"))
-                else:
-                    status, headers, out = control.runtime_result(match["rid"], "response", body, None, started)
-            elif name == "runtime_error":
-                err_type = h.get("Lambda-Runtime-Function-Error-Type")
-                try:
-                    err_type = json.loads(body).get("errorType") or err_type
-                except (ValueError, AttributeError):
-                    pass
-                status, headers, out = control.runtime_result(match["rid"], "error", body, err_type, started)
-            elif name == "runtime_init_error":
-                status, headers, out = control.runtime_init_error(h.get("Lambda-Runtime-Function-Error-Type"), body)
-            elif name == "ext_register":
-                status, headers, out = control.register(h.get("Lambda-Extension-Name") or "",
-                                                        h.get("Lambda-Extension-Accept-Feature") or "", body)
-            elif name == "ext_next":
-                status, headers, out = control.extension_next(h.get("Lambda-Extension-Identifier"))
-            elif name in ("ext_init_error", "ext_exit_error"):
-                status, headers, out = control.extension_error(
-                    h.get("Lambda-Extension-Identifier"), h.get("Lambda-Extension-Function-Error-Type"),
-                    "init" if name == "ext_init_error" else "exit")
-            elif name == "logs":
-                status, headers, out = control.logs_subscribe(h.get("Lambda-Extension-Identifier"), body)
-            elif name == "restore_next":
-                status, headers, out = control.restore_next()
-            elif name == "restore_error":
-                status, headers, out = control.restore_error(h.get("Lambda-Runtime-Function-Error-Type"), body)
-            elif name == "credentials":
-                status, headers, out = control.credentials_for(h.get("Authorization"))
-            else:
-                status, headers, out = control.telemetry_subscribe(h.get("Lambda-Extension-Identifier"), body)
+            status, headers, out = _HANDLERS[name](control, self.headers, match, body, started)
         except Exception as exc:  # a bug here must not kill the server thread silently
             self.server.errors.append(f"{method} {path}: {exc!r}")
             status, headers, out = _err(500, "InternalServerError", "Internal Server Error")
