@@ -25,7 +25,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 MAX_AGENTS = 10
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100
@@ -136,6 +136,8 @@ class Control:
         self.lmi = LmiRuntime()
         self.credentials: Optional[Dict[str, str]] = None   # SnapStart's /2021-04-23/credentials body
         self.credentials_token: Optional[str] = None
+        self._extension_endpoints = _ExtensionEndpoints(self)
+        self._lmi = _LmiEndpoints(self)
 
     @property
     def managed_instances(self) -> bool:
@@ -168,148 +170,29 @@ class Control:
     def registered(self) -> List[Extension]:
         return [e for e in self.extensions if e.id is not None]
 
-    # -- request handling (each returns (status, headers, body)) ----------------------------------
+    # -- extension endpoints (2.x, 5.x, 6): served by _ExtensionEndpoints over this state ----------
     def register(self, name: str, accept_feature: str, body: bytes) -> Tuple[int, Dict[str, str], Any]:
-        if not name:
-            return _err(403, "Extension.InvalidExtensionName", "Empty extension name")
-        try:
-            parsed = json.loads(body.decode("utf-8") if body else "")
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _err(403, "InvalidRequestFormat", str(exc))
-        if not isinstance(parsed, dict):
-            return _err(403, "InvalidRequestFormat", "request body must be a JSON object")
-        if parsed.get("configurationKeys"):
-            return _err(403, "InvalidRequestFormat", "configurationKeys are deprecated; use environment variables instead")
-        events = parsed.get("events") or []
-        if not isinstance(events, list):
-            return _err(403, "InvalidRequestFormat", "events must be a list")
-        features = {f.strip() for f in (accept_feature or "").split(",") if f.strip()}
-        with self.cv:
-            ext = next((e for e in self.extensions if e.external and e.name == name), None)
-            if self.managed_instances:
-                # platform-2025.md 1.3 (RIE-LMI's answers): externals may register for SHUTDOWN only,
-                # internal extensions for no event at all
-                if ext is None and events:
-                    return _err(403, "Extension.InvalidEventType", "No events allowed for internal extensions")
-                for ev in events:
-                    if ev == "INVOKE":
-                        return _err(403, "Extension.InvalidEventType", "INVOKE: ErrorInvalidEventType")
-            for ev in events:
-                if ev not in ("INVOKE", "SHUTDOWN"):
-                    return _err(403, "Extension.InvalidEventType", f"{ev}: ErrorInvalidEventType")
-                if ext is None and ev == "SHUTDOWN":
-                    return _err(403, "Extension.InvalidEventType",
-                                "SHUTDOWN: ShutdownEventNotSupportedForInternalExtension")
-            if ext is None:
-                if not self.registration_open:
-                    return _err(403, "Extension.RegistrationClosed", "Extension registration closed already")
-                if any(e.name == name for e in self.extensions):
-                    return _err(403, "Extension.InvalidExtensionState", "Extension with this name already registered")
-                if len(self.extensions) >= MAX_AGENTS:
-                    return _err(403, "Extension.TooManyExtensions", f"Extension limit ({MAX_AGENTS}) reached")
-                ext = Extension(name=name, external=False)
-                self.extensions.append(ext)
-            elif ext.state != "Started":
-                return _err(403, "Extension.InvalidExtensionState",
-                            f"State transition from {ext.state} to Registered failed for extension {name}. "
-                            "Error: State transition is not allowed")
-            ext.id = str(uuid.uuid4())
-            ext.events = [str(e) for e in events]
-            ext.state = "Registered"
-            self.cv.notify_all()
-            out: Dict[str, Any] = {}
-            if "accountId" in features:
-                out["accountId"] = self.account_id
-            out.update(functionName=self.function_name, functionVersion=self.function_version,
-                       handler=self.handler)
-            return 200, {"Lambda-Extension-Identifier": ext.id}, out
+        return self._extension_endpoints.register(name, accept_feature, body)
 
     def check_identifier(self, ext_id: Optional[str], unknown_message: Optional[str] = None):
-        """Middleware of 2.4: returns (extension, None) or (None, error response)."""
-        if not ext_id:
-            return None, _err(403, "Extension.MissingExtensionIdentifier", "Missing Lambda-Extension-Identifier header")
-        if not _UUID.match(ext_id):
-            return None, _err(403, "Extension.InvalidExtensionIdentifier", "Invalid Lambda-Extension-Identifier")
-        ext = self.by_id(ext_id)
-        if ext is None:
-            return None, _err(403, "Extension.UnknownExtensionIdentifier", unknown_message or f"Unknown extension {ext_id}")
-        return ext, None
+        return self._extension_endpoints.check_identifier(ext_id, unknown_message)
 
     def extension_next(self, ext_id: Optional[str]):
-        with self.cv:
-            ext, error = self.check_identifier(ext_id)
-            if error:
-                return error
-            if ext.state not in ("Registered", "Running"):
-                return _err(403, "Extension.InvalidExtensionState",
-                            f"State transition from {ext.state} to Ready failed for extension {ext_id}. "
-                            "Error: State transition is not allowed")
-            gen = self.generation
-            ext.state = "Ready"
-            ext.next_calls += 1
-            ext.last_next = _now()
-            ext.waiting = True
-            self.cv.notify_all()
-            self.cv.wait_for(lambda: self.closed or self.generation != gen or bool(ext.queue))
-            ext.waiting = False
-            if self.closed or self.generation != gen or not ext.queue:
-                return _err(500, "InternalServerError", "Internal Server Error")
-            event = ext.queue.pop(0)
-            ext.state = "Running"
-            self.cv.notify_all()
-        headers = {}
-        if event.get("eventType") == "INVOKE":
-            headers["Lambda-Extension-Event-Identifier"] = str(uuid.uuid4())
-        return 200, headers, event
+        return self._extension_endpoints.extension_next(ext_id)
 
     def extension_error(self, ext_id: Optional[str], error_type: Optional[str], kind: str):
-        """kind "init" (-> InitError) or "exit" (-> ExitError), 2.5."""
-        with self.cv:
-            ext, error = self.check_identifier(ext_id, "Unknown Lambda-Extension-Identifier")
-            if error:
-                return error
-            if not error_type:
-                return _err(403, "Extension.MissingHeader", "Lambda-Extension-Function-Error-Type not found")
-            target = "InitError" if kind == "init" else "ExitError"
-            allowed = ("Registered",) if kind == "init" else ("Registered", "Ready", "Running")
-            if ext.state == target:
-                return 202, {}, {"status": "OK"}
-            if ext.state not in allowed:
-                return _err(403, "Extension.InvalidExtensionState",
-                            f"State transition from {ext.state} to {target} failed for extension {ext_id}. "
-                            "Error: State transition is not allowed")
-            ext.state = target
-            ext.error_type = error_type
-            self.set_fatal("Extension.InitError" if kind == "init" else "Extension.ExitError")
-            return 202, {}, {"status": "OK"}
+        return self._extension_endpoints.extension_error(ext_id, error_type, kind)
 
     def telemetry_subscribe(self, ext_id: Optional[str], body: bytes):
-        with self.cv:
-            ext, error = self.check_identifier(ext_id)
-            if error:
-                return error
-            name = ext.name
-        if self.hub is None:
-            return _err(500, "InternalServerError", "Internal Server Error")
-        status, out = self.hub.subscribe(name, body)
-        return status, {}, out
+        return self._extension_endpoints.telemetry_subscribe(ext_id, body)
 
     def logs_subscribe(self, ext_id: Optional[str], body: bytes):
-        """The legacy Logs API (lambda-apis.md 6): served when the hub implements it, else the RIE's answer."""
-        with self.cv:
-            ext, error = self.check_identifier(ext_id)
-            if error:
-                return error
-            name = ext.name
-        handler = getattr(self.hub, "subscribe_logs", None)
-        if handler is None or self.logs_api == "stub":
-            return _err(202, "Logs.NotSupported", "Logs API is not supported")
-        status, out = handler(name, body)
-        return status, {}, out
+        return self._extension_endpoints.logs_subscribe(ext_id, body)
 
+    # -- request handling (each returns (status, headers, body)) ----------------------------------
     def runtime_next(self):
         if self.managed_instances:
-            return self._lmi_next()
+            return self._lmi.next()
         with self.cv:
             rt = self.runtime
             now = _now()
@@ -340,54 +223,6 @@ class Control:
             inv.delivered = _now()
             self.cv.notify_all()
         return 200, _invoke_headers(inv), inv.payload
-
-    # -- Lambda Managed Instances: concurrent runtime workers (platform-2025.md 1.6, 1.9) ---------------
-    def _lmi_next(self):
-        with self.cv:
-            rt, lmi = self.runtime, self.lmi
-            if rt.first_next is None:
-                rt.first_next = _now()     # init completes once at least one worker is ready (1.8)
-                self.registration_open = False
-            if rt.state in ("Started", "Running", "ResponseSent"):
-                rt.state = "Ready"
-            lmi.idle += 1
-            lmi.workers_seen += 1
-            gen = self.generation
-            self.cv.notify_all()
-            try:
-                self.cv.wait_for(lambda: self.closed or self.generation != gen or bool(self.lmi.pending))
-            finally:
-                if self.generation == gen:
-                    lmi.idle -= 1
-            if self.closed or self.generation != gen:
-                return _err(500, "InternalServerError", "Internal Server Error")
-            inv = lmi.pending.popleft()
-            inv.delivered = _now()
-            lmi.active[inv.request_id] = inv
-            self.cv.notify_all()
-        return 200, _invoke_headers(inv), inv.payload
-
-    def _lmi_result(self, request_id: str, kind: str, body: bytes, error_type: Optional[str],
-                    started: Tuple[float, float], reply=None):
-        ended = _now()
-        with self.cv:
-            inv = self.lmi.active.get(request_id)
-            if inv is None:
-                if request_id in self.lmi.timed_out:
-                    return _err(410, "InvokeTimeout", "Invoke timeout")
-                return _err(400, "InvalidRequestID", "Invalid request ID")
-            del self.lmi.active[request_id]
-            if kind == "response" and len(body) > MAX_RESPONSE_BYTES:
-                inv.result, inv.body, inv.error_type = "error", b"", "Function.ResponseSizeTooLarge"
-                inv.response_start, inv.response_end = started, ended
-                self.cv.notify_all()
-                return _err(413, "RequestEntityTooLarge",
-                            f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
-            inv.result, inv.body = kind, body
-            inv.error_type = error_type if kind == "error" else None
-            inv.response_start, inv.response_end = started, ended
-            self.cv.notify_all()
-        return reply or (202, {}, {"status": "OK"})
 
     # -- SnapStart (platform-2025.md 4.1, 4.4) -------------------------------------------------------
     def restore_next(self):
@@ -440,7 +275,7 @@ class Control:
                        started: Tuple[float, float], reply=None):
         """kind "response" or "error" (3.2, 3.3); `reply` replaces the 202 (a rejected response)."""
         if self.managed_instances:
-            return self._lmi_result(request_id, kind, body, error_type, started, reply)
+            return self._lmi.result(request_id, kind, body, error_type, started, reply)
         ended = _now()
         with self.cv:
             rt = self.runtime
@@ -479,6 +314,207 @@ class Control:
             rt.init_error_body = body
             self.set_fatal(rt.init_error_type)
         return 202, {}, {"status": "OK"}
+
+
+class _ExtensionEndpoints:
+    """The Extensions API's registration and event endpoints and the subscription endpoints, over the
+    Control's state (hold or take `c.cv`)."""
+
+    def __init__(self, control: Control) -> None:
+        self.c = control
+
+    def register(self, name: str, accept_feature: str, body: bytes) -> Tuple[int, Dict[str, str], Any]:
+        if not name:
+            return _err(403, "Extension.InvalidExtensionName", "Empty extension name")
+        try:
+            parsed = json.loads(body.decode("utf-8") if body else "")
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _err(403, "InvalidRequestFormat", str(exc))
+        if not isinstance(parsed, dict):
+            return _err(403, "InvalidRequestFormat", "request body must be a JSON object")
+        if parsed.get("configurationKeys"):
+            return _err(403, "InvalidRequestFormat", "configurationKeys are deprecated; use environment variables instead")
+        events = parsed.get("events") or []
+        if not isinstance(events, list):
+            return _err(403, "InvalidRequestFormat", "events must be a list")
+        features = {f.strip() for f in (accept_feature or "").split(",") if f.strip()}
+        with self.c.cv:
+            ext = next((e for e in self.c.extensions if e.external and e.name == name), None)
+            if self.c.managed_instances:
+                # platform-2025.md 1.3 (RIE-LMI's answers): externals may register for SHUTDOWN only,
+                # internal extensions for no event at all
+                if ext is None and events:
+                    return _err(403, "Extension.InvalidEventType", "No events allowed for internal extensions")
+                for ev in events:
+                    if ev == "INVOKE":
+                        return _err(403, "Extension.InvalidEventType", "INVOKE: ErrorInvalidEventType")
+            for ev in events:
+                if ev not in ("INVOKE", "SHUTDOWN"):
+                    return _err(403, "Extension.InvalidEventType", f"{ev}: ErrorInvalidEventType")
+                if ext is None and ev == "SHUTDOWN":
+                    return _err(403, "Extension.InvalidEventType",
+                                "SHUTDOWN: ShutdownEventNotSupportedForInternalExtension")
+            if ext is None:
+                if not self.c.registration_open:
+                    return _err(403, "Extension.RegistrationClosed", "Extension registration closed already")
+                if any(e.name == name for e in self.c.extensions):
+                    return _err(403, "Extension.InvalidExtensionState", "Extension with this name already registered")
+                if len(self.c.extensions) >= MAX_AGENTS:
+                    return _err(403, "Extension.TooManyExtensions", f"Extension limit ({MAX_AGENTS}) reached")
+                ext = Extension(name=name, external=False)
+                self.c.extensions.append(ext)
+            elif ext.state != "Started":
+                return _err(403, "Extension.InvalidExtensionState",
+                            f"State transition from {ext.state} to Registered failed for extension {name}. "
+                            "Error: State transition is not allowed")
+            ext.id = str(uuid.uuid4())
+            ext.events = [str(e) for e in events]
+            ext.state = "Registered"
+            self.c.cv.notify_all()
+            out: Dict[str, Any] = {}
+            if "accountId" in features:
+                out["accountId"] = self.c.account_id
+            out.update(functionName=self.c.function_name, functionVersion=self.c.function_version,
+                       handler=self.c.handler)
+            return 200, {"Lambda-Extension-Identifier": ext.id}, out
+
+    def check_identifier(self, ext_id: Optional[str], unknown_message: Optional[str] = None):
+        """Middleware of 2.4: returns (extension, None) or (None, error response)."""
+        if not ext_id:
+            return None, _err(403, "Extension.MissingExtensionIdentifier", "Missing Lambda-Extension-Identifier header")
+        if not _UUID.match(ext_id):
+            return None, _err(403, "Extension.InvalidExtensionIdentifier", "Invalid Lambda-Extension-Identifier")
+        ext = self.c.by_id(ext_id)
+        if ext is None:
+            return None, _err(403, "Extension.UnknownExtensionIdentifier", unknown_message or f"Unknown extension {ext_id}")
+        return ext, None
+
+    def extension_next(self, ext_id: Optional[str]):
+        with self.c.cv:
+            ext, error = self.check_identifier(ext_id)
+            if error:
+                return error
+            if ext.state not in ("Registered", "Running"):
+                return _err(403, "Extension.InvalidExtensionState",
+                            f"State transition from {ext.state} to Ready failed for extension {ext_id}. "
+                            "Error: State transition is not allowed")
+            gen = self.c.generation
+            ext.state = "Ready"
+            ext.next_calls += 1
+            ext.last_next = _now()
+            ext.waiting = True
+            self.c.cv.notify_all()
+            self.c.cv.wait_for(lambda: self.c.closed or self.c.generation != gen or bool(ext.queue))
+            ext.waiting = False
+            if self.c.closed or self.c.generation != gen or not ext.queue:
+                return _err(500, "InternalServerError", "Internal Server Error")
+            event = ext.queue.pop(0)
+            ext.state = "Running"
+            self.c.cv.notify_all()
+        headers = {}
+        if event.get("eventType") == "INVOKE":
+            headers["Lambda-Extension-Event-Identifier"] = str(uuid.uuid4())
+        return 200, headers, event
+
+    def extension_error(self, ext_id: Optional[str], error_type: Optional[str], kind: str):
+        """kind "init" (-> InitError) or "exit" (-> ExitError), 2.5."""
+        with self.c.cv:
+            ext, error = self.check_identifier(ext_id, "Unknown Lambda-Extension-Identifier")
+            if error:
+                return error
+            if not error_type:
+                return _err(403, "Extension.MissingHeader", "Lambda-Extension-Function-Error-Type not found")
+            target = "InitError" if kind == "init" else "ExitError"
+            allowed = ("Registered",) if kind == "init" else ("Registered", "Ready", "Running")
+            if ext.state == target:
+                return 202, {}, {"status": "OK"}
+            if ext.state not in allowed:
+                return _err(403, "Extension.InvalidExtensionState",
+                            f"State transition from {ext.state} to {target} failed for extension {ext_id}. "
+                            "Error: State transition is not allowed")
+            ext.state = target
+            ext.error_type = error_type
+            self.c.set_fatal("Extension.InitError" if kind == "init" else "Extension.ExitError")
+            return 202, {}, {"status": "OK"}
+
+    def telemetry_subscribe(self, ext_id: Optional[str], body: bytes):
+        with self.c.cv:
+            ext, error = self.check_identifier(ext_id)
+            if error:
+                return error
+            name = ext.name
+        if self.c.hub is None:
+            return _err(500, "InternalServerError", "Internal Server Error")
+        status, out = self.c.hub.subscribe(name, body)
+        return status, {}, out
+
+    def logs_subscribe(self, ext_id: Optional[str], body: bytes):
+        """The legacy Logs API (lambda-apis.md 6): served when the hub implements it, else the RIE's answer."""
+        with self.c.cv:
+            ext, error = self.check_identifier(ext_id)
+            if error:
+                return error
+            name = ext.name
+        handler = getattr(self.c.hub, "subscribe_logs", None)
+        if handler is None or self.c.logs_api == "stub":
+            return _err(202, "Logs.NotSupported", "Logs API is not supported")
+        status, out = handler(name, body)
+        return status, {}, out
+
+
+class _LmiEndpoints:
+    """Lambda Managed Instances' runtime side (platform-2025.md 1.6, 1.9): concurrent workers in /next,
+    results by request id; over the Control's state."""
+
+    def __init__(self, control: Control) -> None:
+        self.c = control
+
+    def next(self):
+        with self.c.cv:
+            rt, lmi = self.c.runtime, self.c.lmi
+            if rt.first_next is None:
+                rt.first_next = _now()     # init completes once at least one worker is ready (1.8)
+                self.c.registration_open = False
+            if rt.state in ("Started", "Running", "ResponseSent"):
+                rt.state = "Ready"
+            lmi.idle += 1
+            lmi.workers_seen += 1
+            gen = self.c.generation
+            self.c.cv.notify_all()
+            try:
+                self.c.cv.wait_for(lambda: self.c.closed or self.c.generation != gen or bool(self.c.lmi.pending))
+            finally:
+                if self.c.generation == gen:
+                    lmi.idle -= 1
+            if self.c.closed or self.c.generation != gen:
+                return _err(500, "InternalServerError", "Internal Server Error")
+            inv = lmi.pending.popleft()
+            inv.delivered = _now()
+            lmi.active[inv.request_id] = inv
+            self.c.cv.notify_all()
+        return 200, _invoke_headers(inv), inv.payload
+
+    def result(self, request_id: str, kind: str, body: bytes, error_type: Optional[str],
+                    started: Tuple[float, float], reply=None):
+        ended = _now()
+        with self.c.cv:
+            inv = self.c.lmi.active.get(request_id)
+            if inv is None:
+                if request_id in self.c.lmi.timed_out:
+                    return _err(410, "InvokeTimeout", "Invoke timeout")
+                return _err(400, "InvalidRequestID", "Invalid request ID")
+            del self.c.lmi.active[request_id]
+            if kind == "response" and len(body) > MAX_RESPONSE_BYTES:
+                inv.result, inv.body, inv.error_type = "error", b"", "Function.ResponseSizeTooLarge"
+                inv.response_start, inv.response_end = started, ended
+                self.c.cv.notify_all()
+                return _err(413, "RequestEntityTooLarge",
+                            f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
+            inv.result, inv.body = kind, body
+            inv.error_type = error_type if kind == "error" else None
+            inv.response_start, inv.response_end = started, ended
+            self.c.cv.notify_all()
+        return reply or (202, {}, {"status": "OK"})
 
 
 def _runtime_state_name(state: str) -> str:
@@ -525,6 +561,56 @@ _ROUTES: List[Tuple[str, re.Pattern[str], str]] = [
 # routes an environment of a mode does not have (404 as an unknown path)
 _SNAPSTART_ROUTES = ("restore_next", "restore_error", "credentials")
 _NOT_ON_LMI = ("logs",) + _SNAPSTART_ROUTES
+
+
+# one handler per route name: (control, request headers, path match, body, started) -> (status, headers, body)
+_Route = Callable[[Control, Any, "re.Match[str]", bytes, Tuple[float, float]], Tuple[int, Dict[str, str], Any]]
+
+
+def _on_runtime_response(control: Control, h: Any, match: re.Match[str], body: bytes,
+                         started: Tuple[float, float]) -> Tuple[int, Dict[str, str], Any]:
+    mode = h.get("Lambda-Runtime-Function-Response-Mode")
+    if mode is not None and mode.lower() != "streaming":
+        return control.runtime_result(
+            match["rid"], "error", b"", "Runtime.InvalidResponseModeHeader", started,
+            reply=_err(400, "InvalidFunctionResponseMode", "Invalid function response mode"))
+    return control.runtime_result(match["rid"], "response", body, None, started)
+
+
+def _on_runtime_error(control: Control, h: Any, match: re.Match[str], body: bytes,
+                      started: Tuple[float, float]) -> Tuple[int, Dict[str, str], Any]:
+    err_type = h.get("Lambda-Runtime-Function-Error-Type")
+    try:
+        err_type = json.loads(body).get("errorType") or err_type
+    except (ValueError, AttributeError):
+        pass
+    return control.runtime_result(match["rid"], "error", body, err_type, started)
+
+
+def _on_extension_error(phase: str) -> _Route:
+    def handle(control: Control, h: Any, match: re.Match[str], body: bytes,
+               started: Tuple[float, float]) -> Tuple[int, Dict[str, str], Any]:
+        return control.extension_error(h.get("Lambda-Extension-Identifier"),
+                                       h.get("Lambda-Extension-Function-Error-Type"), phase)
+    return handle
+
+
+_HANDLERS: Dict[str, _Route] = {
+    "runtime_next": lambda c, h, m, b, s: c.runtime_next(),
+    "runtime_response": _on_runtime_response,
+    "runtime_error": _on_runtime_error,
+    "runtime_init_error": lambda c, h, m, b, s: c.runtime_init_error(h.get("Lambda-Runtime-Function-Error-Type"), b),
+    "ext_register": lambda c, h, m, b, s: c.register(h.get("Lambda-Extension-Name") or "",
+                                                     h.get("Lambda-Extension-Accept-Feature") or "", b),
+    "ext_next": lambda c, h, m, b, s: c.extension_next(h.get("Lambda-Extension-Identifier")),
+    "ext_init_error": _on_extension_error("init"),
+    "ext_exit_error": _on_extension_error("exit"),
+    "logs": lambda c, h, m, b, s: c.logs_subscribe(h.get("Lambda-Extension-Identifier"), b),
+    "restore_next": lambda c, h, m, b, s: c.restore_next(),
+    "restore_error": lambda c, h, m, b, s: c.restore_error(h.get("Lambda-Runtime-Function-Error-Type"), b),
+    "credentials": lambda c, h, m, b, s: c.credentials_for(h.get("Authorization")),
+    "telemetry": lambda c, h, m, b, s: c.telemetry_subscribe(h.get("Lambda-Extension-Identifier"), b),
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -586,46 +672,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(404, {"Content-Type": "text/plain; charset=utf-8"}, b"404 page not found\n")
             return
-        h = self.headers
         try:
-            if name == "runtime_next":
-                status, headers, out = control.runtime_next()
-            elif name == "runtime_response":
-                mode = h.get("Lambda-Runtime-Function-Response-Mode")
-                if mode is not None and mode.lower() != "streaming":
-                    status, headers, out = control.runtime_result(
-                        match["rid"], "error", b"", "Runtime.InvalidResponseModeHeader", started,
-                        reply=_err(400, "InvalidFunctionResponseMode", "Invalid function response mode"))
-                else:
-                    status, headers, out = control.runtime_result(match["rid"], "response", body, None, started)
-            elif name == "runtime_error":
-                err_type = h.get("Lambda-Runtime-Function-Error-Type")
-                try:
-                    err_type = json.loads(body).get("errorType") or err_type
-                except (ValueError, AttributeError):
-                    pass
-                status, headers, out = control.runtime_result(match["rid"], "error", body, err_type, started)
-            elif name == "runtime_init_error":
-                status, headers, out = control.runtime_init_error(h.get("Lambda-Runtime-Function-Error-Type"), body)
-            elif name == "ext_register":
-                status, headers, out = control.register(h.get("Lambda-Extension-Name") or "",
-                                                        h.get("Lambda-Extension-Accept-Feature") or "", body)
-            elif name == "ext_next":
-                status, headers, out = control.extension_next(h.get("Lambda-Extension-Identifier"))
-            elif name in ("ext_init_error", "ext_exit_error"):
-                status, headers, out = control.extension_error(
-                    h.get("Lambda-Extension-Identifier"), h.get("Lambda-Extension-Function-Error-Type"),
-                    "init" if name == "ext_init_error" else "exit")
-            elif name == "logs":
-                status, headers, out = control.logs_subscribe(h.get("Lambda-Extension-Identifier"), body)
-            elif name == "restore_next":
-                status, headers, out = control.restore_next()
-            elif name == "restore_error":
-                status, headers, out = control.restore_error(h.get("Lambda-Runtime-Function-Error-Type"), body)
-            elif name == "credentials":
-                status, headers, out = control.credentials_for(h.get("Authorization"))
-            else:
-                status, headers, out = control.telemetry_subscribe(h.get("Lambda-Extension-Identifier"), body)
+            status, headers, out = _HANDLERS[name](control, self.headers, match, body, started)
         except Exception as exc:  # a bug here must not kill the server thread silently
             self.server.errors.append(f"{method} {path}: {exc!r}")
             status, headers, out = _err(500, "InternalServerError", "Internal Server Error")

@@ -311,24 +311,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
-    args = build_parser().parse_args(list(argv or []))
+def _argument_error(args: Any) -> Optional[str]:
+    """The one-line complaint about the demo's arguments (missing layer or example, bad concurrency), if any."""
     layer, code = Path(args.layer), Path(args.code)
     if not layer.is_file():
-        print(f"lambda-sandbox demo: the layer {layer} does not exist; build it first with ./build.sh "
-              "(or run ./dev demo, which does both)", file=sys.stderr)
-        return 2
+        return (f"lambda-sandbox demo: the layer {layer} does not exist; build it first with ./build.sh "
+                "(or run ./dev demo, which does both)")
     if not (code / "app.py").is_file() and args.code == str(DEFAULT_CODE):
-        print(f"lambda-sandbox demo: the example function {code} is missing (run from a clone of the repository "
-              "or pass --code)", file=sys.stderr)
+        return (f"lambda-sandbox demo: the example function {code} is missing (run from a clone of the repository "
+                "or pass --code)")
+    if args.mode == "managed-instances" and not 1 <= args.concurrency <= 64:
+        return f"lambda-sandbox demo: --concurrency {args.concurrency} is out of range (1-64)"
+    return None
+
+
+def _invoke_all(sb: Any, steps: List[Step], args: Any, managed: bool, out: TextIO) -> List[Any]:
+    """Run the script's invokes (one by one, or dispatched concurrently on LMI), one line per invoke."""
+    results: List[Any] = []
+    if managed:
+        from .managed_instances import dispatch
+
+        print(f"  dispatching {len(steps)} invokes, {args.concurrency} at a time (managed instances)",
+              file=out, flush=True)
+        results = dispatch(sb, [step.payload for step in steps], args.concurrency)
+    for n, step in enumerate(steps, 1):
+        r = results[n - 1] if managed else sb.invoke(step.payload)
+        if not managed:
+            results.append(r)
+        print(f"  [{n:>2}/{len(steps)}] {step.label:<24} {r.outcome:<8} {r.latency_ms:9.1f} ms"
+              + (f"  {r.error_type}" if r.error_type else ""), file=out, flush=True)
+    return results
+
+
+def _write_report(report: Dict[str, Any], out_dir: Path, out: TextIO) -> None:
+    from .html_report import render
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out_dir / "report.html").write_text(render(report))
+    print(f"\nWrote {out_dir / 'report.json'} and {out_dir / 'report.html'} (open it in a browser)", file=out)
+
+
+def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
+    args = build_parser().parse_args(list(argv or []))
+    problem = _argument_error(args)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
+    layer, code = Path(args.layer), Path(args.code)
     from . import OtlpReceiver, Sandbox, SandboxConfig
     from .report import console_line
 
     managed = args.mode == "managed-instances"
-    if managed and not 1 <= args.concurrency <= 64:
-        print(f"lambda-sandbox demo: --concurrency {args.concurrency} is out of range (1-64)", file=sys.stderr)
-        return 2
     steps = script(args.warm, args.timeout, managed)
     receiver = OtlpReceiver().start()
     print(f"demo: function {code} ({args.handler}), layer {layer}, {args.memory} MB, timeout {args.timeout} s; "
@@ -343,21 +377,9 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
                         env={"OTEL_SERVICE_NAME": "orders", "SIDECAR_EMF_NAMESPACE": "OtelSidecarDemo"},
                         isolation=args.isolation, freeze=args.freeze, otlp_receiver=receiver, tracing=args.tracing,
                         **({"mode": args.mode, "concurrency": args.concurrency} if managed else {}))
-    results = []
     try:
         with Sandbox(cfg, on_log=show) as sb:
-            if managed:
-                from .managed_instances import dispatch
-
-                print(f"  dispatching {len(steps)} invokes, {args.concurrency} at a time (managed instances)",
-                      file=out, flush=True)
-                results = dispatch(sb, [step.payload for step in steps], args.concurrency)
-            for n, step in enumerate(steps, 1):
-                r = results[n - 1] if managed else sb.invoke(step.payload)
-                if not managed:
-                    results.append(r)
-                print(f"  [{n:>2}/{len(steps)}] {step.label:<24} {r.outcome:<8} {r.latency_ms:9.1f} ms"
-                      + (f"  {r.error_type}" if r.error_type else ""), file=out, flush=True)
+            results = _invoke_all(sb, steps, args, managed, out)
             print("  shutting down (the sidecar flushes what is left) ...", file=out, flush=True)
             shut = sb.shutdown()
             # The final export is sent before the sidecar exits; wait (bounded) for the receiver to store it.
@@ -387,13 +409,7 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
         "sandboxReport": sandbox_report,
     }
     print_summary(report, out)
-    from .html_report import render
-
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (out_dir / "report.html").write_text(render(report))
-    print(f"\nWrote {out_dir / 'report.json'} and {out_dir / 'report.html'} (open it in a browser)", file=out)
+    _write_report(report, Path(args.out), out)
     return 0
 
 

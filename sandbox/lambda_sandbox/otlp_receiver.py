@@ -353,42 +353,18 @@ class _Handler(BaseHTTPRequestHandler):
         rx = self.receiver
         path = self.path.split("?", 1)[0]
         if rx._fault is not None and rx._fault.mode == "refuse":
-            # a kept-alive connection opened before the fault: reset it rather than answer
-            self.close_connection = True
-            try:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-            rx._note(path, 0, 0, "refuse")
-            return
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            raw = self._read_chunked()
-            if raw is None:
-                self.close_connection = True
-                return self._reply(413, b"request body too large", "text/plain", path, MAX_BODY)
-        else:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self.close_connection = True
-                return self._reply(413, b"request body too large", "text/plain", path, length)
-            raw = self.rfile.read(length) if length else b""
+            return self._reset_connection(path)
+        raw = self._read_request_body(path)
+        if raw is None:
+            return None
         if path not in _SIGNALS:
             return self._reply(404, b"unknown path", "text/plain", path, len(raw))
         refused = rx._path_status.get(path)
         if refused is not None:
             return self._reply(refused, b"not served here", "text/plain", path, len(raw), f"path:{refused}")
         fault = rx._take_fault()
-        if fault is not None:
-            if fault.mode == "stall":
-                rx._stopping.wait(STALL_BOUND_S)
-                self.close_connection = True
-                return self._reply(503, b"stalled", "text/plain", path, len(raw), "stall")
-            if fault.mode == "slow":
-                rx._stopping.wait(fault.delay_ms / 1000.0)
-            if fault.mode == "status":
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-                return self._reply(fault.status, _status_body(fault.status), "application/x-protobuf",
-                                   path, len(raw), f"status:{fault.status}", headers)
+        if fault is not None and self._answered_by_fault(fault, path, len(raw)):
+            return None
         ctype = (self.headers.get("Content-Type") or "application/x-protobuf").split(";")[0].strip().lower()
         encoding = (self.headers.get("Content-Encoding") or "").strip().lower()
         req_cls, resp_cls = _SIGNALS[path]
@@ -401,7 +377,50 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(400, _status_body(400, f"cannot decode: {exc}"), "application/x-protobuf",
                                path, len(raw))
         rx._store(Received(path, time.time(), ctype, encoding, len(raw), message, tuple(self.headers.items())))
-        resp = resp_cls()
+        self._reply_success(resp_cls(), ctype, path, len(raw), fault)
+
+    def _reset_connection(self, path: str) -> None:
+        """Fault mode "refuse": a kept-alive connection opened before the fault is reset rather than answered."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.receiver._note(path, 0, 0, "refuse")
+
+    def _read_request_body(self, path: str) -> Optional[bytes]:
+        """The body (chunked or Content-Length), bounded by MAX_BODY; None once a 413 has been sent."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            raw = self._read_chunked()
+            if raw is None:
+                self.close_connection = True
+                self._reply(413, b"request body too large", "text/plain", path, MAX_BODY)
+            return raw
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.close_connection = True
+            self._reply(413, b"request body too large", "text/plain", path, length)
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _answered_by_fault(self, fault: Any, path: str, size: int) -> bool:
+        """Apply a stall/slow/status fault; True when the fault has answered the request itself."""
+        if fault.mode == "stall":
+            self.receiver._stopping.wait(STALL_BOUND_S)
+            self.close_connection = True
+            self._reply(503, b"stalled", "text/plain", path, size, "stall")
+            return True
+        if fault.mode == "slow":
+            self.receiver._stopping.wait(fault.delay_ms / 1000.0)
+        if fault.mode == "status":
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            self._reply(fault.status, _status_body(fault.status), "application/x-protobuf",
+                        path, size, f"status:{fault.status}", headers)
+            return True
+        return False
+
+    def _reply_success(self, resp: Any, ctype: str, path: str, size: int, fault: Any) -> None:
+        """The 200 export response, with partial_success filled in under the "partial" fault."""
         fault_name = None
         if fault is not None and fault.mode == "partial":
             fault_name = "partial"
@@ -416,7 +435,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             out = resp.SerializeToString()
             ctype = "application/x-protobuf"
-        self._reply(200, out, ctype, path, len(raw), fault_name)
+        self._reply(200, out, ctype, path, size, fault_name)
 
     def _read_chunked(self) -> Optional[bytes]:
         """A chunked request body (some exporters stream); None when it grows past MAX_BODY."""

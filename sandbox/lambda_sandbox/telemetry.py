@@ -94,8 +94,19 @@ def parse_subscription(name: str, body: bytes, *, strict_hosts: bool = False, ap
     if not isinstance(doc, dict):
         raise ValidationError("request body must be a JSON object")
     problems: List[str] = []
+    version = _check_schema_version(doc.get("schemaVersion"), api, required_schema, problems)
+    types = _check_types(doc.get("types"), problems)
+    protocol, host, port, path, method = _check_destination(doc.get("destination"), api, strict_hosts, problems)
+    buf = _check_buffering(doc.get("buffering"), problems)
+    if problems:
+        raise ValidationError("; ".join(problems))
+    return Subscription(name=name, schema_version=version, types=tuple(dict.fromkeys(types)),
+                        protocol=protocol, host=host, port=port, path=path,
+                        max_items=buf["maxItems"], max_bytes=buf["maxBytes"], timeout_ms=buf["timeoutMs"],
+                        api=api, method=method)
 
-    version = doc.get("schemaVersion")
+
+def _check_schema_version(version: Any, api: str, required_schema: Optional[str], problems: List[str]) -> Any:
     allowed_versions = logs_api.LOGS_SCHEMA_VERSIONS if api == "logs" else records.SCHEMA_VERSIONS
     if version is None and api == "logs":
         version = logs_api.DEFAULT_LOGS_SCHEMA
@@ -106,81 +117,92 @@ def parse_subscription(name: str, body: bytes, *, strict_hosts: bool = False, ap
                         f"this environment requires {required_schema!r}")
     elif version not in allowed_versions:
         problems.append(f"schemaVersion {version!r} is not supported; use one of {', '.join(allowed_versions)}")
+    return version
 
-    types = doc.get("types")
+
+def _check_types(types: Any, problems: List[str]) -> List[Any]:
     if types is None:
         problems.append("types is required")
-        types = []
-    elif not isinstance(types, list):
+        return []
+    if not isinstance(types, list):
         problems.append("types should be an array")
-        types = []
-    elif not types:
+        return []
+    if not types:
         problems.append("types should not be empty")
     else:
         bad = [t for t in types if t not in TYPES]
         if bad:
             problems.append(f"types contains unknown values {bad}; allowed: platform, function, extension")
+    return types
 
-    protocol, host, port, path, method = "HTTP", "", 0, "/", "POST"
-    dest = doc.get("destination")
+
+def _check_destination(dest: Any, api: str, strict_hosts: bool,
+                       problems: List[str]) -> Tuple[Any, str, int, str, str]:
+    """(protocol, host, port, path, method) of a destination object; defaults where it is unusable."""
+    host, port, path, method = "", 0, "/", "POST"
     if dest is None:
         problems.append("destination is required")
-    elif not isinstance(dest, dict):
+        return "HTTP", host, port, path, method
+    if not isinstance(dest, dict):
         problems.append("destination should be an object")
+        return "HTTP", host, port, path, method
+    protocol = dest.get("protocol")
+    uri = dest.get("URI")
+    if protocol == "HTTP":
+        if not isinstance(uri, str) or not uri:
+            problems.append("destination URI is required for protocol HTTP")
+        else:
+            host, port, path, errs = _check_uri(uri, "http", strict_hosts)
+            problems.extend(errs)
+        if api == "logs":
+            method = _check_logs_http_options(dest, problems)
+    elif protocol == "TCP":
+        p = dest.get("port")
+        if p is not None:
+            if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= 65535:
+                problems.append(f"destination port {p!r} must be an integer 1..65535")
+            else:
+                host, port = "sandbox.localdomain", p
+        elif isinstance(uri, str) and uri:
+            host, port, path, errs = _check_uri(uri, "tcp", strict_hosts)
+            problems.extend(errs)
+        else:
+            problems.append("destination port is required for protocol TCP")
     else:
-        protocol = dest.get("protocol")
-        uri = dest.get("URI")
-        if protocol == "HTTP":
-            if not isinstance(uri, str) or not uri:
-                problems.append("destination URI is required for protocol HTTP")
-            else:
-                host, port, path, errs = _check_uri(uri, "http", strict_hosts)
-                problems.extend(errs)
-            if api == "logs":
-                given_method = dest.get("method", "POST")
-                if given_method not in ("POST", "PUT"):
-                    problems.append(f"destination method {given_method!r} is not supported; use POST or PUT")
-                else:
-                    method = given_method
-                encoding = dest.get("encoding", "JSON")
-                if encoding != "JSON":
-                    problems.append(f"destination encoding {encoding!r} is not supported; use JSON")
-        elif protocol == "TCP":
-            p = dest.get("port")
-            if p is not None:
-                if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= 65535:
-                    problems.append(f"destination port {p!r} must be an integer 1..65535")
-                else:
-                    host, port = "sandbox.localdomain", p
-            elif isinstance(uri, str) and uri:
-                host, port, path, errs = _check_uri(uri, "tcp", strict_hosts)
-                problems.extend(errs)
-            else:
-                problems.append("destination port is required for protocol TCP")
-        else:
-            problems.append(f"destination protocol {protocol!r} is not supported; use HTTP or TCP")
+        problems.append(f"destination protocol {protocol!r} is not supported; use HTTP or TCP")
+    return protocol, host, port, path, method
 
+
+def _check_logs_http_options(dest: Dict[str, Any], problems: List[str]) -> str:
+    """The Logs API's HTTP method (POST|PUT) and encoding (JSON only); POST where the method is refused."""
+    method = "POST"
+    given_method = dest.get("method", "POST")
+    if given_method not in ("POST", "PUT"):
+        problems.append(f"destination method {given_method!r} is not supported; use POST or PUT")
+    else:
+        method = given_method
+    encoding = dest.get("encoding", "JSON")
+    if encoding != "JSON":
+        problems.append(f"destination encoding {encoding!r} is not supported; use JSON")
+    return method
+
+
+def _check_buffering(given: Any, problems: List[str]) -> Dict[str, int]:
     buf = dict(DEFAULT_BUFFERING)
-    given = doc.get("buffering")
-    if given is not None:
-        if not isinstance(given, dict):
-            problems.append("buffering should be an object")
+    if given is None:
+        return buf
+    if not isinstance(given, dict):
+        problems.append("buffering should be an object")
+        return buf
+    for key, (lo, hi) in BUFFERING_LIMITS.items():
+        if key not in given:
+            continue
+        v = given[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            problems.append(f"buffering {key} {v!r} must be an integer between {lo} and {hi}")
         else:
-            for key, (lo, hi) in BUFFERING_LIMITS.items():
-                if key not in given:
-                    continue
-                v = given[key]
-                if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-                    problems.append(f"buffering {key} {v!r} must be an integer between {lo} and {hi}")
-                else:
-                    buf[key] = v
-
-    if problems:
-        raise ValidationError("; ".join(problems))
-    return Subscription(name=name, schema_version=version, types=tuple(dict.fromkeys(types)),
-                        protocol=protocol, host=host, port=port, path=path,
-                        max_items=buf["maxItems"], max_bytes=buf["maxBytes"], timeout_ms=buf["timeoutMs"],
-                        api=api, method=method)
+            buf[key] = v
+    return buf
 
 
 def _check_uri(uri: str, scheme: str, strict_hosts: bool) -> Tuple[str, int, str, List[str]]:
@@ -242,8 +264,280 @@ class _Subscriber:
         self.failures = 0
 
 
+class _Delivery:
+    """Per-subscriber bounded queues, batching (maxItems/maxBytes/timeoutMs), one delivery thread per
+    subscriber (HTTP POST/PUT or TCP, bounded retries), and the freeze/flush/stop controls over them.
+    Every field is guarded by `cond`, which the hub shares."""
+
+    def __init__(self, *, resolve_host: Callable[[str], str], post_timeout_s: float, max_attempts: int,
+                 retry_base_s: float, clock: Callable[[], float], record: Callable[[GeneratedEvent], None]):
+        self.resolve_host = resolve_host
+        self.post_timeout_s = post_timeout_s
+        self.max_attempts = max_attempts
+        self.retry_base_s = retry_base_s
+        self.clock = clock
+        self._record = record   # keeps a generated platform.logsDropped in the hub's event list
+        self.cond = threading.Condition(threading.RLock())
+        self.subs: Dict[str, _Subscriber] = {}
+        self.frozen = False
+        self.stopped = False
+        self._flushing = 0
+        self._flush_cutoff = 0.0   # monotonic time of the newest flush start: only older items are hurried
+
+    def start(self, s: _Subscriber, thread_name: str) -> None:
+        s.thread = threading.Thread(target=self._deliver_loop, args=(s,), daemon=True, name=thread_name)
+        s.thread.start()
+
+    # ---- queueing ---------------------------------------------------------------------------------
+
+    def enqueue(self, s: _Subscriber, ev: GeneratedEvent, now: float) -> None:
+        if s.sub.api == "logs":
+            for shown in logs_api.view(ev.event, s.sub.schema_version, ev.legacy_record):
+                self._enqueue_payload(s, ev, _dumps(shown), now)
+            return
+        if not logs_api.telemetry_view(ev.event):
+            return
+        shown = records.adapt_for_schema(ev.event, s.sub.schema_version, ev.legacy_record)
+        self._enqueue_payload(s, ev, _dumps(shown), now)
+
+    def _enqueue_payload(self, s: _Subscriber, ev: GeneratedEvent, payload: bytes, now: float) -> None:
+        droppable = ev.category != "platform"
+        over = (len(s.queue) + 1 > s.buffer_items) or (s.queued_bytes + len(payload) > s.buffer_bytes)
+        if over and (droppable or len(s.queue) + 1 > 2 * s.buffer_items
+                     or s.queued_bytes + len(payload) > 2 * s.buffer_bytes):
+            # The consumer is behind: drop this record and report it later with platform.logsDropped.
+            s.dropped_records += 1
+            s.dropped_bytes += len(payload)
+            s.total_dropped_records += 1
+            return
+        if s.dropped_records:
+            # room again: the drop report goes out in stream order, before what follows the gap
+            self._report_drops(s)
+        s.queue.append(_Item(ev, payload, droppable, now))
+        s.queued_bytes += len(payload)
+
+    # ---- freeze / flush / stop ------------------------------------------------------------------
+
+    def freeze(self) -> None:
+        """Wait (bounded) for in-flight POSTs, then hold all delivery until thaw()."""
+        with self.cond:
+            self.frozen = True
+            deadline = _time.monotonic() + FREEZE_DRAIN_S
+            while any(s.inflight for s in self.subs.values()):
+                left = deadline - _time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+
+    def thaw(self) -> None:
+        with self.cond:
+            self.frozen = False
+            self.cond.notify_all()
+
+    def hold_pending(self) -> Dict[str, List[Any]]:
+        """Take every undelivered item out of the subscribers' queues (SnapStart: the events buffered at
+        snapshot time are delivered after the restore events, platform-2025.md 4.1/4.4)."""
+        with self.cond:
+            held: Dict[str, List[Any]] = {}
+            for key, s in self.subs.items():
+                held[key] = list(s.queue)
+                s.queue.clear()
+                s.queued_bytes = 0
+            return held
+
+    def release_held(self, held: Dict[str, List[Any]]) -> None:
+        """Queue the held items again, after what was generated meanwhile."""
+        with self.cond:
+            now = _time.monotonic()
+            for key, items in held.items():
+                s = self.subs.get(key)
+                if s is None or s.stopped:
+                    continue
+                for it in items:
+                    it.enqueued = now
+                    s.queue.append(it)
+                    s.queued_bytes += it.size
+            self.cond.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Send what is pending now, without waiting for timeoutMs; True when it is all delivered.
+
+        Only the items queued before the flush starts are hurried (in batches cut by maxItems/maxBytes).
+        Events generated during the flush (e.g. a line an extension prints for each batch it receives)
+        follow the subscription's buffering as usual, so that the flush does not turn into one POST per
+        event (docs/sandbox-report.md, "Telemetry before SHUTDOWN").
+        """
+        deadline = _time.monotonic() + timeout
+        with self.cond:
+            self._flushing += 1
+            cutoff = self._flush_cutoff = _time.monotonic()
+            self.cond.notify_all()
+            try:
+                while True:
+                    busy = [s for s in self.subs.values()
+                            if not s.stopped and ((s.queue and s.queue[0].enqueued <= cutoff) or s.inflight
+                                                  or s.dropped_records)]
+                    if not busy:
+                        return True
+                    left = deadline - _time.monotonic()
+                    if left <= 0:
+                        return False
+                    self.cond.wait(min(left, 0.05))
+            finally:
+                self._flushing -= 1
+
+    def stop(self) -> None:
+        """Stop every delivery thread (pending events are abandoned)."""
+        with self.cond:
+            self.stopped = True
+            subs = list(self.subs.values())
+            for s in subs:
+                s.stopped = True
+            self.cond.notify_all()
+        for s in subs:
+            if s.thread is not None and s.thread is not threading.current_thread():
+                s.thread.join(timeout=1.0)
+            self.close_sock(s)
+
+    def stats(self) -> Dict[str, Dict[str, int]]:
+        """Per-subscriber counters: queued, dropped, posts, failures."""
+        with self.cond:
+            return {n: {"queued": len(s.queue), "dropped_records": s.total_dropped_records,
+                        "posts": s.posts, "failures": s.failures} for n, s in self.subs.items()}
+
+    # ---- delivery ---------------------------------------------------------------------------------
+
+    def _next_batch(self, s: _Subscriber) -> Optional[List[_Item]]:
+        """Block until a batch is due for `s`; None when the subscriber stops. Caller holds no lock."""
+        with self.cond:
+            while True:
+                if s.stopped or self.stopped:
+                    return None
+                if not self.frozen:
+                    if s.dropped_records and (not s.queue or self._flushing):
+                        self._report_drops(s)
+                    if s.queue:
+                        sub = s.sub
+                        full = len(s.queue) >= sub.max_items or s.queued_bytes >= sub.max_bytes
+                        due = s.queue[0].enqueued + sub.timeout_ms / 1000.0
+                        now = _time.monotonic()
+                        hurried = bool(self._flushing) and s.queue[0].enqueued <= self._flush_cutoff
+                        if full or hurried or now >= due:
+                            batch: List[_Item] = []
+                            size = 0
+                            while s.queue and len(batch) < sub.max_items:
+                                it = s.queue[0]
+                                if batch and size + it.size > sub.max_bytes:
+                                    break
+                                s.queue.popleft()
+                                s.queued_bytes -= it.size
+                                batch.append(it)
+                                size += it.size
+                            s.inflight = True
+                            return batch
+                        self.cond.wait(due - now)
+                        continue
+                self.cond.wait(1.0)
+
+    def _report_drops(self, s: _Subscriber) -> None:
+        """Generate platform.logsDropped for this subscriber; queued only if it asked for `platform`."""
+        rec = records.logs_dropped(dropped_records=s.dropped_records, dropped_bytes=s.dropped_bytes)
+        s.dropped_records = s.dropped_bytes = 0
+        if "platform" not in s.sub.types:
+            return
+        ev = GeneratedEvent(event=records.envelope("platform.logsDropped", rec, self.clock()), only_for=s.sub.name)
+        self._record(ev)
+        shown = logs_api.view(ev.event, s.sub.schema_version)[0] if s.sub.api == "logs" else ev.event
+        payload = _dumps(shown)
+        s.queue.append(_Item(ev, payload, False, _time.monotonic()))
+        s.queued_bytes += len(payload)
+
+    def _deliver_loop(self, s: _Subscriber) -> None:
+        while True:
+            batch = self._next_batch(s)
+            if batch is None:
+                return
+            ok = False
+            attempt = 0
+            while not ok:
+                attempt += 1
+                ok = self._send(s, batch)
+                with self.cond:
+                    s.posts += 1
+                    if ok:
+                        now = self.clock()
+                        for it in batch:
+                            it.ev.deliveries[s.sub.name] = now
+                        break
+                    s.failures += 1
+                    if attempt >= self.max_attempts or s.stopped or self.stopped:
+                        # Give up on this batch: its records count as dropped (reported by logsDropped).
+                        if not (s.stopped or self.stopped):
+                            s.dropped_records += len(batch)
+                            s.dropped_bytes += sum(it.size for it in batch)
+                            s.total_dropped_records += len(batch)
+                        break
+                    # Exponential backoff, not counting frozen time; freeze() does not wait for it.
+                    s.inflight = False
+                    self.cond.notify_all()
+                    wait = min(self.retry_base_s * (2 ** (attempt - 1)), 1.0)
+                    end = _time.monotonic() + wait
+                    while not (s.stopped or self.stopped):
+                        left = end - _time.monotonic()
+                        if self.frozen:
+                            self.cond.wait(0.1)
+                            end = _time.monotonic() + max(left, 0.0)
+                            continue
+                        if left <= 0:
+                            break
+                        self.cond.wait(left)
+                    while self.frozen and not (s.stopped or self.stopped):
+                        self.cond.wait(0.1)
+                    s.inflight = True
+            with self.cond:
+                s.inflight = False
+                self.cond.notify_all()
+
+    def _send(self, s: _Subscriber, batch: Sequence[_Item]) -> bool:
+        sub = s.sub
+        try:
+            addr = self.resolve_host(sub.host)
+        except OSError:
+            return False
+        if sub.protocol == "TCP":
+            return self._send_tcp(s, addr, batch)
+        body = b"[" + b",".join(it.payload for it in batch) + b"]"
+        try:
+            status = http_post(addr, sub.port, sub.path, body, host_header=f"{sub.host}:{sub.port}",
+                               timeout_s=self.post_timeout_s, paused=lambda: self.frozen, method=sub.method)
+        except OSError:
+            return False
+        return 200 <= status < 300
+
+    def _send_tcp(self, s: _Subscriber, addr: str, batch: Sequence[_Item]) -> bool:
+        data = b"".join(it.payload + b"\n" for it in batch)
+        try:
+            if s.sock is None:
+                s.sock = socket.create_connection((addr, s.sub.port), timeout=self.post_timeout_s)
+            s.sock.sendall(data)
+            return True
+        except OSError:
+            self.close_sock(s)
+            return False
+
+    @staticmethod
+    def close_sock(s: _Subscriber) -> None:
+        if s.sock is not None:
+            try:
+                s.sock.close()
+            except OSError:
+                pass
+            s.sock = None
+
+
 class TelemetryHub:
-    """Owns subscriptions, event generation, batching and HTTP/TCP delivery.
+    """Owns subscriptions and event generation (with the init replay buffer); batching and HTTP/TCP
+    delivery are its `_Delivery` collaborator's job.
 
     Keyword options (all optional): `log_format` "Text"|"JSON"; `resolve_host` maps a destination
     host to an address; `keep_newline` keeps the trailing newline of text log records (7.10);
@@ -281,17 +575,16 @@ class TelemetryHub:
         self.never_freeze = never_freeze
         self.exclusive_apis = exclusive_apis
         self.tenant_id = tenant_id
-        self._cond = threading.Condition(threading.RLock())
         self._events: List[GeneratedEvent] = []
+        self._delivery = _Delivery(resolve_host=self.resolve_host, post_timeout_s=post_timeout_s,
+                                   max_attempts=self.max_attempts, retry_base_s=retry_base_s, clock=clock,
+                                   record=self._events.append)
+        self._cond = self._delivery.cond
+        self._subs = self._delivery.subs
         self._replay: List[GeneratedEvent] = []
         self._replay_dropped = 0
         self._replay_dropped_bytes = 0
-        self._subs: Dict[str, _Subscriber] = {}
         self._window_open = True
-        self._frozen = False
-        self._flushing = 0
-        self._flush_cutoff = 0.0   # monotonic time of the newest flush start: only older items are hurried
-        self._stopped = False
 
     # ---- subscription -----------------------------------------------------------------------
 
@@ -315,7 +608,7 @@ class TelemetryHub:
         closed = dict(CLOSED_BODY) if api == "telemetry" else dict(LOGS_CLOSED_BODY)
         invalid = "ValidationError" if api == "telemetry" else LOGS_VALIDATION_ERROR
         with self._cond:
-            if not self._window_open or self._stopped:
+            if not self._window_open or self._delivery.stopped:
                 return 403, closed
         try:
             sub = parse_subscription(extension_name, body, strict_hosts=self.strict_hosts, api=api,
@@ -324,7 +617,7 @@ class TelemetryHub:
             return _error(400, invalid, str(exc))
         key = self._sub_key(extension_name, api)
         with self._cond:
-            if not self._window_open or self._stopped:
+            if not self._window_open or self._delivery.stopped:
                 return 403, closed
             existing = self._subs.get(key)
             if existing is not None and existing.sub.api != api:
@@ -341,14 +634,12 @@ class TelemetryHub:
             now = _time.monotonic()
             for ev in self._replay:
                 if ev.category in sub.types and ev.only_for is None:
-                    self._enqueue(s, ev, now)
+                    self._delivery.enqueue(s, ev, now)
             if self._replay_dropped:
                 s.dropped_records += self._replay_dropped
                 s.dropped_bytes += self._replay_dropped_bytes
                 s.total_dropped_records += self._replay_dropped
-            s.thread = threading.Thread(target=self._deliver_loop, args=(s,), daemon=True,
-                                        name=f"{api}-{extension_name}")
-            s.thread.start()
+            self._delivery.start(s, f"{api}-{extension_name}")
             if api == "telemetry":
                 self._emit_locked("platform.telemetrySubscription",
                                   records.telemetry_subscription(name=extension_name, state="Subscribed",
@@ -369,10 +660,10 @@ class TelemetryHub:
         """After a reset (4.4): drop every subscription and reopen the window for the next init."""
         with self._cond:
             subs = list(self._subs.values())
-            self._subs = {}
+            self._subs.clear()
             for s in subs:
                 s.stopped = True
-                self._close_sock(s)
+                _Delivery.close_sock(s)
             self._window_open = True
             self._replay = []
             self._replay_dropped = self._replay_dropped_bytes = 0
@@ -439,259 +730,44 @@ class TelemetryHub:
         cat = ev.category
         for s in self._subs.values():
             if cat in s.sub.types:
-                self._enqueue(s, ev, now)
+                self._delivery.enqueue(s, ev, now)
         self._cond.notify_all()
         return ev
 
-    def _enqueue(self, s: _Subscriber, ev: GeneratedEvent, now: float) -> None:
-        if s.sub.api == "logs":
-            for shown in logs_api.view(ev.event, s.sub.schema_version, ev.legacy_record):
-                self._enqueue_payload(s, ev, _dumps(shown), now)
-            return
-        if not logs_api.telemetry_view(ev.event):
-            return
-        shown = records.adapt_for_schema(ev.event, s.sub.schema_version, ev.legacy_record)
-        self._enqueue_payload(s, ev, _dumps(shown), now)
-
-    def _enqueue_payload(self, s: _Subscriber, ev: GeneratedEvent, payload: bytes, now: float) -> None:
-        droppable = ev.category != "platform"
-        over = (len(s.queue) + 1 > s.buffer_items) or (s.queued_bytes + len(payload) > s.buffer_bytes)
-        if over and (droppable or len(s.queue) + 1 > 2 * s.buffer_items
-                     or s.queued_bytes + len(payload) > 2 * s.buffer_bytes):
-            # The consumer is behind: drop this record and report it later with platform.logsDropped.
-            s.dropped_records += 1
-            s.dropped_bytes += len(payload)
-            s.total_dropped_records += 1
-            return
-        if s.dropped_records:
-            # room again: the drop report goes out in stream order, before what follows the gap
-            self._report_drops(s)
-        s.queue.append(_Item(ev, payload, droppable, now))
-        s.queued_bytes += len(payload)
-
-    # ---- freeze / flush / stop ------------------------------------------------------------------
+    # ---- freeze / flush / stop (the delivery's controls) ----------------------------------------
 
     def freeze(self) -> None:
         """Wait (bounded) for in-flight POSTs, then hold all delivery until thaw() (no-op if never_freeze)."""
         if self.never_freeze:
             return
-        with self._cond:
-            self._frozen = True
-            deadline = _time.monotonic() + FREEZE_DRAIN_S
-            while any(s.inflight for s in self._subs.values()):
-                left = deadline - _time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
+        self._delivery.freeze()
 
     def thaw(self) -> None:
-        with self._cond:
-            self._frozen = False
-            self._cond.notify_all()
+        self._delivery.thaw()
 
     @property
     def frozen(self) -> bool:
-        return self._frozen
+        return self._delivery.frozen
 
     def hold_pending(self) -> Dict[str, List[Any]]:
-        """Take every undelivered item out of the subscribers' queues (SnapStart: the events buffered at
-        snapshot time are delivered after the restore events, platform-2025.md 4.1/4.4)."""
-        with self._cond:
-            held: Dict[str, List[Any]] = {}
-            for key, s in self._subs.items():
-                held[key] = list(s.queue)
-                s.queue.clear()
-                s.queued_bytes = 0
-            return held
+        """Take every undelivered item out of the subscribers' queues (SnapStart, platform-2025.md 4.1/4.4)."""
+        return self._delivery.hold_pending()
 
     def release_held(self, held: Dict[str, List[Any]]) -> None:
         """Queue the held items again, after what was generated meanwhile."""
-        with self._cond:
-            now = _time.monotonic()
-            for key, items in held.items():
-                s = self._subs.get(key)
-                if s is None or s.stopped:
-                    continue
-                for it in items:
-                    it.enqueued = now
-                    s.queue.append(it)
-                    s.queued_bytes += it.size
-            self._cond.notify_all()
+        self._delivery.release_held(held)
 
     def flush(self, timeout: float) -> bool:
-        """Send what is pending now, without waiting for timeoutMs; True when it is all delivered.
-
-        Only the items queued before the flush starts are hurried (in batches cut by maxItems/maxBytes).
-        Events generated during the flush (e.g. a line an extension prints for each batch it receives)
-        follow the subscription's buffering as usual, so that the flush does not turn into one POST per
-        event (docs/sandbox-report.md, "Telemetry before SHUTDOWN").
-        """
-        deadline = _time.monotonic() + timeout
-        with self._cond:
-            self._flushing += 1
-            cutoff = self._flush_cutoff = _time.monotonic()
-            self._cond.notify_all()
-            try:
-                while True:
-                    busy = [s for s in self._subs.values()
-                            if not s.stopped and ((s.queue and s.queue[0].enqueued <= cutoff) or s.inflight
-                                                  or s.dropped_records)]
-                    if not busy:
-                        return True
-                    left = deadline - _time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._cond.wait(min(left, 0.05))
-            finally:
-                self._flushing -= 1
+        """Send what is pending now, without waiting for timeoutMs; True when it is all delivered."""
+        return self._delivery.flush(timeout)
 
     def stop(self) -> None:
         """Stop every delivery thread (pending events are abandoned)."""
-        with self._cond:
-            self._stopped = True
-            subs = list(self._subs.values())
-            for s in subs:
-                s.stopped = True
-            self._cond.notify_all()
-        for s in subs:
-            if s.thread is not None and s.thread is not threading.current_thread():
-                s.thread.join(timeout=1.0)
-            self._close_sock(s)
+        self._delivery.stop()
 
     def stats(self) -> Dict[str, Dict[str, int]]:
         """Per-subscriber counters: queued, dropped, posts, failures."""
-        with self._cond:
-            return {n: {"queued": len(s.queue), "dropped_records": s.total_dropped_records,
-                        "posts": s.posts, "failures": s.failures} for n, s in self._subs.items()}
-
-    # ---- delivery ---------------------------------------------------------------------------------
-
-    def _next_batch(self, s: _Subscriber) -> Optional[List[_Item]]:
-        """Block until a batch is due for `s`; None when the subscriber stops. Caller holds no lock."""
-        with self._cond:
-            while True:
-                if s.stopped or self._stopped:
-                    return None
-                if not self._frozen:
-                    if s.dropped_records and (not s.queue or self._flushing):
-                        self._report_drops(s)
-                    if s.queue:
-                        sub = s.sub
-                        full = len(s.queue) >= sub.max_items or s.queued_bytes >= sub.max_bytes
-                        due = s.queue[0].enqueued + sub.timeout_ms / 1000.0
-                        now = _time.monotonic()
-                        hurried = bool(self._flushing) and s.queue[0].enqueued <= self._flush_cutoff
-                        if full or hurried or now >= due:
-                            batch: List[_Item] = []
-                            size = 0
-                            while s.queue and len(batch) < sub.max_items:
-                                it = s.queue[0]
-                                if batch and size + it.size > sub.max_bytes:
-                                    break
-                                s.queue.popleft()
-                                s.queued_bytes -= it.size
-                                batch.append(it)
-                                size += it.size
-                            s.inflight = True
-                            return batch
-                        self._cond.wait(due - now)
-                        continue
-                self._cond.wait(1.0)
-
-    def _report_drops(self, s: _Subscriber) -> None:
-        """Generate platform.logsDropped for this subscriber; queued only if it asked for `platform`."""
-        rec = records.logs_dropped(dropped_records=s.dropped_records, dropped_bytes=s.dropped_bytes)
-        s.dropped_records = s.dropped_bytes = 0
-        if "platform" not in s.sub.types:
-            return
-        ev = GeneratedEvent(event=records.envelope("platform.logsDropped", rec, self.clock()), only_for=s.sub.name)
-        self._events.append(ev)
-        shown = logs_api.view(ev.event, s.sub.schema_version)[0] if s.sub.api == "logs" else ev.event
-        payload = _dumps(shown)
-        s.queue.append(_Item(ev, payload, False, _time.monotonic()))
-        s.queued_bytes += len(payload)
-
-    def _deliver_loop(self, s: _Subscriber) -> None:
-        while True:
-            batch = self._next_batch(s)
-            if batch is None:
-                return
-            ok = False
-            attempt = 0
-            while not ok:
-                attempt += 1
-                ok = self._send(s, batch)
-                with self._cond:
-                    s.posts += 1
-                    if ok:
-                        now = self.clock()
-                        for it in batch:
-                            it.ev.deliveries[s.sub.name] = now
-                        break
-                    s.failures += 1
-                    if attempt >= self.max_attempts or s.stopped or self._stopped:
-                        # Give up on this batch: its records count as dropped (reported by logsDropped).
-                        if not (s.stopped or self._stopped):
-                            s.dropped_records += len(batch)
-                            s.dropped_bytes += sum(it.size for it in batch)
-                            s.total_dropped_records += len(batch)
-                        break
-                    # Exponential backoff, not counting frozen time; freeze() does not wait for it.
-                    s.inflight = False
-                    self._cond.notify_all()
-                    wait = min(self.retry_base_s * (2 ** (attempt - 1)), 1.0)
-                    end = _time.monotonic() + wait
-                    while not (s.stopped or self._stopped):
-                        left = end - _time.monotonic()
-                        if self._frozen:
-                            self._cond.wait(0.1)
-                            end = _time.monotonic() + max(left, 0.0)
-                            continue
-                        if left <= 0:
-                            break
-                        self._cond.wait(left)
-                    while self._frozen and not (s.stopped or self._stopped):
-                        self._cond.wait(0.1)
-                    s.inflight = True
-            with self._cond:
-                s.inflight = False
-                self._cond.notify_all()
-
-    def _send(self, s: _Subscriber, batch: Sequence[_Item]) -> bool:
-        sub = s.sub
-        try:
-            addr = self.resolve_host(sub.host)
-        except OSError:
-            return False
-        if sub.protocol == "TCP":
-            return self._send_tcp(s, addr, batch)
-        body = b"[" + b",".join(it.payload for it in batch) + b"]"
-        try:
-            status = http_post(addr, sub.port, sub.path, body, host_header=f"{sub.host}:{sub.port}",
-                               timeout_s=self.post_timeout_s, paused=lambda: self._frozen, method=sub.method)
-        except OSError:
-            return False
-        return 200 <= status < 300
-
-    def _send_tcp(self, s: _Subscriber, addr: str, batch: Sequence[_Item]) -> bool:
-        data = b"".join(it.payload + b"\n" for it in batch)
-        try:
-            if s.sock is None:
-                s.sock = socket.create_connection((addr, s.sub.port), timeout=self.post_timeout_s)
-            s.sock.sendall(data)
-            return True
-        except OSError:
-            self._close_sock(s)
-            return False
-
-    @staticmethod
-    def _close_sock(s: _Subscriber) -> None:
-        if s.sock is not None:
-            try:
-                s.sock.close()
-            except OSError:
-                pass
-            s.sock = None
+        return self._delivery.stats()
 
 
 def _dumps(obj: Any) -> bytes:
