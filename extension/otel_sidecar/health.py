@@ -28,7 +28,7 @@ def health_counters(detail: Mapping[str, int]) -> Dict[str, float]:
     dropped = (detail.get("listener_dropped_records", 0) + detail.get("listener_oversized", 0)
                + detail.get("listener_rejected", 0)      # refused requests: wrong path, malformed, too slow
                + detail.get("worker_dropped_invoke_events", 0) + detail.get("worker_dropped_at_shutdown_records", 0)
-               + detail.get("worker_shed_log_records", 0)
+               + detail.get("worker_shed_log_records", 0) + detail.get("worker_dropped_otlp_skipped_invocations", 0)
                + sink_dropped)
     out = {
         "records_received": detail.get("engine_records_received", 0),

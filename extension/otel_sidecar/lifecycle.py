@@ -38,6 +38,8 @@ SHUTDOWN_MARGIN_S = 0.15          # exit this long before the SHUTDOWN deadlineM
 SHUTDOWN_DRAIN_S = 0.3            # wait at most this long for late telemetry (the last report) at SHUTDOWN
 SIGTERM_BUDGET_S = 0.3
 SETUP_HOLD_MAX_S = 5.0            # the first invoke's /next waits at most this long for the one-time setup
+SETUP_AT_SHUTDOWN_MIN_MB = 512    # below this memory (CPU share: memory / 1,769 MB) the SHUTDOWN window (~2 s)
+                                  # gives less CPU than the one-time setup needs (~0.3 s): it must not wait for it
 NEXT_RETRY_MAX_S = 1.0
 SWITCH_INTERVAL_S = 0.001
 
@@ -366,6 +368,8 @@ class Sidecar:
         self.worker: Any = None
         self._exiting = threading.Lock()
         self._warned_unknown = False
+        self._invokes = 0                        # INVOKE events handed to the worker
+        self._setup_can_wait = _memory_mb(self.env) >= SETUP_AT_SHUTDOWN_MIN_MB   # ... for SHUTDOWN
         self._stalled_at: Optional[int] = None   # runtime_done_total when a wait for runtimeDone timed out
         self._plans_seen: set = set()              # flush plans (mode, reason) already logged: each once, since
                                                    # traffic at the budget's edge could flip them every invoke
@@ -578,6 +582,7 @@ class Sidecar:
             return
         deadline = epoch_to_monotonic(event.get("deadlineMs"), self.margin_s())
         first = not worker.ready
+        self._invokes += 1
         worker.submit_invoke(event)
         plan = worker.plan_after_invoke(deadline)
         mode, reason = plan.mode, plan.reason
@@ -598,10 +603,13 @@ class Sidecar:
                 self._stalled_at = self.runtime_done.total
                 log.warning("no platform.runtimeDone for %s before its deadline; not waiting for it after the "
                             "next invokes until platform telemetry flows again", rid)
-        if first and plan.wait_runtime_done:
-            # The data must leave now and the one-time setup is not over (the adaptive policy defers the first
-            # invocation, so this is an explicit `end` mode or sporadic traffic): finish it in this
-            # invocation's post-runtime time (bounded by the deadline and SETUP_HOLD_MAX_S).
+        if first and (plan.wait_runtime_done or (self._invokes > 1 and not self._setup_can_wait)):
+            # The one-time setup is not over and either the data must leave now (an explicit `end` mode or
+            # sporadic traffic) or, on a small CPU share, an earlier invocation's data already waits on it:
+            # finish it in this invocation's post-runtime time (bounded by the deadline and SETUP_HOLD_MAX_S).
+            # A frozen environment gives the setup no CPU between invocations, and at 128 MB (0.07 vCPU:
+            # ~4 s of setup against a ~2 s SHUTDOWN window) leaving it to SHUTDOWN would lose everything;
+            # only the first invocation, which has no history yet, leaves it to the background.
             worker.wait_ready(min(time.monotonic() + SETUP_HOLD_MAX_S, deadline))
         if plan.budget_s > 0:
             worker.flush(min(time.monotonic() + plan.budget_s, deadline))
@@ -617,7 +625,10 @@ class Sidecar:
             if self.worker is not None:
                 drain_s = float(_setting(self.settings, "shutdown_drain_ms", SHUTDOWN_DRAIN_S * 1000)) / 1000.0
                 drain_until = min(deadline, time.monotonic() + drain_s)
-                self.worker.shutdown(event, drain_until, deadline)
+                if not self.worker.shutdown(event, drain_until, deadline) and not self.worker.ready:
+                    # no sink exists to count it in: the one place it can be said is this line
+                    log.error("the final flush did not finish before the SHUTDOWN deadline: the one-time setup "
+                              "was not over; the telemetry of %d invocation(s) is dropped", self._invokes)
         except Exception as exc:  # noqa: BLE001
             log.error("error during the final flush (%s: %s)", type(exc).__name__, exc)
         finally:
@@ -627,6 +638,14 @@ class Sidecar:
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         log.warning("SIGTERM received; final flush and exit")
         self._final(time.monotonic() + SIGTERM_BUDGET_S, None)
+
+
+def _memory_mb(env: Mapping[str, str]) -> int:
+    """AWS_LAMBDA_FUNCTION_MEMORY_SIZE; 0 (the small, careful case) when unset or not a number."""
+    try:
+        return int(str(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0")).strip())
+    except ValueError:
+        return 0
 
 
 def _flush_std() -> None:

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from .ownlog import log
 from .status import SidecarStatus
 
-OTLP_SETUP_RESERVE_S = 1.0       # at a SHUTDOWN before any invocation: start OTLP only with this much time left
+OTLP_SETUP_RESERVE_S = 1.0       # at a SHUTDOWN before the setup was over: start OTLP only with this much time left
 OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                       "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
                       "OPENTELEMETRY_COLLECTOR_CONFIG_URI", "SIDECAR_COLLECTOR_CONFIG")
@@ -29,8 +29,9 @@ def build_sinks(settings: Any, env: Mapping[str, str], status: SidecarStatus, co
                 shutdown_deadline: Optional[float]) -> List[Any]:
     """The configured sinks; one that cannot start degrades the sidecar (one line), never stops it.
 
-    `shutdown_deadline` (monotonic) when SHUTDOWN came before any invocation released the setup: with less
-    than OTLP_SETUP_RESERVE_S left the OTLP stack is not loaded (counted in worker_otlp_skipped_at_shutdown)."""
+    `shutdown_deadline` (monotonic) when SHUTDOWN came before the setup got this far: with less than
+    OTLP_SETUP_RESERVE_S left the OTLP stack is not loaded (counted in worker_otlp_skipped_at_shutdown; the
+    worker counts the invocations it had as dropped)."""
     sinks: List[Any] = []
     if _enabled(settings, "emf_enabled", True):
         try:
@@ -42,11 +43,11 @@ def build_sinks(settings: Any, env: Mapping[str, str], status: SidecarStatus, co
     if not otlp_configured(settings, env):
         return sinks
     if shutdown_deadline is not None and shutdown_deadline - time.monotonic() < OTLP_SETUP_RESERVE_S:
-        # SHUTDOWN came before any invocation released the setup (an init that served none) and
-        # leaves too little time to load the OTLP stack as well: the EMF lines still report the init
+        # SHUTDOWN came before the setup was over (an init that served none, or one invocation on a small
+        # CPU share) and leaves too little time to load the OTLP stack as well: the EMF lines still report
         counters["otlp_skipped_at_shutdown"] += 1
-        log.warning("OTLP export skipped: the environment shuts down before its first invocation "
-                    "with too little time left to start it; EMF has the init")
+        log.warning("OTLP export skipped: the environment shuts down before the one-time setup was over, "
+                    "with too little time left to start it; EMF has the init and counts what is dropped")
         return sinks
     try:
         from .otlp import create_sink

@@ -340,6 +340,9 @@ class Worker(WorkerRequests):
                     self._emit(self.pipeline.finish(now))
                 except Exception as exc:  # noqa: BLE001
                     self._fail("engine_finish", exc)
+            if self.counters.get("otlp_skipped_at_shutdown"):
+                # no OTLP sink to export them: every invocation's span (and OTLP data) is lost, say how many
+                self.counters["dropped_otlp_skipped_invocations"] = self.counters.get("invokes", 0)
             self._report_health()
             # sinks that export over the network go first; what their final export could not deliver is then
             # in the health counters that the local sinks (EMF on stdout, no network) write last

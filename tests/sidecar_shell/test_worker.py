@@ -226,3 +226,17 @@ def test_a_shutdown_before_any_invocation_with_little_time_skips_the_otlp_start(
     assert w.shutdown(None, now + 0.1, now + 0.6)
     assert w.health()["worker_otlp_skipped_at_shutdown"] == 1
     assert [type(s).__name__ for s in w.sinks] == ["EmfSink"]
+
+
+def test_an_otlp_start_skipped_at_shutdown_counts_the_invocations_it_loses_as_dropped():
+    cond = threading.Condition()
+    env = {"AWS_LAMBDA_FUNCTION_NAME": "fn", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    settings, _ = load_settings(env)
+    w = Worker(BatchQueue(cond=cond), settings, env, SidecarStatus(["platform"]))
+    w.start(defer_setup=True)                     # the setup was not released: one invocation, then SHUTDOWN
+    w.submit_invoke({"eventType": "INVOKE", "requestId": "r1", "deadlineMs": int(time.time() * 1000) + 3000})
+    now = time.monotonic()
+    assert w.shutdown(None, now + 0.1, now + 0.6)
+    h = w.health()
+    assert h["worker_otlp_skipped_at_shutdown"] == 1 and h["worker_dropped_otlp_skipped_invocations"] == 1
+    assert health_counters(h)["dropped"] == 1
