@@ -16,7 +16,7 @@ from _operator import _compare_digest  # what hmac.compare_digest is, without im
 from time import monotonic as _monotonic
 
 from .runtime_done import RuntimeDoneMarks
-from .sockio import SocketReader
+from .sockio import SocketReader, chunk_size, refuse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds to import on the path to the first /next; annotations are never evaluated
@@ -504,32 +504,14 @@ class TelemetryListener:
 
 
 def _refuse(conn: Any, answer: bytes) -> None:
-    """Answer, then close gently: a close with unread input sends a reset that can destroy the answer
-    before the peer reads it, so what is in flight is read and discarded first (bounded in bytes and time)."""
-    conn.sendall(answer)
-    try:
-        conn.shutdown(_socket.SHUT_WR)
-        until = _monotonic() + LINGER_S
-        left = LINGER_BYTES
-        while left > 0:
-            wait = until - _monotonic()
-            if wait <= 0:
-                break
-            conn.settimeout(wait)
-            got = conn.recv(_CHUNK)
-            if not got:
-                break
-            left -= len(got)
-    except OSError:
-        pass
+    refuse(conn, answer, LINGER_S, LINGER_BYTES)
 
 
 def _chunk_size(line: bytes) -> int:
-    """A chunk-size line's value: hex digits only (no sign, no '0x', at most 8 digits), else 400."""
-    digits = line.split(b";", 1)[0].strip()
-    if not digits or len(digits) > 8 or digits.strip(b"0123456789abcdefABCDEF") or not line.endswith(b"\n"):
+    size = chunk_size(line)
+    if size is None:
         raise _BadRequest
-    return int(digits, 16)
+    return size
 
 
 def _request_head(line: bytes, rfile: Any) -> Tuple[bytes, bytes, bytes, Dict[str, str]]:

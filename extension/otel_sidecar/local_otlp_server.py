@@ -20,6 +20,7 @@ import threading
 from time import monotonic as _monotonic
 
 from . import local_otlp as core
+from .sockio import chunk_size, refuse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -355,10 +356,10 @@ def _head(line: bytes, c: _Conn) -> Any:
 
 
 def _chunk_size(line: bytes) -> int:
-    digits = line.split(b";", 1)[0].strip()
-    if not digits or len(digits) > 8 or digits.strip(b"0123456789abcdefABCDEF") or not line.endswith(b"\n"):
+    size = chunk_size(line)
+    if size is None:
         raise _Refused(400, "malformed chunk size", "bad_request")
-    return int(digits, 16)
+    return size
 
 
 def _answer(reply: Any, close: bool = False, allow: bool = False) -> bytes:
@@ -369,23 +370,7 @@ def _answer(reply: Any, close: bool = False, allow: bool = False) -> bytes:
 
 
 def _refuse(conn: Any, answer: bytes) -> None:
-    """Answer, then discard what is in flight (bounded) before closing, so the peer reads the answer."""
-    try:
-        conn.sendall(answer)
-        conn.shutdown(_socket.SHUT_WR)
-        until = _monotonic() + LINGER_S
-        left = LINGER_BYTES
-        while left > 0:
-            wait = until - _monotonic()
-            if wait <= 0:
-                break
-            conn.settimeout(wait)
-            got = conn.recv(_CHUNK)
-            if not got:
-                break
-            left -= len(got)
-    except OSError:
-        pass
+    refuse(conn, answer, LINGER_S, LINGER_BYTES)
 
 
 def start(env: Any, log: Any = None) -> Optional[LocalOtlpServer]:
