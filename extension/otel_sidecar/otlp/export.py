@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
+from .. import local_otlp
 from ..budget import Budget
 from ..redact import url as redact_url
 from .buffer import SignalBuffer
@@ -123,8 +124,6 @@ class SignalExporter:
         intake, dest = self.local_intake, self.destinations[sig]
         if intake is None or not intake.pending(sig):
             return
-        from .. import local_otlp
-
         off = "disabled" if not dest.export.enabled else "refused" if time.monotonic() < dest.refused_until else None
 
         def send(body: bytes, records: int) -> str:
