@@ -718,12 +718,18 @@ class _Server(ThreadingHTTPServer):
             return
         self.errors.append(f"{type(exc).__name__}: {exc}")
 
-    def __init__(self, address: Tuple[str, int], control: Control) -> None:
+    def __init__(self, address: Tuple[str, int], control: Control,
+                 listener: Optional[socket.socket] = None) -> None:
         self.control = control
         self.errors: List[str] = []
         self._conns: List[socket.socket] = []
         self._conns_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, bind_and_activate=listener is None)
+        if listener is not None:
+            # already bound and listening (in the environment's own network namespace: netns.py)
+            self.socket.close()
+            self.socket = listener
+            self.server_address = listener.getsockname()
 
     def process_request(self, request, client_address) -> None:  # type: ignore[override]
         with self._conns_lock:
@@ -747,11 +753,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class ApiServer:
-    """The environment's API endpoint on 127.0.0.1 (port 0 = ephemeral)."""
+    """The environment's API endpoint on 127.0.0.1 (port 0 = ephemeral), or on a listening socket given."""
 
-    def __init__(self, control: Control, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, control: Control, port: int = 0, host: str = "127.0.0.1",
+                 listener: Optional[socket.socket] = None) -> None:
         self.control = control
-        self._server = _Server((host, port), control)
+        self._server = _Server((host, port), control, listener)
         self._thread: Optional[threading.Thread] = None
 
     @property

@@ -49,7 +49,8 @@ FLAGS: Dict[str, str] = {
     "code_dir": "--code", "handler": "--handler", "layers": "--layer", "memory_mb": "--memory",
     "timeout_s": "--timeout", "env": "--env", "function_name": "--function-name", "tracing": "--tracing",
     "init_type": "--init-type", "log_format": "--log-format", "isolation": "--isolation", "freeze": "--freeze",
-    "cpu_quota": "--cpu-quota", "enforce_memory": "--enforce-memory",
+    "cpu_quota": "--cpu-quota", "enforce_memory": "--enforce-memory", "api_port": "--api-port",
+    "ephemeral_storage_mb": "--ephemeral-storage", "network": "--network", "forward_ports": "--forward-port",
     "runtime": "--runtime", "host_interpreters": "--host-interpreters",
     # platform modes
     "mode": "--mode", "concurrency": "--concurrency", "snapstart": "--snapstart", "tenant_id": "--tenant-id",
@@ -227,7 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ephemeral-storage", type=int, default=512, metavar="MB",
                      help="size of the environment's private /tmp in namespace mode (Lambda: 512..10240)")
     run.add_argument("--api-port", type=int, default=None, metavar="PORT",
-                     help="Runtime API port on 127.0.0.1 (default 9001 in namespace mode when free, else any)")
+                     help="Runtime API port (AWS_LAMBDA_RUNTIME_API): on 127.0.0.1 with --network host "
+                          "(default 9001 in namespace mode when free, else any), on 169.254.100.1 with "
+                          "--network private (default 9001)")
+    run.add_argument("--network", choices=["host", "private"], default="host",
+                     help="host: the environment shares this machine's network (the Runtime API on "
+                          "127.0.0.1, your local collector at localhost reachable); private (namespace "
+                          "isolation): a network namespace of its own, as in Lambda: the Runtime API on "
+                          "169.254.100.1:9001, its own localhost, outbound through slirp4netns when "
+                          "installed, this machine's loopback only at --forward-port ports (default host)")
+    run.add_argument("--forward-port", type=int, action="append", default=[], metavar="PORT",
+                     dest="forward_port",
+                     help="with --network private: the environment's 127.0.0.1:PORT reaches this machine's "
+                          "127.0.0.1:PORT (e.g. a local collector); repeatable; the --otlp-receiver's port "
+                          "is forwarded without asking")
     run.add_argument("--cpu-quota", action="store_true", help="CPU in proportion to memory (1769 MB = 1 vCPU)")
     run.add_argument("--enforce-memory", action="store_true", help="OOM-kill the runtime above --memory")
     run.add_argument("--otlp-receiver", action="store_true",
@@ -262,7 +276,8 @@ def _sandbox_config(args: argparse.Namespace, env: Dict[str, str], receiver: Any
                          init_type=args.init_type, log_format=args.log_format, isolation=args.isolation,
                          freeze=args.freeze, cpu_quota=args.cpu_quota, enforce_memory=args.enforce_memory,
                          otlp_receiver=receiver, ephemeral_storage_mb=args.ephemeral_storage,
-                         api_port=args.api_port, runtime=args.runtime, host_interpreters=args.host_interpreters,
+                         api_port=args.api_port, network=args.network, forward_ports=tuple(args.forward_port),
+                         runtime=args.runtime, host_interpreters=args.host_interpreters,
                          **mode_config(args))
 
 

@@ -12,6 +12,7 @@ PathLike = Union[str, "os.PathLike[str]"]  # noqa: F821 - only a type alias
 
 INIT_TYPES = ("on-demand", "provisioned-concurrency", "snap-start", "lambda-managed-instances")
 ISOLATIONS = ("auto", "namespace", "dirs")
+NETWORKS = ("host", "private")
 FREEZES = ("auto", "cgroup", "signal", "none")
 TRACINGS = (None, "Active", "PassThrough")
 LOG_FORMATS = ("Text", "JSON")
@@ -45,6 +46,10 @@ class SandboxConfig:
     enforce_memory: bool = False
     init_timeout_s: float = 10.0
     api_port: Optional[int] = None          # None: 9001 in namespace mode when free, else ephemeral
+    # "host": the machine's network (the Runtime API on 127.0.0.1); "private": the environment's own network
+    # namespace with the Runtime API on Lambda's 169.254.100.1:9001 (docs/sandbox-fidelity.md, Network)
+    network: str = "host"
+    forward_ports: Sequence[int] = ()       # private network: this machine's loopback ports the environment reaches
     ephemeral_storage_mb: int = 512         # size of the private /tmp (namespace mode), 512..10240
     otlp_receiver: Any = None
     # Knobs for the points lambda-apis.md marks as uncertain (section 7).
@@ -94,7 +99,16 @@ class SandboxConfig:
                               "(Lambda: 512..10240)")
         if self.api_port is not None and (not isinstance(self.api_port, int) or not 0 <= self.api_port <= 65535):
             raise ConfigError(f"api_port={self.api_port!r} is out of range: use 0..65535 (0 = any free port)")
-        for name, allowed in (("init_type", INIT_TYPES), ("isolation", ISOLATIONS), ("freeze", FREEZES),
+        for port in self.forward_ports:
+            if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+                raise ConfigError(f"forward_ports={list(self.forward_ports)!r} has {port!r}: use ports 1..65535")
+        if self.forward_ports and self.network != "private":
+            raise ConfigError(f"forward_ports={list(self.forward_ports)!r} needs network='private' (with the "
+                              "machine's network every loopback port is reachable already)")
+        if self.network == "private" and self.isolation == "dirs":
+            raise ConfigError("network='private' needs namespace isolation, not isolation='dirs'")
+        for name, allowed in (("init_type", INIT_TYPES), ("isolation", ISOLATIONS), ("network", NETWORKS),
+                              ("freeze", FREEZES),
                               ("tracing", TRACINGS), ("log_format", LOG_FORMATS)):
             value = getattr(self, name)
             if value not in allowed:

@@ -49,6 +49,7 @@ from .invoke_cycle import InvokeRequest, init_failed_result, run_invoke
 from .isolation import Layout, host_paths_of_layers, prepare
 from .logbook import LogBook
 from .members import Members
+from .netns import PrivateNetwork
 from .processes import Cgroups, EnvProcess, Launcher
 from .resources import MemoryMeter, setup_cgroups
 from .runtime_setup import RuntimePlan, plan_runtime, write_runtime_dir
@@ -84,6 +85,7 @@ class Sandbox:
         self.logbook = LogBook(on_log)
         self.logs: List[LogLine] = self.logbook.lines
         self.api: Optional[ApiServer] = None
+        self.network: Optional[PrivateNetwork] = None   # network="private" only
         self.layout: Optional[Layout] = None
         self.cgroups: Optional[Cgroups] = None
         self.launcher: Optional[Launcher] = None
@@ -139,7 +141,8 @@ class Sandbox:
         plan = self.runtime_plan = plan_runtime(cfg, self.base_python)
         self.layout = prepare(cfg.code_dir, cfg.layers, cfg.isolation, cfg.run_root,
                               list(cfg.keep_paths) + host_paths_of_layers(cfg.layers), cfg.keep_run_dir,
-                              cfg.ephemeral_storage_mb, runtime_files=plan.runtime_files, lang=plan.lang)
+                              cfg.ephemeral_storage_mb, runtime_files=plan.runtime_files, lang=plan.lang,
+                              network=cfg.network)
         write_runtime_dir(plan, self.layout, cfg)
         self.notes.extend(self.layout.notes + plan.notes)
         setup = setup_cgroups(cfg)
@@ -147,10 +150,22 @@ class Sandbox:
         self.applied.update(setup.applied)
         self.notes.extend(setup.notes)
         self.launcher = Launcher(self.cgroups, self.layout.ns_prefix if self.layout.mode == "namespace" else None)
-        self.api = ApiServer(self.control, _api_port(cfg.api_port, self.layout.mode, self.notes)).start()
+        receiver = cfg.otlp_receiver
+        if self.layout.network == "private":
+            assert self.layout.holder is not None
+            forwards = list(cfg.forward_ports) + ([_port_of(receiver.endpoint)] if receiver is not None else [])
+            self.network = PrivateNetwork(self.layout.holder.pid, [p for p in forwards if p])
+            self.hub.use_network(self.network.nets.socket)
+            port = 9001 if cfg.api_port is None else cfg.api_port
+            self.api = ApiServer(self.control, listener=self.network.api_listener(port)).start()
+            if self.network.forwards:
+                self.notes.append("network 'private': this machine's 127.0.0.1 port(s) "
+                                  + ", ".join(str(f.port) for f in self.network.forwards)
+                                  + " reachable from the environment's 127.0.0.1 (forwarded)")
+        else:
+            self.api = ApiServer(self.control, _api_port(cfg.api_port, self.layout.mode, self.notes)).start()
         self._api_address = self.api.address
         self._api_errors = self.api.errors
-        receiver = cfg.otlp_receiver
         if receiver is not None and "OTEL_EXPORTER_OTLP_ENDPOINT" not in cfg.env:
             self._env_extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = str(receiver.endpoint)
         memory = MemoryMeter(self.cgroups, self.launcher, cfg.memory_mb)
@@ -394,10 +409,22 @@ def _release(sb: Sandbox) -> None:
     if sb.api is not None:
         sb.api.stop()
         sb.api = None
+    if sb.network is not None:
+        sb.network.close()
+        sb.network = None
     if sb.cgroups is not None:
         sb.cgroups.remove()
     if sb.layout is not None:
         sb.layout.close()
+
+
+def _port_of(endpoint: Any) -> Optional[int]:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(str(endpoint)).port
+    except ValueError:
+        return None
 
 
 def _api_port(requested: Optional[int], mode: str, notes: List[str]) -> int:

@@ -28,6 +28,7 @@ from typing import Callable, Iterable, List, Optional, Tuple
 
 from .config import ConfigError
 from .layers import unpack_layers
+from .netns import LAMBDA_API_HOST, SLIRP_DNS
 
 NS_OPT, NS_TASK, NS_RUNTIME = "/opt", "/var/task", "/var/runtime"
 HOSTS_LINE = "127.0.0.1\tsandbox.localdomain sandbox\n"
@@ -109,6 +110,8 @@ class Layout:
     notes: List[str] = field(default_factory=list)
     keep_run_dir: bool = False
     tmp_mb: int = 512
+    network: str = "host"           # "host" | "private" (namespace mode only: its own network namespace)
+    slirp: Optional[subprocess.Popen] = None    # outbound for a private network (slirp4netns), when installed
 
     def to_host(self, path: str) -> Path:
         """Translate a path as processes see it to the host path (for reading files in tests)."""
@@ -121,10 +124,14 @@ class Layout:
     def ns_prefix(self, cwd: str) -> List[str]:
         """Enter the environment's root as sbx_user1051 (993:990) with Lambda's rlimits."""
         assert self.holder is not None
-        return ["prlimit", *RLIMITS, "--", "nsenter", "-t", str(self.holder.pid), "-m", f"--wdns={cwd}",
+        net = ["-n"] if self.network == "private" else []
+        return ["prlimit", *RLIMITS, "--", "nsenter", "-t", str(self.holder.pid), "-m", *net, f"--wdns={cwd}",
                 "-S", str(SBX_UID), "-G", str(SBX_GID), "--"]
 
     def close(self) -> None:
+        if self.slirp is not None:
+            _stop(self.slirp)
+            self.slirp = None
         if self.holder is not None:
             try:
                 self.holder.kill()
@@ -189,11 +196,13 @@ def _new_run_dir(run_root: Optional[os.PathLike]) -> Path:
 def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str = "auto",
             run_root: Optional[os.PathLike] = None, keep_paths: Iterable[os.PathLike] = (),
             keep_run_dir: bool = False, ephemeral_storage_mb: int = 512,
-            runtime_files: Optional[Callable[[Path], Path]] = None, lang: Optional[LangMounts] = None) -> Layout:
+            runtime_files: Optional[Callable[[Path], Path]] = None, lang: Optional[LangMounts] = None,
+            network: str = "host") -> Layout:
     """Create the per-run directory, unpack layers, copy the runtime and set up the chosen isolation.
 
     `runtime_files(dest)` fills /var/runtime (default: awslambdaric from this interpreter); `lang` says what
-    /var/lang holds (default: this interpreter, host interpreters visible)."""
+    /var/lang holds (default: this interpreter, host interpreters visible); `network="private"` gives the
+    environment its own network namespace (namespace mode only, see _private_network)."""
     code = Path(code_dir).resolve()
     if not code.is_dir():
         raise ConfigError(f"code_dir={str(code_dir)!r} is not a directory")
@@ -207,6 +216,7 @@ def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str
         os.chmod(tmp_host, 0o1777)
         mode = isolation
         notes: List[str] = []
+        reason: Optional[str] = "isolation='dirs' was chosen"
         if isolation in ("auto", "namespace"):
             reason = namespace_possible()
             if reason is not None:
@@ -216,6 +226,9 @@ def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str
                 mode = "dirs"
             else:
                 mode = "namespace"
+        if mode == "dirs" and network == "private":
+            raise IsolationError("network='private' (--network private) needs namespace isolation, which is "
+                                 f"not possible here: {reason}")
         if mode == "dirs":
             notes.append(DIRS_CAVEAT)
             if lang is not None and lang.hide_interpreters:
@@ -224,11 +237,12 @@ def prepare(code_dir: os.PathLike, layers: Iterable[os.PathLike], isolation: str
             return Layout("dirs", run_dir, str(opt_host), str(code), str(runtime_host), str(tmp_host),
                           opt_host, code, runtime_host, tmp_host, False, used, None, notes, keep_run_dir)
         layout = Layout("namespace", run_dir, NS_OPT, NS_TASK, NS_RUNTIME, "/tmp", opt_host, code,
-                        runtime_host, tmp_host, True, used, None, notes, keep_run_dir, ephemeral_storage_mb)
+                        runtime_host, tmp_host, True, used, None, notes, keep_run_dir, ephemeral_storage_mb,
+                        network)
         try:
             _start_holder(layout, keep_paths, lang or python_lang())
         except (IsolationError, OSError) as exc:
-            if isolation == "namespace":
+            if isolation == "namespace" or network == "private":
                 raise
             notes.append(f"namespace isolation failed ({exc}); using per-run directories")
             notes.append(DIRS_CAVEAT)
@@ -272,7 +286,7 @@ def interpreter_paths(base_prefix: Optional[str] = None, executable: Optional[st
     return [p for p in out if not any(_under(p, q) and p != q for q in out)]
 
 
-def _stage_etc(dest: Path) -> None:
+def _stage_etc(dest: Path, nameserver: Optional[str] = None) -> None:
     dest.mkdir()
     for name in ETC_KEEP:
         src = Path("/etc") / name
@@ -291,6 +305,8 @@ def _stage_etc(dest: Path) -> None:
     except OSError:
         original = "127.0.0.1\tlocalhost\n"
     (dest / "hosts").write_text(original.rstrip("\n") + "\n" + HOSTS_LINE)
+    if nameserver is not None:
+        (dest / "resolv.conf").write_text(f"nameserver {nameserver}\n")
     os.chmod(dest, 0o755)
 
 
@@ -397,7 +413,8 @@ def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike], lang: Optio
     root = layout.run_dir / "root"
     root.mkdir()
     etc = layout.run_dir / "etc"
-    _stage_etc(etc)
+    slirp = shutil.which("slirp4netns") if layout.network == "private" else None
+    _stage_etc(etc, SLIRP_DNS if slirp else None)
     for p in (layout.task_host, layout.opt_host, layout.runtime_host):
         os.chmod(p, 0o755)
     system = [Path("/") / d for d in SYSTEM_DIRS] + [Path("/etc"), Path("/proc"), Path("/dev")]
@@ -413,8 +430,13 @@ def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike], lang: Optio
     extra = [p for i, p in enumerate(extra) if not any(_under(p, q) for q in extra[:i])]
     hidden, hidden_paths = interpreter_whiteouts(layout.run_dir) if lang.hide_interpreters else ([], [])
     lines = _root_script(layout, root, etc, layout.tmp_mb, extra, lang, hidden)
+    if layout.network == "private":
+        # its own loopback, with Lambda's Runtime API address beside 127.0.0.1 (no dummy interface: container
+        # kernels often lack the module, and an address on lo behaves the same for the environment)
+        lines[1:1] = ["ip link set lo up", f"ip addr add {LAMBDA_API_HOST}/32 dev lo"]
     lines += ["echo ready", "exec sleep 2147483647"]
-    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", "\n".join(lines)],
+    unshare = ["unshare", "-m"] + (["-n"] if layout.network == "private" else []) + ["--propagation", "private"]
+    holder = subprocess.Popen(unshare + ["/bin/sh", "-c", "\n".join(lines)],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               start_new_session=True)
     layout.holder = holder
@@ -429,12 +451,66 @@ def _start_holder(layout: Layout, keep_paths: Iterable[os.PathLike], lang: Optio
         layout.holder = None
         raise IsolationError(f"mount namespace setup failed: {err.decode(errors='replace').strip() or ready!r}")
     layout.tmp_host = Path(f"/proc/{holder.pid}/root/tmp")
+    if layout.network == "private":
+        _private_network(layout, slirp)
     if lang.hide_interpreters:
         layout.notes.append(f"host interpreters hidden (no-host-interpreters): {len(hidden_paths)} executables "
                             f"such as {', '.join(hidden_paths[:4])}; the runtime's own is under /var/lang/bin")
     if extra:
         layout.notes.append("host paths visible read-only at their own path (keep_paths or a development "
                             "layer's " + HOST_PATHS_FILE + "): " + ", ".join(str(p) for p in extra))
+
+
+def _private_network(layout: Layout, slirp: Optional[str]) -> None:
+    """Outbound for the environment's own network namespace, as Lambda's NAT gives it: slirp4netns (user-mode
+    networking: the machine's network and beyond, never the machine's loopback, no ingress) when installed."""
+    addr = f"{LAMBDA_API_HOST}:9001"
+    if slirp is None:
+        layout.notes.append(f"network 'private': own network namespace, Runtime API on {addr}; NO outbound "
+                            "network (slirp4netns is not installed: apt-get install slirp4netns); only the "
+                            "forwarded loopback ports are reachable")
+        return
+    assert layout.holder is not None
+    ready_r, ready_w = os.pipe()
+    try:
+        proc = subprocess.Popen([slirp, "--configure", "--mtu=65520", "--disable-host-loopback",
+                                 f"--ready-fd={ready_w}", str(layout.holder.pid), "tap0"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                pass_fds=(ready_w,), start_new_session=True)
+    except OSError as exc:
+        os.close(ready_r)
+        os.close(ready_w)
+        layout.notes.append(f"network 'private': slirp4netns failed to start ({exc}): no outbound network")
+        return
+    os.close(ready_w)
+    import select
+
+    try:
+        ready, _, _ = select.select([ready_r], [], [], 5.0)
+        ok = bool(ready) and os.read(ready_r, 1) == b"1"
+    finally:
+        os.close(ready_r)
+    if not ok:
+        _stop(proc)
+        err = proc.stderr.read(2000).decode(errors="replace").strip() if proc.stderr else ""
+        layout.notes.append(f"network 'private': slirp4netns did not come up ({err or 'no answer in 5 s'}): "
+                            "no outbound network")
+        return
+    layout.slirp = proc
+    layout.notes.append(f"network 'private': own network namespace, Runtime API on {addr}; outbound through "
+                        "slirp4netns (this machine's loopback is not reachable, as in Lambda, except the "
+                        "forwarded ports)")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        proc.kill()
+        proc.wait(timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:

@@ -30,6 +30,7 @@ def build_report(sb: Any) -> Dict[str, Any]:
             "cpuQuotaApplied": sb.applied.get("cpu_quota", False),
             "cpuQuotaVcpus": sb.applied.get("cpu_quota_vcpus"),
             "hostInterpreters": "hidden" if cfg.hide_host_interpreters and sb.isolation == "namespace" else "visible",
+            "network": cfg.network, "forwardedPorts": list(cfg.forward_ports),
             "apiAddress": sb.api_address, "notes": list(sb.notes),
             "apiErrors": list(sb.api_errors),
         },

@@ -272,6 +272,8 @@ class _Delivery:
     def __init__(self, *, resolve_host: Callable[[str], str], post_timeout_s: float, max_attempts: int,
                  retry_base_s: float, clock: Callable[[], float], record: Callable[[GeneratedEvent], None]):
         self.resolve_host = resolve_host
+        # where delivery sockets are made: the machine's network, or the environment's own (netns.py)
+        self.new_socket: Callable[[int, int], socket.socket] = socket.socket
         self.post_timeout_s = post_timeout_s
         self.max_attempts = max_attempts
         self.retry_base_s = retry_base_s
@@ -509,7 +511,8 @@ class _Delivery:
         body = b"[" + b",".join(it.payload for it in batch) + b"]"
         try:
             status = http_post(addr, sub.port, sub.path, body, host_header=f"{sub.host}:{sub.port}",
-                               timeout_s=self.post_timeout_s, paused=lambda: self.frozen, method=sub.method)
+                               timeout_s=self.post_timeout_s, paused=lambda: self.frozen, method=sub.method,
+                               new_socket=self.new_socket)
         except OSError:
             return False
         return 200 <= status < 300
@@ -518,7 +521,14 @@ class _Delivery:
         data = b"".join(it.payload + b"\n" for it in batch)
         try:
             if s.sock is None:
-                s.sock = socket.create_connection((addr, s.sub.port), timeout=self.post_timeout_s)
+                sock = self.new_socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    sock.settimeout(self.post_timeout_s)
+                    sock.connect((addr, s.sub.port))
+                except OSError:
+                    sock.close()
+                    raise
+                s.sock = sock
             s.sock.sendall(data)
             return True
         except OSError:
@@ -585,6 +595,10 @@ class TelemetryHub:
         self._replay_dropped = 0
         self._replay_dropped_bytes = 0
         self._window_open = True
+
+    def use_network(self, new_socket: Callable[[int, int], socket.socket]) -> None:
+        """Deliver through sockets made by `new_socket` (the environment's own network namespace)."""
+        self._delivery.new_socket = new_socket
 
     # ---- subscription -----------------------------------------------------------------------
 
@@ -775,7 +789,8 @@ def _dumps(obj: Any) -> bytes:
 
 
 def http_post(addr: str, port: int, path: str, body: bytes, *, host_header: str, timeout_s: float,
-              paused: Callable[[], bool] = lambda: False, method: str = "POST") -> int:
+              paused: Callable[[], bool] = lambda: False, method: str = "POST",
+              new_socket: Callable[[int, int], socket.socket] = socket.socket) -> int:
     """POST `body` as application/json and return the status code.
 
     Time spent while `paused()` is true (the environment is frozen, so the listener cannot answer)
@@ -785,7 +800,7 @@ def http_post(addr: str, port: int, path: str, body: bytes, *, host_header: str,
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1")
     out = memoryview(head + body)
     budget = timeout_s
-    sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
+    sock = new_socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.settimeout(min(timeout_s, 2.0))
         sock.connect((addr, port))
