@@ -290,10 +290,11 @@ def _print_summary(results: Sequence[Any], report: Dict[str, Any], out: Any) -> 
     shut = report["shutdown"] or {}
     print(f"shutdown: {shut.get('reason')} in {shut.get('durationMs')} ms, extensions {shut.get('extensions')}",
           file=out)
-    print(f"isolation {report['environment']['isolation']}, freeze {report['environment']['freeze']}, "
-          f"cpu quota {'applied' if report['environment']['cpuQuotaApplied'] else 'not applied'}", file=out)
-    for note in report["environment"].get("notes", []):
-        if note.startswith("isolation 'dirs'"):
+    env = report["environment"]
+    print(f"isolation {env['isolation']}, network {env.get('network')} (Runtime API {env.get('apiAddress')}), "
+          f"freeze {env['freeze']}, cpu quota {'applied' if env['cpuQuotaApplied'] else 'not applied'}", file=out)
+    for note in env.get("notes", []):
+        if note.startswith("isolation 'dirs'") or "NO outbound network" in note or "no outbound network" in note:
             print(f"WARNING {note}", file=out)
 
 

@@ -168,3 +168,18 @@ def test_the_cli_names_the_flag_of_a_bad_forward_port(capsys):
     assert cli.main(args + ["--forward-port", "70000"]) == 2
     err = capsys.readouterr().err
     assert "--forward-port" in err and "70000" in err and "forward_ports" not in err
+
+
+def test_the_cli_runs_on_a_private_network_and_says_where_the_api_is(capsys, tmp_path):
+    from lambda_sandbox import cli
+
+    report = tmp_path / "report.json"
+    args = ["run", "--code", str(FUNCTIONS), "--handler", "hello.handler", "--network", "private", "--quiet",
+            "--report", str(report)]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "network private (Runtime API 169.254.100.1:9001)" in out
+    import json
+
+    env = json.loads(report.read_text())["environment"]
+    assert (env["network"], env["apiAddress"], env["forwardedPorts"]) == ("private", "169.254.100.1:9001", [])
